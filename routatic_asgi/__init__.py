@@ -1,0 +1,39 @@
+"""routatic-asgi: keep Anthropic and OpenAI clients working when their provider does not.
+
+A chain of pure ASGI middlewares: `InboundAuth` → `FallbackRouter` → `UpstreamRelay`, assembled
+by `build_app(config)`. Each class is usable alone.
+"""
+
+from routatic_asgi.app import RoutaticApp, build_app
+from routatic_asgi.attempt import Attempt, Credential, InboundRequest, Target
+from routatic_asgi.classify import Kind, Outcome, classify_response
+from routatic_asgi.config import Config, default_config, load_config, parse_config
+from routatic_asgi.errors import ConfigError, RoutaticError
+from routatic_asgi.inbound_auth import InboundAuth
+from routatic_asgi.relay import UpstreamRelay
+from routatic_asgi.router import FallbackRouter
+from routatic_asgi.routing import Routing
+from routatic_asgi.upstream import Upstreams
+
+__all__ = [
+    "Attempt",
+    "Config",
+    "ConfigError",
+    "Credential",
+    "FallbackRouter",
+    "InboundAuth",
+    "InboundRequest",
+    "Kind",
+    "Outcome",
+    "RoutaticApp",
+    "RoutaticError",
+    "Routing",
+    "Target",
+    "UpstreamRelay",
+    "Upstreams",
+    "build_app",
+    "classify_response",
+    "default_config",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,124 @@
+"""The answer a client gets when no attempt committed: the most useful one, never a 200.
+
+Pure: it reads the settled attempts and `now` and returns a status, headers and a body in the
+caller's protocol. It never names a credential's secret, only where it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from routatic_asgi.attempt import Attempt, Protocol
+from routatic_asgi.classify import Kind
+from routatic_asgi.errors import error_body
+
+__all__ = ["Answer", "final_answer", "proxy_error"]
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+
+
+def proxy_error(
+    protocol: Protocol,
+    status: int,
+    message: str,
+    error_type: str | None = None,
+    retry_after: float | None = None,
+) -> Answer:
+    """An error the proxy itself produces, in the caller's envelope."""
+    headers: Headers = [(b"content-type", b"application/json")]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(math.ceil(retry_after), 0)).encode()))
+    return Answer(status, headers, error_body(protocol, status, message, error_type))
+
+
+def final_answer(
+    protocol: Protocol, attempts: Sequence[Attempt], now: float, *, deadline_passed: bool = False
+) -> Answer:
+    """What to tell the client when every target failed, was skipped, or time ran out."""
+    tried = [a for a in attempts if a.outcome is not None and a.outcome.failed]
+    last = attempts[-1] if attempts else None
+    if last is not None and last.outcome is not None and last.status and _returned_as_is(last):
+        return Answer(last.status, list(last.headers), last.body)
+    if len(tried) == 1 and tried[0].status and len(attempts) == 1:
+        only = tried[0]
+        return Answer(only.status, list(only.headers), only.body)
+    summary = _summary(attempts)
+    if not attempts:
+        return proxy_error(protocol, 503, "no target could be tried", "api_error")
+    if deadline_passed:
+        return proxy_error(protocol, 504, f"the deadline passed: {summary}", "timeout_error")
+    if tried and all(a.outcome is not None and a.outcome.kind is Kind.AUTH for a in tried):
+        return proxy_error(protocol, 401, _auth_message(tried), "authentication_error")
+    wait = _soonest(attempts, now)
+    if (tried and all(_is_rate_limit(a) for a in tried)) or not tried:
+        status = 429 if tried or any(_cooling_on_limit(a) for a in attempts) else 503
+        message = (
+            f"every target is rate limited or cooling down: {summary}"
+            if tried
+            else f"every target is cooling down: {summary}"
+        )
+        error_type = "rate_limit_error" if status == 429 else "overloaded_error"
+        return proxy_error(protocol, status, message, error_type, wait)
+    overloaded = any(a.status == 529 for a in tried)
+    status = 529 if overloaded else 503
+    error_type = "overloaded_error" if overloaded else "api_error"
+    return proxy_error(protocol, status, f"every target failed: {summary}", error_type, wait)
+
+
+def _returned_as_is(attempt: Attempt) -> bool:
+    """A client error from the first target, or a passthrough credential's rejection."""
+    assert attempt.outcome is not None
+    if attempt.outcome.kind is Kind.CLIENT:
+        return True
+    return attempt.outcome.kind is Kind.AUTH and attempt.target.passthrough
+
+
+def _is_rate_limit(attempt: Attempt) -> bool:
+    assert attempt.outcome is not None
+    return attempt.outcome.kind is Kind.EXHAUSTED or attempt.outcome.reason == "rate_limited"
+
+
+def _cooling_on_limit(attempt: Attempt) -> bool:
+    return attempt.outcome is not None and attempt.outcome.reason == "credential_exhausted"
+
+
+def _soonest(attempts: Sequence[Attempt], now: float) -> float | None:
+    waits: list[float] = []
+    for attempt in attempts:
+        outcome = attempt.outcome
+        if outcome is None:
+            continue
+        if outcome.retry_after is not None:
+            waits.append(outcome.retry_after)
+        elif outcome.reset_at is not None:
+            waits.append(max(outcome.reset_at - now, 0.0))
+    return min(waits) if waits else None
+
+
+def _summary(attempts: Sequence[Attempt]) -> str:
+    parts = []
+    for attempt in attempts:
+        outcome = attempt.outcome
+        if outcome is None:
+            continue
+        status = f" {outcome.status}" if outcome.status else ""
+        parts.append(f"{attempt.target.name} {outcome.reason}{status}")
+    return "; ".join(parts)
+
+
+def _auth_message(tried: Sequence[Attempt]) -> str:
+    rejected = []
+    for attempt in tried:
+        credential = attempt.target.credential
+        where = f" ({credential.source})" if credential is not None and credential.source else ""
+        rejected.append(f"provider '{attempt.target.provider}' rejected its key{where}")
+    return "; ".join(dict.fromkeys(rejected))

@@ -1,0 +1,173 @@
+"""`build_app`: assemble the middleware chain and the server's own endpoints.
+
+This is the only module that knows the order of the layers. The dispatcher answers unknown
+paths and wrong methods in the caller's error envelope, and closes the upstream clients at
+lifespan shutdown (or on `aclose()` when mounted where no lifespan reaches it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from routatic_asgi.answer import Answer, proxy_error
+from routatic_asgi.config import Config
+from routatic_asgi.inbound_auth import InboundAuth
+from routatic_asgi.relay import UpstreamRelay
+from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
+from routatic_asgi.routing import Routing
+from routatic_asgi.upstream import Upstreams
+
+__all__ = ["RoutaticApp", "build_app"]
+
+Clock = Callable[[], float]
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+
+
+def _json(status: int, payload: Any) -> Answer:
+    return Answer(status, list(_JSON), orjson.dumps(payload))
+
+
+class RoutaticApp:
+    """The assembled gateway: proxy endpoints behind the chain, plus health and discovery."""
+
+    def __init__(self, config: Config, chain: ASGIApp, upstreams: Upstreams) -> None:
+        self.config = config
+        self.chain = chain
+        self.upstreams = upstreams
+        self.routes: dict[str, dict[str, Handler]] = {
+            "/v1/messages": {"POST": chain},
+            "/v1/messages/count_tokens": {"POST": chain},
+            "/v1/chat/completions": {"POST": chain},
+            "/v1/models": {"GET": self._models},
+            "/healthz": {"GET": self._healthz},
+            "/readyz": {"GET": self._readyz},
+            "/": {"GET": self._root, "HEAD": self._root},
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        methods = self.routes.get(path)
+        protocol, _ = endpoint_for(path)
+        if methods is None:
+            await send_answer(
+                send, proxy_error(protocol, 404, f"no such path: {path}", "not_found_error")
+            )
+            return
+        handler = methods.get(scope["method"])
+        if handler is None:
+            answer = proxy_error(protocol, 405, f"{scope['method']} is not allowed on {path}")
+            answer.headers.append((b"allow", ", ".join(methods).encode()))
+            await send_answer(send, answer)
+            return
+        await handler(scope, receive, send)
+
+    async def aclose(self) -> None:
+        await self.upstreams.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _root(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_answer(send, _json(200, {"service": "routatic-asgi"}))
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_answer(send, _json(200, {"status": "ok"}))
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_answer(send, _json(200, {"status": "ready", "state": self.config.state}))
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        openai = b"anthropic-version" not in headers and headers.get(
+            b"authorization", b""
+        ).lower().startswith(b"bearer ")
+        ids = self.model_ids()
+        if openai:
+            data = [{"id": i, "object": "model", "created": 0, "owned_by": "routatic"} for i in ids]
+            await send_answer(send, _json(200, {"object": "list", "data": data}))
+            return
+        query = _query(scope)
+        after = query.get("after_id")
+        if after in ids:
+            ids = ids[ids.index(after) + 1 :]
+        limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
+        page = ids[: max(1, min(limit, 1000))]
+        models = [
+            {"type": "model", "id": i, "display_name": i, "created_at": "1970-01-01T00:00:00Z"}
+            for i in page
+        ]
+        payload = {
+            "data": models,
+            "has_more": len(ids) > len(page),
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
+        }
+        await send_answer(send, _json(200, payload))
+
+    def model_ids(self) -> list[str]:
+        """Models a client can name: literal route globs and every model the providers list."""
+        ids = {r.match for r in self.config.routes if not any(c in r.match for c in "*?[")}
+        for provider in self.config.providers.values():
+            ids.update(provider.models)
+        for route in self.config.routes:
+            for entry in route.chain:
+                model = entry.partition("/")[2]
+                if "{model}" not in model and self.config.route_for(model) is not None:
+                    ids.add(model)
+        return sorted(ids)
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+
+
+def build_app(
+    config: Config,
+    *,
+    registry: Any = None,
+    tracer_provider: Any = None,
+    clock: Clock = time.time,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RoutaticApp:
+    """The assembled ASGI app for `config`.
+
+    `registry` (a prometheus `CollectorRegistry`) and `tracer_provider` are injected, never
+    global; `transport` replaces the network for tests.
+    """
+    upstreams = Upstreams(config, transport=transport)
+    resilience = config.resilience
+    relay: ASGIApp = UpstreamRelay(upstreams=upstreams, resilience=resilience, clock=clock)
+    router = FallbackRouter(
+        relay,
+        routing=Routing(config),
+        resilience=resilience,
+        max_body=config.server.max_body,
+        clock=clock,
+    )
+    chain = InboundAuth(router, keys=config.server.keys)
+    return RoutaticApp(config, chain, upstreams)

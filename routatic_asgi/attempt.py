@@ -1,0 +1,123 @@
+"""The objects the layers pass each other through the ASGI scope.
+
+- `scope["routatic.request"]`: the `InboundRequest`, set by `FallbackRouter`.
+- `scope["routatic.attempt"]`: the `Attempt` in flight, set by `FallbackRouter` per target.
+- `scope["routatic.actor"]`: the name of the inbound key that let the client in.
+- `scope["routatic.proxy_key_header"]`: the header that carried that key; never forwarded.
+
+An attempt's outcome is settled exactly once per call of the inner chain; layers that care
+(breaker, metrics) hang listeners on it instead of reaching into each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from routatic_asgi.classify import Kind, Outcome
+
+__all__ = [
+    "ACTOR",
+    "ATTEMPT",
+    "PROXY_KEY_HEADER",
+    "REQUEST",
+    "Attempt",
+    "Credential",
+    "Endpoint",
+    "InboundRequest",
+    "Protocol",
+    "Target",
+]
+
+REQUEST = "routatic.request"
+ATTEMPT = "routatic.attempt"
+ACTOR = "routatic.actor"
+PROXY_KEY_HEADER = "routatic.proxy_key_header"
+
+Protocol = Literal["anthropic", "openai"]
+Endpoint = Literal["messages", "count_tokens", "chat_completions"]
+
+logger = logging.getLogger("routatic_asgi")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A configured key of a provider. Its secret never appears in repr, logs or labels."""
+
+    provider: str
+    index: int
+    secret: str = field(repr=False)
+    source: str = ""  # what to check when it is rejected, e.g. the variable it came from
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}#{self.index}"
+
+    @property
+    def hint(self) -> str:
+        return f"…{self.secret[-4:]}" if len(self.secret) >= 12 else "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a request can be served: a provider, its model and the credential to use."""
+
+    provider: str
+    protocol: Protocol
+    model: str
+    base_url: str
+    passthrough: bool = False
+    credential: Credential | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @property
+    def key(self) -> str:
+        """The breaker's key: a target is provider, model and credential."""
+        if self.credential is None:
+            return self.name
+        return f"{self.name}#{self.credential.index}"
+
+
+@dataclass(slots=True, eq=False)
+class Attempt:
+    target: Target
+    number: int  # 1-based among the attempts of this request that reached the chain
+    first: bool  # the target is the chain's first: its client errors are the client's
+    outcome: Outcome | None = None
+    listeners: list[Callable[[Attempt], None]] = field(default_factory=list)
+    # The upstream's answer when it failed, kept small, so the router can return it as is.
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+
+    def settle(self, outcome: Outcome) -> None:
+        """Record the outcome once and tell every listener; a broken listener is logged."""
+        if self.outcome is not None:
+            return
+        self.outcome = outcome
+        for listener in self.listeners:
+            try:
+                listener(self)
+            except Exception:
+                logger.exception("attempt listener failed")
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is not None and self.outcome.kind is Kind.SUCCESS
+
+
+@dataclass(slots=True, eq=False)
+class InboundRequest:
+    protocol: Protocol  # the caller's protocol
+    endpoint: Endpoint
+    body: bytes
+    payload: dict[str, Any]
+    model: str
+    stream: bool
+    query: bytes = b""
+    attempts: list[Attempt] = field(default_factory=list)

@@ -1,0 +1,250 @@
+"""Every upstream outcome is classified here, once, and every layer acts on the class.
+
+Pure functions of a status, headers, a body and `now`: no I/O, no clock of their own.
+Status codes are compared as whole numbers, never as substrings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "Kind",
+    "Outcome",
+    "classify_response",
+    "classify_stream_error",
+    "parse_retry_after",
+]
+
+
+class Kind(StrEnum):
+    SUCCESS = "success"
+    TRANSIENT = "transient"  # next target; the breaker opens
+    EXHAUSTED = "exhausted"  # usage or quota limit: the credential cools until its reset
+    AUTH = "auth"  # the credential was rejected
+    CLIENT = "client"  # the request is wrong: back to the client unchanged
+    UNFIT = "unfit"  # this target cannot serve this request: next target, no penalty
+    SKIPPED = "skipped"  # not tried: breaker open, credential cooling, unfit by capability
+    CANCELLED = "cancelled"  # the client went away: nobody's failure
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to. `reason` is a short, bounded label fit for a metric."""
+
+    kind: Kind
+    reason: str
+    status: int | None = None
+    retry_after: float | None = None  # seconds from now the upstream asked us to wait
+    reset_at: float | None = None  # epoch seconds when an exhausted credential resets
+
+    @property
+    def failed(self) -> bool:
+        return self.kind not in (Kind.SUCCESS, Kind.SKIPPED, Kind.CANCELLED)
+
+
+SUCCESS = Outcome(Kind.SUCCESS, "ok")
+
+_STATUS_REASONS = {408: "timeout", 429: "rate_limited", 529: "overloaded"}
+
+_USAGE_LIMIT = re.compile(
+    r"usage[ _]limit|quota|insufficient[ _](?:credit|balance|funds)|credit balance|billing"
+    r"|GoUsageLimitError|payment required",
+    re.IGNORECASE,
+)
+_TOO_LONG = re.compile(
+    r"prompt is too long|context[ _]length|context window|maximum context|too many tokens"
+    r"|reduce the length",
+    re.IGNORECASE,
+)
+_TRY_AGAIN_IN = re.compile(r"try again in\s+((?:\d+(?:\.\d+)?\s*[hms]\s*)+)", re.IGNORECASE)
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
+_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, or `retry-after` as seconds or an HTTP date.
+
+    `0` or a date in the past means "now" (0.0); an unreadable value means nothing (None).
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def parse_go_duration(text: str) -> float | None:
+    """`6m0s`, `1h2m3.5s`, `250ms` (OpenAI's x-ratelimit-reset-* form) in seconds."""
+    parts = _GO_DURATION.findall(text)
+    if not parts or _GO_DURATION.sub("", text).strip():
+        return None
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+
+
+def classify_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    fallback_on: Collection[int],
+    first: bool,
+    now: float,
+) -> Outcome:
+    """Classify an upstream HTTP answer. `first` says whether this is the chain's first target."""
+    if 200 <= status < 300:
+        return SUCCESS
+    retry_after = parse_retry_after(headers, now)
+    if _is_usage_limit(status, headers, body):
+        reset_at = usage_reset_at(headers, body, now)
+        return Outcome(Kind.EXHAUSTED, "usage_limit", status, retry_after, reset_at)
+    if status in (401, 403):
+        return Outcome(Kind.AUTH, "auth_rejected", status)
+    if status in fallback_on:
+        reason = _STATUS_REASONS.get(status, f"status_{status}")
+        return Outcome(Kind.TRANSIENT, reason, status, retry_after)
+    if not first:
+        if status == 404:
+            return Outcome(Kind.UNFIT, "unknown_model", status)
+        if _TOO_LONG.search(body.decode("utf-8", "replace")):
+            return Outcome(Kind.UNFIT, "context_too_long", status)
+        if 400 <= status < 500:
+            return Outcome(Kind.UNFIT, "rejected", status)
+    return Outcome(Kind.CLIENT, f"status_{status}", status)
+
+
+# The status an Anthropic error type stands for, to classify an `event: error` in a stream.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def classify_stream_error(
+    data: bytes, *, fallback_on: Collection[int], first: bool, now: float
+) -> Outcome:
+    """Classify an `event: error` (or an OpenAI error chunk) that arrived inside a 200 stream."""
+    error_type = ""
+    try:
+        payload = orjson.loads(data)
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            error_type = str(error.get("type") or error.get("code") or "")
+    except orjson.JSONDecodeError:
+        pass
+    status = _ERROR_TYPE_STATUS.get(error_type, 529 if "overload" in error_type else 500)
+    outcome = classify_response(status, {}, data, fallback_on=fallback_on, first=first, now=now)
+    if outcome.kind is Kind.CLIENT and status >= 500:
+        # A 5xx-like error in a stream is the upstream's failure whatever fallback_on says.
+        return Outcome(Kind.TRANSIENT, "stream_error", status)
+    return outcome
+
+
+def _is_usage_limit(status: int, headers: Mapping[str, str], body: bytes) -> bool:
+    if status == 402:
+        return True
+    if status not in (429, 403):
+        return False
+    if headers.get("anthropic-ratelimit-unified-status", "").lower() == "rejected":
+        return True
+    return bool(_USAGE_LIMIT.search(body[:65536].decode("utf-8", "replace")))
+
+
+def usage_reset_at(headers: Mapping[str, str], body: bytes, now: float) -> float | None:
+    """When an exhausted credential resets (epoch seconds), from headers or body, if stated."""
+    candidates: list[float] = []
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered.startswith("anthropic-ratelimit-") and lowered.endswith("-reset"):
+            moment = _parse_moment(value, now)
+            if moment is not None:
+                candidates.append(moment)
+        elif lowered.startswith("x-ratelimit-reset"):
+            seconds = parse_go_duration(value)
+            if seconds is not None:
+                candidates.append(now + seconds)
+    retry_after = parse_retry_after(headers, now)
+    if retry_after is not None:
+        candidates.append(now + retry_after)
+    candidates.extend(_body_resets(body, now))
+    future = [moment for moment in candidates if moment > now]
+    return max(future) if future else None
+
+
+def _body_resets(body: bytes, now: float) -> list[float]:
+    found: list[float] = []
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        payload = None
+    stack = [payload]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "resets_at" and isinstance(value, (int, float, str)):
+                    moment = _parse_moment(str(value), now)
+                    if moment is not None:
+                        found.append(moment)
+                elif key == "resets_in_seconds" and isinstance(value, (int, float)):
+                    found.append(now + float(value))
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    text_match = _TRY_AGAIN_IN.search(body[:65536].decode("utf-8", "replace"))
+    if text_match:
+        seconds = parse_go_duration(text_match.group(1).replace(" ", ""))
+        if seconds is not None:
+            found.append(now + seconds)
+    return found
+
+
+def _parse_moment(value: str, now: float) -> float | None:
+    """An epoch-seconds number or an RFC 3339 / HTTP date, as epoch seconds."""
+    from datetime import datetime
+
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        # Epoch milliseconds are far in the future as seconds; small numbers are deltas.
+        if number > 1e12:
+            return number / 1000.0
+        return number if number > 1e9 else now + number
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None

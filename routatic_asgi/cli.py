@@ -1,0 +1,139 @@
+"""The `routatic-asgi` command: serve, check, schema.
+
+Exit codes: 0 done, 2 a configuration or usage problem (with a message naming the file, the
+key path and the fix). It never prints a key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from routatic_asgi.config import Config, default_config, iter_chain, load_config
+from routatic_asgi.errors import ConfigError
+
+__all__ = ["app_from_environment", "main"]
+
+_CONFIG_VARIABLE = "ROUTATIC_CONFIG"
+
+
+def _load(path: str | None) -> Config:
+    return load_config(path) if path else default_config()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def app_from_environment() -> object:
+    """The app for a uvicorn worker process: the config path comes in ROUTATIC_CONFIG."""
+    from routatic_asgi.app import build_app
+
+    return build_app(_load(os.environ.get(_CONFIG_VARIABLE) or None))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    config = _load(args.config)
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    if not config.server.keys and not _is_loopback(host) and not args.allow_unauthenticated:
+        print(
+            f"routatic-asgi: refusing to listen on {host} with no server.keys: anyone who can "
+            "reach it could spend your providers' keys. Set server.keys, listen on 127.0.0.1, "
+            "or pass --allow-unauthenticated.",
+            file=sys.stderr,
+        )
+        return 2
+    options = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": args.log_level,
+        "access_log": False,
+        "lifespan": "on",
+    }
+    if args.workers > 1:
+        if args.config:
+            os.environ[_CONFIG_VARIABLE] = os.path.abspath(args.config)
+        uvicorn.run(
+            "routatic_asgi.cli:app_from_environment", factory=True, workers=args.workers, **options
+        )
+    else:
+        from routatic_asgi.app import build_app
+
+        uvicorn.run(build_app(config), **options)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"{args.config or '<embedded default>'}: ok")
+    for route in config.routes:
+        when = f" when {route.when.model_dump(exclude_none=True)}" if route.when else ""
+        print(f"route {route.match!r}{when}:")
+        for provider_name, model in iter_chain(route, "{model}"):
+            provider = config.providers[provider_name]
+            if provider.auth:
+                credential = f"auth: {provider.auth}"
+            else:
+                credential = f"{len(provider.keys)} key(s)" + (
+                    " + key_command" if provider.key_command else ""
+                )
+            print(f"  -> {provider_name}/{model}  ({provider.protocol}, {credential})")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Config.model_json_schema(), indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="routatic-asgi", description="An LLM gateway that falls back when a provider fails."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="YAML file (default: the embedded default)")
+    serve.add_argument("--host", help="listen address (default: server.host)")
+    serve.add_argument("--port", type=int, help="listen port (default: server.port)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen beyond loopback with no server.keys",
+    )
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
+    check = commands.add_parser("check", help="validate a config and print each route's chain")
+    check.add_argument("--config", help="YAML file (default: the embedded default)")
+    check.set_defaults(run=_check)
+    schema = commands.add_parser("schema", help="print the configuration's JSON Schema")
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        print(f"routatic-asgi: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""The configuration: its schema, the YAML loader and the embedded default.
+
+A configuration is validated once, at start, into frozen pydantic models. Every error names
+the file, the key path and the fix. This module never opens a connection and never logs a
+secret: a key is held as a `SecretStr` and only its last four characters ever leave it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from routatic_asgi.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "CooldownConfig",
+    "InboundKey",
+    "ModelCaps",
+    "ProviderConfig",
+    "ResilienceConfig",
+    "RouteConfig",
+    "RouteWhen",
+    "ServerConfig",
+    "default_config",
+    "load_config",
+    "parse_config",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def _duration(value: Any) -> Any:
+    """Accept `30`, `30s`, `1.5m`, `250ms`, `1h`; return seconds as a float."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write it like 30s, 250ms, 15m or 1h")
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return value
+
+
+def _size(value: Any) -> Any:
+    """Accept `1048576`, `512KiB`, `32MiB`; return bytes as an int."""
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a size; write it like 32MiB or 1048576")
+        return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+Bytes = Annotated[int, BeforeValidator(_size), Field(gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InboundKey(_Model):
+    """A proxy key a client may present; `name` is the actor in logs."""
+
+    name: str
+    key: SecretStr
+
+
+def _inbound_keys(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    return [
+        {"name": f"key{index}", "key": item} if isinstance(item, str) else item
+        for index, item in enumerate(value)
+    ]
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    keys: Annotated[list[InboundKey], BeforeValidator(_inbound_keys)] = Field(
+        default_factory=list,
+        description="Inbound proxy keys, sent as x-routatic-key (or Authorization: Bearer).",
+    )
+    max_body: Bytes = Field(32 * 1024**2, description="Largest request body accepted.")
+
+
+class ModelCaps(_Model):
+    """What a model can serve; a target that cannot serve a request is skipped as unfit."""
+
+    context: int | None = Field(None, gt=0, description="Context window in tokens.")
+    vision: bool = True
+    tools: bool = True
+    thinking: bool = True
+
+
+class ProviderConfig(_Model):
+    protocol: Literal["anthropic", "openai"]
+    base_url: str = Field(description="Anthropic: without /v1. OpenAI: with /v1.")
+    auth: Literal["passthrough", "none"] | None = None
+    keys: list[SecretStr] = Field(default_factory=list)
+    key_command: str | None = Field(
+        None, description="A command that prints a fresh key; run once on a 401."
+    )
+    strategy: Literal["round_robin", "ordered"] = "round_robin"
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    models: dict[str, ModelCaps] = Field(default_factory=dict)
+    connect_timeout: Seconds = 10.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL, e.g. https://api.anthropic.com")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_credential_source(self) -> ProviderConfig:
+        has_keys = bool(self.keys) or self.key_command is not None
+        if self.auth is None and not has_keys:
+            raise ValueError(
+                "set auth: passthrough (forward the client's credential), auth: none, "
+                "or keys: [...]"
+            )
+        if self.auth is not None and has_keys:
+            raise ValueError(f"auth: {self.auth} and keys/key_command exclude each other")
+        return self
+
+    @property
+    def passthrough(self) -> bool:
+        return self.auth == "passthrough"
+
+
+class RouteWhen(_Model):
+    """Request traits a route requires, beside its model glob."""
+
+    thinking: bool | None = None
+    images: bool | None = None
+    tokens_over: int | None = Field(None, ge=0)
+    background: bool | None = None
+
+
+class RouteConfig(_Model):
+    match: str = Field(description="A glob on the model the client asked for.")
+    when: RouteWhen | None = None
+    chain: list[str] = Field(min_length=1, description="provider/model; {model} = requested.")
+
+    @field_validator("chain")
+    @classmethod
+    def _provider_slash_model(cls, chain: list[str]) -> list[str]:
+        for entry in chain:
+            provider, _, model = entry.partition("/")
+            if not provider or not model:
+                raise ValueError(f"{entry!r} is not provider/model, e.g. anthropic/{{model}}")
+        return chain
+
+    def matches(self, model: str) -> bool:
+        return fnmatchcase(model, self.match)
+
+
+class CooldownConfig(_Model):
+    base: Seconds = 30.0
+    max: Seconds = 900.0
+
+
+class ResilienceConfig(_Model):
+    fallback_on: list[int] = Field(default_factory=lambda: [408, 429, 500, 502, 503, 504, 529])
+    cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
+    quota_cooldown: Seconds = 3600.0
+    max_attempts: int = Field(4, ge=1)
+    deadline: Seconds = 600.0
+    first_byte_timeout: Seconds = 60.0
+    idle_timeout: Seconds = 300.0
+
+
+class Config(_Model):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    routes: list[RouteConfig] = Field(min_length=1)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    state: str = Field("memory", description="memory, or a redis:// URL shared by replicas.")
+    # Which environment variable each value came from, by key path: "providers.zen.keys.0".
+    _variables: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def variable_for(self, path: str) -> str | None:
+        return self._variables.get(path)
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, providers: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name in providers:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"provider name {name!r} may use only letters, digits, _ . -")
+        return providers
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r}: use memory or a redis:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _chains_name_known_providers(self) -> Config:
+        for index, route in enumerate(self.routes):
+            for entry in route.chain:
+                provider = entry.partition("/")[0]
+                if provider not in self.providers:
+                    known = ", ".join(sorted(self.providers))
+                    raise ValueError(
+                        f"routes.{index}.chain: {entry!r} names provider {provider!r}, "
+                        f"which is not under providers (known: {known})"
+                    )
+        return self
+
+    def route_for(self, model: str) -> RouteConfig | None:
+        """The first route whose glob matches `model` (traits are checked by the router)."""
+        return next((route for route in self.routes if route.matches(model)), None)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(
+    node: Any, env: Mapping[str, str], path: str, source: str, variables: dict[str, str]
+) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of the tree."""
+    if isinstance(node, dict):
+        return {
+            key: _expand(value, env, _join(path, key), source, variables)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [
+            _expand(value, env, _join(path, index), source, variables)
+            for index, value in enumerate(node)
+        ]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        raise ConfigError(
+            source,
+            path,
+            f"environment variable {name} is not set",
+            f"export {name}=... or write ${{{name}:-default}}",
+        )
+
+    names = [match.group(1) for match in _VAR.finditer(node)]
+    if names:
+        variables[path] = ", ".join(names)
+    return _VAR.sub(substitute, node)
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def parse_config(
+    data: Any, *, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a parsed YAML tree, expanding `${VAR}` from `env` (default: os.environ)."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", "the file is not a mapping", "see the README's example")
+    variables: dict[str, str] = {}
+    expanded = _expand(data, os.environ if env is None else env, "", source, variables)
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(source, path, message, _fix_for(error)) from None
+    config._variables.update(variables)
+    return config
+
+
+def _fix_for(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "add this key"
+    if kind == "extra_forbidden":
+        return "remove or rename this key (see `routatic-asgi schema`)"
+    if kind == "literal_error":
+        return f"use one of {error.get('ctx', {}).get('expected', 'the listed values')}"
+    return "see `routatic-asgi schema` for the expected shape"
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            source, "", f"cannot read the file: {exc.strerror}", "check the path"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "the file"
+        raise ConfigError(source, "", f"invalid YAML at {where}", "fix the YAML syntax") from None
+    return parse_config(data, source=source, env=env)
+
+
+# --- the embedded default ------------------------------------------------------------------
+
+# (name, environment variable, provider, fallback model): tried in this order after Anthropic.
+_FALLBACKS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+    (
+        "zen",
+        "OPENCODE_API_KEY",
+        {"protocol": "openai", "base_url": "https://opencode.ai/zen/v1"},
+        "deepseek-v4-flash",
+    ),
+    (
+        "openrouter",
+        "OPENROUTER_API_KEY",
+        {"protocol": "openai", "base_url": "https://openrouter.ai/api/v1"},
+        "deepseek/deepseek-chat",
+    ),
+    (
+        "deepseek",
+        "DEEPSEEK_API_KEY",
+        {"protocol": "openai", "base_url": "https://api.deepseek.com/v1"},
+        "deepseek-chat",
+    ),
+)
+
+
+def default_config(env: Mapping[str, str] | None = None) -> Config:
+    """Anthropic passthrough first, then every fallback provider whose key is in `env`."""
+    env = os.environ if env is None else env
+    providers: dict[str, Any] = {
+        "anthropic": {
+            "protocol": "anthropic",
+            "base_url": env.get("ROUTATIC_ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+            "auth": "passthrough",
+        }
+    }
+    chain = ["anthropic/{model}"]
+    for name, variable, provider, model in _FALLBACKS:
+        if env.get(variable):
+            providers[name] = {**provider, "keys": [f"${{{variable}}}"]}
+            chain.append(f"{name}/{model}")
+    data = {"providers": providers, "routes": [{"match": "*", "chain": chain}]}
+    return parse_config(data, source="<embedded default>", env=env)
+
+
+def iter_chain(route: RouteConfig, model: str) -> Iterator[tuple[str, str]]:
+    """Each (provider, upstream model) of a route's chain, with `{model}` filled in."""
+    for entry in route.chain:
+        provider, _, upstream_model = entry.partition("/")
+        yield provider, upstream_model.replace("{model}", model)

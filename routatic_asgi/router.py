@@ -1,0 +1,327 @@
+"""`FallbackRouter`: try a request's targets in order until one commits.
+
+It buffers and validates the request body, resolves the targets, and runs the inner chain
+once per attempt with `scope["routatic.attempt"]` set, replaying the body each time. Nothing
+reaches the client before an attempt commits: until then its messages are held, and a failed
+attempt's are dropped (or kept as the answer). It owns the deadline, the client's disconnect
+and the answer when every target fails. It never speaks to an upstream itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from routatic_asgi.answer import Answer, final_answer, proxy_error
+from routatic_asgi.attempt import (
+    ATTEMPT,
+    PROXY_KEY_HEADER,
+    REQUEST,
+    Attempt,
+    Endpoint,
+    InboundRequest,
+    Protocol,
+    Target,
+)
+from routatic_asgi.classify import Kind, Outcome
+from routatic_asgi.config import ResilienceConfig
+from routatic_asgi.routing import Routing, request_traits
+
+__all__ = ["FallbackRouter", "endpoint_for", "send_answer"]
+
+Clock = Callable[[], float]
+logger = logging.getLogger("routatic_asgi")
+
+
+def endpoint_for(path: str) -> tuple[Protocol, Endpoint]:
+    if path.endswith("/chat/completions"):
+        return "openai", "chat_completions"
+    if path.endswith("/count_tokens"):
+        return "anthropic", "count_tokens"
+    return "anthropic", "messages"
+
+
+async def send_answer(send: Send, answer: Answer) -> None:
+    headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+class _Rejected(Exception):
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class FallbackRouter:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routing: Routing,
+        resilience: ResilienceConfig | None = None,
+        max_body: int = 32 * 1024**2,
+        clock: Clock = time.time,
+    ) -> None:
+        self.app = app
+        self.routing = routing
+        self.resilience = resilience or ResilienceConfig()
+        self.max_body = max_body
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        protocol, endpoint = endpoint_for(scope["path"])
+        try:
+            request = await self._read_request(scope, receive, protocol, endpoint)
+            targets = self._targets(scope, request)
+        except _Rejected as rejected:
+            await send_answer(send, rejected.answer)
+            return
+        except _ClientGone:
+            return
+        scope[REQUEST] = request
+        await _Flight(self, scope, receive, send, request, targets).run()
+
+    async def _read_request(
+        self, scope: Scope, receive: Receive, protocol: Protocol, endpoint: Endpoint
+    ) -> InboundRequest:
+        if scope["method"] != "POST":
+            raise _Rejected(proxy_error(protocol, 405, f"{scope['method']} is not allowed here"))
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if not (content_type == b"application/json" or content_type.endswith(b"+json")):
+            raise _Rejected(
+                proxy_error(
+                    protocol, 415, "send the body as JSON with content-type: application/json"
+                )
+            )
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise _Rejected(self._too_large(protocol))
+        body = await self._read_body(receive, protocol)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise _Rejected(
+                proxy_error(protocol, 400, f"the body is not valid JSON: {exc.msg}")
+            ) from None
+        if not isinstance(payload, dict):
+            raise _Rejected(proxy_error(protocol, 400, "the body must be a JSON object"))
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            raise _Rejected(
+                proxy_error(protocol, 400, "model: field required (a model name string)")
+            )
+        stream = payload.get("stream") is True and endpoint != "count_tokens"
+        return InboundRequest(
+            protocol, endpoint, body, payload, model, stream, scope["query_string"]
+        )
+
+    async def _read_body(self, receive: Receive, protocol: Protocol) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _Rejected(self._too_large(protocol))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, protocol: Protocol) -> Answer:
+        return proxy_error(
+            protocol, 413, f"the body is larger than {self.max_body} bytes", "request_too_large"
+        )
+
+    def _targets(self, scope: Scope, request: InboundRequest) -> list[Target]:
+        traits = (
+            request_traits(request.payload, len(request.body)) if self.routing.uses_traits else {}
+        )
+        route = self.routing.route_for(request.model, traits)
+        if route is None:
+            raise _Rejected(
+                proxy_error(
+                    request.protocol,
+                    404,
+                    f"no route matches model {request.model!r}; add a route with match: '*'",
+                    "not_found_error",
+                )
+            )
+        targets = self.routing.targets(route, request.model)
+        if request.endpoint == "count_tokens":
+            targets = [target for target in targets if target.protocol == "anthropic"]
+        if scope.get(PROXY_KEY_HEADER) == b"authorization" and targets and targets[0].passthrough:
+            raise _Rejected(
+                proxy_error(
+                    request.protocol,
+                    401,
+                    f"this route forwards your Authorization header to "
+                    f"'{targets[0].provider}'; send the proxy key as x-routatic-key instead",
+                    "authentication_error",
+                )
+            )
+        return targets
+
+
+class _Flight:
+    """One request's journey over its targets. Lives for one request only."""
+
+    def __init__(
+        self,
+        router: FallbackRouter,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: InboundRequest,
+        targets: list[Target],
+    ) -> None:
+        self.router, self.scope, self.receive, self.send = router, scope, receive, send
+        self.request, self.targets = request, targets
+        self.committed = False
+        self.gone = anyio.Event()
+        self.body_message: Message = {"type": "http.request", "body": request.body}
+        self.deadline = anyio.CancelScope()
+
+    async def run(self) -> None:
+        resilience = self.router.resilience
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._watch_disconnect, group.cancel_scope)
+            self.deadline.deadline = anyio.current_time() + resilience.deadline
+            with self.deadline:
+                await self._attempts()
+            if not self.committed:
+                answer = final_answer(
+                    self.request.protocol,
+                    self.request.attempts,
+                    self.router.clock(),
+                    deadline_passed=self.deadline.cancelled_caught,
+                )
+                answer.headers.append(self._attempts_header())
+                await send_answer(self.send, answer)
+            group.cancel_scope.cancel()
+
+    async def _watch_disconnect(self, group_scope: anyio.CancelScope) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.gone.set()
+                group_scope.cancel()
+                return
+
+    async def _attempts(self) -> None:
+        tried = 0
+        first_name = self.targets[0].name if self.targets else ""
+        for target in self.targets:
+            if tried >= self.router.resilience.max_attempts:
+                return
+            attempt = Attempt(target, len(self.request.attempts) + 1, target.name == first_name)
+            self.request.attempts.append(attempt)
+            await self._attempt(attempt)
+            outcome = attempt.outcome
+            assert outcome is not None
+            if self.committed or outcome.kind is Kind.CANCELLED:
+                return
+            if outcome.kind is not Kind.SKIPPED:
+                tried += 1
+            if outcome.kind is Kind.CLIENT or (outcome.kind is Kind.AUTH and target.passthrough):
+                return
+
+    async def _attempt(self, attempt: Attempt) -> None:
+        held: list[Message] = []
+        delivered = False
+
+        async def receive() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return self.body_message
+            await self.gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if self.committed:
+                await self.send(message)
+            elif attempt.succeeded:
+                await self._commit(attempt, [*held, message])
+            else:
+                held.append(message)
+
+        self.scope[ATTEMPT] = attempt
+        try:
+            await self.router.app(self.scope, receive, send)
+        except anyio.get_cancelled_exc_class():
+            if self.gone.is_set():
+                attempt.settle(Outcome(Kind.CANCELLED, "client_disconnected"))
+            else:
+                attempt.settle(Outcome(Kind.TRANSIENT, "deadline"))
+            raise
+        except Exception:
+            logger.exception("attempt on %s failed inside the proxy", attempt.target.name)
+            attempt.settle(Outcome(Kind.TRANSIENT, "internal_error"))
+            if self.committed:
+                raise
+        if attempt.outcome is None:
+            attempt.settle(Outcome(Kind.TRANSIENT, "no_answer"))
+        elif attempt.succeeded and not self.committed and held:
+            await self._commit(attempt, held)
+        elif not self.committed:
+            _keep_answer(attempt, held)
+
+    async def _commit(self, attempt: Attempt, messages: list[Message]) -> None:
+        self.committed = True
+        self.deadline.deadline = math.inf
+        start, *rest = messages
+        start = {**start, "headers": [*start.get("headers", ()), *self._routing_headers(attempt)]}
+        await self.send(start)
+        for message in rest:
+            await self.send(message)
+
+    def _routing_headers(self, attempt: Attempt) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-routatic-target", attempt.target.name.encode()), self._attempts_header()]
+        earlier = [a for a in self.request.attempts if a is not attempt and a.outcome is not None]
+        if earlier:
+            fallback = ", ".join(
+                f"{a.target.name}={a.outcome.reason}" for a in earlier if a.outcome
+            )
+            headers.append((b"x-routatic-fallback", fallback.encode()))
+        return headers
+
+    def _attempts_header(self) -> tuple[bytes, bytes]:
+        count = sum(
+            1
+            for a in self.request.attempts
+            if a.outcome is None or a.outcome.kind is not Kind.SKIPPED
+        )
+        return (b"x-routatic-attempts", str(count).encode())
+
+
+_ANSWER_LIMIT = 1024 * 1024
+
+
+def _keep_answer(attempt: Attempt, held: list[Message]) -> None:
+    """Keep a failed attempt's response (status, headers, body) so it can be returned as is."""
+    if not held or held[0]["type"] != "http.response.start":
+        return
+    start = held[0]
+    attempt.status = start["status"]
+    attempt.headers = [
+        (name, value) for name, value in start.get("headers", ()) if name != b"content-length"
+    ]
+    attempt.body = b"".join(m.get("body", b"") for m in held[1:])[:_ANSWER_LIMIT]

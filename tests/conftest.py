@@ -1,0 +1,107 @@
+"""Shared fixtures: the fake provider process, and real gateway servers on loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from routatic_asgi import build_app, parse_config
+from routatic_asgi.config import Config
+
+HERE = Path(__file__).parent
+_prefixes = itertools.count()
+
+
+class FakeUpstream:
+    """Client for tests/fake_upstream.py: each `provider()` is a fresh path prefix."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def provider(self) -> str:
+        return f"p{next(_prefixes)}"
+
+    def url(self, prefix: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{prefix}"
+
+    def script(self, prefix: str, *answers: dict[str, Any]) -> None:
+        self.http.post(f"/_script/{prefix}", content=json.dumps(list(answers))).raise_for_status()
+
+    def calls(self, prefix: str) -> list[dict[str, Any]]:
+        response = self.http.get(f"/_calls/{prefix}")
+        response.raise_for_status()
+        calls: list[dict[str, Any]] = response.json()
+        return calls
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "fake_upstream.py")], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    port = int(process.stdout.readline())
+    fake = FakeUpstream(port)
+    yield fake
+    fake.http.close()
+    os.kill(process.pid, signal.SIGTERM)
+    process.wait(timeout=10)
+    process.stdout.close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def gateway_config(
+    providers: dict[str, dict[str, Any]],
+    routes: list[dict[str, Any]],
+    **sections: Any,
+) -> Config:
+    return parse_config({"providers": providers, "routes": routes, **sections}, env={})
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn server in a thread; yield its base URL."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", http="httptools", loop="asyncio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    sock.listen(128)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextmanager
+def gateway(config: Config, **options: Any) -> Iterator[str]:
+    with serving(build_app(config, **options)) as url:
+        yield url

@@ -1,0 +1,235 @@
+"""A scriptable fake provider for end-to-end tests, run as its own process.
+
+    python tests/fake_upstream.py        # binds 127.0.0.1:0, prints the port, serves
+
+Every path prefix is a provider of its own (`http://127.0.0.1:PORT/<prefix>`). A test queues
+answers for a prefix with `POST /_script/<prefix>` and reads what the prefix received with
+`GET /_calls/<prefix>`. With nothing queued a prefix answers like a healthy provider of the
+protocol the path implies. Answers:
+
+    {"status": 429, "headers": {...}, "body": "..."}             a plain answer
+    {"sse": ["event: ...\\ndata: ...\\n\\n", ...], "then": "hang"}  a stream, then hang or "break"
+    {"hang": true}                                                never answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import time
+from collections import defaultdict, deque
+from typing import Any
+
+import uvicorn
+
+QUEUES: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+CALLS: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+
+def anthropic_message(model: str, text: str = "Hello from the fake upstream.") -> dict[str, Any]:
+    return {
+        "id": "msg_fake01",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 7},
+    }
+
+
+def anthropic_stream(model: str, deltas: int = 3) -> list[str]:
+    def event(name: str, data: dict[str, Any]) -> str:
+        return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+    start = anthropic_message(model)
+    start.update(content=[], stop_reason=None, usage={"input_tokens": 12, "output_tokens": 1})
+    events = [
+        event("message_start", {"type": "message_start", "message": start}),
+        event("ping", {"type": "ping"}),
+        event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+    ]
+    for n in range(deltas):
+        delta = {"type": "text_delta", "text": f"word{n} "}
+        events.append(
+            event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        )
+    events += [
+        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": deltas},
+            },
+        ),
+        event("message_stop", {"type": "message_stop"}),
+    ]
+    return events
+
+
+def openai_completion(model: str, text: str = "Hello from the fake upstream.") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake01",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+    }
+
+
+def openai_stream(model: str, deltas: int = 3) -> list[str]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        body = {
+            "id": "chatcmpl-fake01",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": f"word{n} "}) for n in range(deltas)]
+    events.append(chunk({}, "stop"))
+    usage = {
+        "id": "chatcmpl-fake01",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "choices": [],
+        "usage": {"prompt_tokens": 12, "completion_tokens": deltas, "total_tokens": 12 + deltas},
+    }
+    events += [f"data: {json.dumps(usage)}\n\n", "data: [DONE]\n\n"]
+    return events
+
+
+def default_answer(path: str, request: dict[str, Any]) -> dict[str, Any]:
+    model = str(request.get("model", "unknown"))
+    if path.endswith("/count_tokens"):
+        return {"status": 200, "json": {"input_tokens": 42}}
+    if path.endswith("/chat/completions"):
+        if request.get("stream"):
+            return {"sse": openai_stream(model)}
+        return {"status": 200, "json": openai_completion(model)}
+    if request.get("stream"):
+        return {"sse": anthropic_stream(model)}
+    return {"status": 200, "json": anthropic_message(model)}
+
+
+async def read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def wait_disconnect(receive: Any, call: dict[str, Any]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            call["disconnected_at"] = time.monotonic()
+            return
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        return
+    path: str = scope["path"]
+    body = await read_body(receive)
+    if path.startswith("/_script/"):
+        QUEUES["/" + path.removeprefix("/_script/")].extend(json.loads(body))
+        await respond(send, 200, {}, b"{}")
+        return
+    if path.startswith("/_calls/"):
+        prefix = "/" + path.removeprefix("/_calls/")
+        await respond(send, 200, {}, json.dumps(CALLS[prefix]).encode())
+        return
+    prefix = "/" + path.split("/")[1]
+    call: dict[str, Any] = {
+        "path": path.removeprefix(prefix),
+        "query": scope["query_string"].decode(),
+        "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+        "body": body.decode("utf-8", "replace"),
+        "started_at": time.monotonic(),
+    }
+    CALLS[prefix].append(call)
+    try:
+        request = json.loads(body)
+    except ValueError:
+        request = {}
+    queue = QUEUES[prefix]
+    answer = queue.popleft() if queue else default_answer(path, request)
+    await play(answer, send, receive, call)
+
+
+async def play(answer: dict[str, Any], send: Any, receive: Any, call: dict[str, Any]) -> None:
+    if answer.get("hang"):
+        await wait_disconnect(receive, call)
+        return
+    headers = dict(answer.get("headers", {}))
+    if "sse" in answer:
+        headers.setdefault("content-type", "text/event-stream")
+        await start(send, answer.get("status", 200), headers)
+        for event in answer["sse"]:
+            await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+        then = answer.get("then")
+        if then == "hang":
+            await wait_disconnect(receive, call)
+            return
+        if then == "break":
+            raise ConnectionResetError("the fake upstream breaks the stream")
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if "json" in answer:
+        body = json.dumps(answer["json"]).encode()
+        headers.setdefault("content-type", "application/json")
+    else:
+        body = answer.get("body", "").encode()
+    await respond(send, answer.get("status", 200), headers, body)
+
+
+async def start(send: Any, status: int, headers: dict[str, str]) -> None:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+
+
+async def respond(send: Any, status: int, headers: dict[str, str], body: bytes) -> None:
+    headers = {"content-type": "application/json", **headers}
+    await start(send, status, headers)
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
