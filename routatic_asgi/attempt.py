@@ -12,7 +12,7 @@ An attempt's outcome is settled exactly once per call of the inner chain; layers
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -90,6 +90,9 @@ class Attempt:
     first: bool  # the target is the chain's first: its client errors are the client's
     outcome: Outcome | None = None
     listeners: list[Callable[[Attempt], None]] = field(default_factory=list)
+    # The upstream's response headers (case-insensitive), set before the outcome is settled,
+    # so listeners can read rate-limit headers of a success too.
+    upstream_headers: Mapping[str, str] = field(default_factory=dict)
     # The upstream's answer when it failed, kept small, so the router can return it as is.
     status: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)

@@ -163,6 +163,7 @@ class UpstreamRelay:
         first_byte: anyio.CancelScope,
     ) -> None:
         status = response.status_code
+        attempt.upstream_headers = response.headers
         if not 200 <= status < 300:
             await self._relay_error(response, attempt, exchange, send)
             return
