@@ -84,24 +84,77 @@ def gateway_config(
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """Run an ASGI app under a real uvicorn server in a thread; yield its base URL."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", http="httptools", loop="asyncio")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    sock.listen(128)
-    thread.start()
+    server = _Server(app)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        server.stop()
+
+
+class _Server:
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", http="httptools")
+        self.server = uvicorn.Server(config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+        self.loop.close()
+
+    def call(self, coroutine: Any) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+class _Switch:
+    """One long-lived server whose app each test swaps in: no server start per test."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        await self.app(scope, receive, send)
+
+
+_shared: tuple[_Switch, _Server] | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared_server() -> Iterator[None]:
+    yield
+    if _shared is not None:
+        _shared[1].stop()
 
 
 @contextmanager
 def gateway(config: Config, **options: Any) -> Iterator[str]:
-    with serving(build_app(config, **options)) as url:
-        yield url
+    """The gateway for `config`, served by a real uvicorn server on a loopback port."""
+    global _shared
+    if _shared is None:
+        switch = _Switch()
+        _shared = (switch, _Server(switch))
+    switch, server = _shared
+    app = build_app(config, **options)
+    switch.app = app
+    try:
+        yield server.url
+    finally:
+        switch.app = None
+        server.call(app.aclose())

@@ -52,13 +52,19 @@ def anthropic_stream(model: str, deltas: int = 3) -> list[str]:
         event("ping", {"type": "ping"}),
         event(
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
         ),
     ]
     for n in range(deltas):
         delta = {"type": "text_delta", "text": f"word{n} "}
         events.append(
-            event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+            event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
         )
     events += [
         event("content_block_stop", {"type": "content_block_stop", "index": 0}),
@@ -227,7 +233,7 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, log_level="critical", lifespan="off")
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
