@@ -79,7 +79,7 @@ def test_connection_refused_falls_back(upstream: FakeUpstream) -> None:
 
 
 def test_first_byte_timeout_falls_back(upstream: FakeUpstream) -> None:
-    config, first, second = two_targets(upstream, first_byte_timeout="50ms")
+    config, first, _ = two_targets(upstream, first_byte_timeout="50ms")
     upstream.script(first, {"hang": True})
     with gateway(config) as url:
         response = httpx.post(f"{url}/v1/messages", json=STREAM)
@@ -95,8 +95,10 @@ def test_first_byte_timeout_falls_back(upstream: FakeUpstream) -> None:
         (anthropic_stream(MODEL)[:2], None, "stream_ended_early"),
         ([], None, "empty_stream"),
         (
-            anthropic_stream(MODEL)[:1]
-            + [f"event: error\ndata: {error_json('overloaded_error', 'Overloaded')}\n\n"],
+            [
+                *anthropic_stream(MODEL)[:1],
+                f"event: error\ndata: {error_json('overloaded_error', 'Overloaded')}\n\n",
+            ],
             None,
             "overloaded",
         ),
