@@ -335,7 +335,11 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "the file"
-        raise ConfigError(source, "", f"invalid YAML at {where}", "fix the YAML syntax") from None
+        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+        fix = "fix the YAML syntax"
+        if "{model}" in line:
+            fix = 'inside [ ] quote each entry, e.g. chain: ["zen/{model}"], or list one per line'
+        raise ConfigError(source, "", f"invalid YAML at {where}", fix) from None
     return parse_config(data, source=source, env=env)
 
 

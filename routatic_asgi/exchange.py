@@ -84,7 +84,7 @@ class AnthropicStream:
     def kind(self, event: Event) -> EventKind:
         self.seen = True
         name = event.name
-        if name in self._HOLD:
+        if name in self._HOLD or (name is None and not event.data):  # ping or a comment
             return EventKind.HOLD
         if name == "error":
             return EventKind.ERROR

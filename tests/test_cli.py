@@ -1,0 +1,136 @@
+"""The command line: check, schema, serve, and exit code 2 with a useful message."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import FakeUpstream
+
+CLI = [sys.executable, "-m", "routatic_asgi.cli"]
+CONFIG = """
+providers:
+  anthropic: {protocol: anthropic, base_url: "%s", auth: passthrough}
+  zen: {protocol: openai, base_url: https://opencode.ai/zen/v1, keys: ["${ZEN_TEST_KEY}"]}
+routes:
+  - match: "claude-*"
+    chain:
+      - anthropic/{model}
+      - zen/deepseek-v4-flash
+"""
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=60, env=environment
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routatic.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_check_prints_each_routes_chain(tmp_path: Path) -> None:
+    path = write(tmp_path, CONFIG % "https://api.anthropic.com")
+    result = run("check", "--config", str(path), env={"ZEN_TEST_KEY": "sk-zen-check-1234"})
+    assert result.returncode == 0, result.stderr
+    assert "route 'claude-*':" in result.stdout
+    assert "-> anthropic/{model}  (anthropic, auth: passthrough)" in result.stdout
+    assert "-> zen/deepseek-v4-flash  (openai, 1 key(s))" in result.stdout
+    assert "sk-zen-check-1234" not in result.stdout
+
+
+def test_a_missing_variable_exits_2_naming_file_path_and_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, CONFIG % "https://api.anthropic.com")
+    environment = {k: v for k, v in os.environ.items() if k != "ZEN_TEST_KEY"}
+    result = subprocess.run(
+        [*CLI, "check", "--config", str(path)], capture_output=True, text=True, env=environment
+    )
+    assert result.returncode == 2
+    assert str(path) in result.stderr
+    assert "providers.zen.keys.0" in result.stderr
+    assert "ZEN_TEST_KEY" in result.stderr
+
+
+def test_an_invalid_file_exits_2(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "providers: {a: {protocol: smtp, base_url: 'http://x', auth: none}}\nroutes: []\n"
+    )
+    result = run("check", "--config", str(path))
+    assert result.returncode == 2
+    assert "providers.a.protocol" in result.stderr
+    assert "fix:" in result.stderr
+
+
+def test_schema_is_json_schema_of_the_config() -> None:
+    result = run("schema")
+    schema = json.loads(result.stdout)
+    assert {"server", "providers", "routes", "resilience", "state"} <= set(schema["properties"])
+
+
+def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, CONFIG % "https://api.anthropic.com")
+    result = run("serve", "--config", str(path), "--host", "0.0.0.0", env={"ZEN_TEST_KEY": "k"})
+    assert result.returncode == 2
+    assert "--allow-unauthenticated" in result.stderr
+
+
+@contextmanager
+def serve(*args: str, env: dict[str, str]) -> Iterator[str]:
+    process = subprocess.Popen(
+        [*CLI, "serve", "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:  # uvicorn announces the port it bound
+            found = re.search(r"Uvicorn running on (http://\S+)", line)
+            if found:
+                yield found.group(1)
+                break
+        else:
+            raise AssertionError("the server exited before it listened")
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+        process.stderr.close()
+
+
+def test_serve_runs_the_gateway(tmp_path: Path, upstream: FakeUpstream) -> None:
+    prefix = upstream.provider()
+    path = write(tmp_path, CONFIG % upstream.url(prefix))
+    with serve("--config", str(path), env={"ZEN_TEST_KEY": "k"}) as url:
+        assert httpx.head(f"{url}/").status_code == 200
+        response = httpx.post(
+            f"{url}/v1/messages?beta=true",
+            json={"model": "claude-opus-4-7", "max_tokens": 5, "messages": []},
+            headers={"x-api-key": "sk-client"},
+        )
+    assert response.status_code == 200
+    assert response.headers["x-routatic-target"] == "anthropic/claude-opus-4-7"
+    assert upstream.calls(prefix)[-1]["query"] == "beta=true"
+
+
+def test_serve_without_a_config_runs_the_embedded_default(upstream: FakeUpstream) -> None:
+    prefix = upstream.provider()
+    environment = {"ROUTATIC_ANTHROPIC_BASE_URL": upstream.url(prefix)}
+    with serve(env=environment) as url:
+        response = httpx.post(
+            f"{url}/v1/messages", json={"model": "claude-x", "max_tokens": 5, "messages": []}
+        )
+    assert response.status_code == 200
+    assert len(upstream.calls(prefix)) == 1
