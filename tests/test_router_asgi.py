@@ -1,0 +1,186 @@
+"""Raw ASGI: the router and relay called with a scope, a scripted receive and a recording send.
+
+Upstreams are `httpx.MockTransport` handlers, so hold-back, disconnects and memory can be
+watched message by message.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from routatic_asgi import build_app
+from tests.conftest import gateway_config
+from tests.fake_upstream import anthropic_stream
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "claude-sonnet-4-6"
+BODY = json.dumps({"model": MODEL, "max_tokens": 8, "stream": True, "messages": []}).encode()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Stream(httpx.AsyncByteStream):
+    """An upstream body that yields chunks, can wait forever, and records being closed."""
+
+    def __init__(self, chunks: list[bytes], *, hang: bool = False) -> None:
+        self.chunks, self.hang, self.closed = chunks, hang, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        if self.hang:
+            await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def sse(stream: Stream) -> httpx.Response:
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
+
+
+def app_with(handler: Callable[[httpx.Request], httpx.Response]) -> Any:
+    config = gateway_config(
+        {
+            "a": {"protocol": "anthropic", "base_url": "http://a.test", "auth": "passthrough"},
+            "b": {"protocol": "anthropic", "base_url": "http://b.test", "keys": ["sk-b-0001"]},
+        },
+        [{"match": "*", "chain": ["a/{model}", "b/{model}"]}],
+    )
+    return build_app(config, transport=httpx.MockTransport(handler))
+
+
+def scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/messages",
+        "raw_path": b"/v1/messages",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages[1:])
+
+
+def receive_body_then(disconnect: anyio.Event | None = None) -> Callable[[], Any]:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        if disconnect is None:
+            await anyio.sleep_forever()
+        else:
+            await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def test_an_error_after_message_start_is_never_seen_by_the_client() -> None:
+    failing = Stream(
+        [
+            anthropic_stream(MODEL)[0].encode(),
+            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n',
+        ]
+    )
+    healthy = Stream(["".join(anthropic_stream(MODEL)).encode()])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return sse(failing if request.url.host == "a.test" else healthy)
+
+    send = Recorder()
+    await app_with(handler)(scope(), receive_body_then(), send)
+    start = send.messages[0]
+    assert start["type"] == "http.response.start" and start["status"] == 200
+    assert (b"x-routatic-target", f"b/{MODEL}".encode()) in start["headers"]
+    assert send.body == "".join(anthropic_stream(MODEL)).encode()
+    assert failing.closed and healthy.closed
+
+
+async def test_nothing_is_sent_before_the_first_content_event() -> None:
+    events = anthropic_stream(MODEL)
+    gate = anyio.Event()
+    upstream = Stream([events[0].encode(), events[1].encode()], hang=True)
+    send = Recorder()
+    app = app_with(lambda request: sse(upstream))
+    async with anyio.create_task_group() as group:
+        group.start_soon(app, scope(), receive_body_then(gate), send)
+        await anyio.wait_all_tasks_blocked()
+        assert send.messages == []  # message_start and ping are held back
+        gate.set()
+    assert upstream.closed
+
+
+async def test_a_disconnect_after_commit_closes_the_upstream_stream() -> None:
+    gate = anyio.Event()
+    upstream = Stream(["".join(anthropic_stream(MODEL)[:4]).encode()], hang=True)
+    send = Recorder()
+    app = app_with(lambda request: sse(upstream))
+    async with anyio.create_task_group() as group:
+        group.start_soon(app, scope(), receive_body_then(gate), send)
+        await anyio.wait_all_tasks_blocked()
+        assert send.messages[0]["status"] == 200
+        assert b"content_block_start" in send.body
+        gate.set()
+    assert upstream.closed
+    assert not any(m.get("more_body") is False for m in send.messages[1:])
+
+
+async def test_memory_per_stream_does_not_grow_with_its_length() -> None:
+    events = anthropic_stream(MODEL, deltas=1)
+    delta = events[3].encode()
+
+    async def peak(deltas: int) -> int:
+        chunks = [
+            b"".join(e.encode() for e in events[:3]),
+            *([delta] * deltas),
+            b"".join(e.encode() for e in events[4:]),
+        ]
+        total = 0
+
+        async def count(message: dict[str, Any]) -> None:
+            nonlocal total
+            total += len(message.get("body", b""))
+
+        app = app_with(lambda request: sse(Stream(chunks)))
+        tracemalloc.start()
+        await app(scope(), receive_body_then(), count)
+        _, high = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert total > deltas * len(delta)
+        return high
+
+    short, long = await peak(200), await peak(20_000)
+    # 100x the events (~2.6 MB more bytes relayed) must not cost 100x the memory.
+    assert long < short + 256 * 1024
