@@ -21,6 +21,7 @@ from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
 from routatic_asgi.routing import Routing
+from routatic_asgi.telemetry import Telemetry
 from routatic_asgi.upstream import Upstreams
 
 __all__ = ["RoutaticApp", "build_app"]
@@ -38,10 +39,17 @@ def _json(status: int, payload: Any) -> Answer:
 class RoutaticApp:
     """The assembled gateway: proxy endpoints behind the chain, plus health and discovery."""
 
-    def __init__(self, config: Config, chain: ASGIApp, upstreams: Upstreams) -> None:
+    def __init__(
+        self,
+        config: Config,
+        chain: ASGIApp,
+        upstreams: Upstreams,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.config = config
         self.chain = chain
         self.upstreams = upstreams
+        self.telemetry = telemetry or Telemetry()
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/messages": {"POST": chain},
             "/v1/messages/count_tokens": {"POST": chain},
@@ -49,6 +57,7 @@ class RoutaticApp:
             "/v1/models": {"GET": self._models},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
+            "/metrics": {"GET": self._metrics},
             "/": {"GET": self._root, "HEAD": self._root},
         }
 
@@ -98,6 +107,10 @@ class RoutaticApp:
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_answer(send, _json(200, {"status": "ready", "state": self.config.state}))
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body, content_type = self.telemetry.metrics.exposition()
+        await send_answer(send, Answer(200, [(b"content-type", content_type.encode())], body))
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -159,15 +172,19 @@ def build_app(
     `registry` (a prometheus `CollectorRegistry`) and `tracer_provider` are injected, never
     global; `transport` replaces the network for tests.
     """
+    telemetry = Telemetry(registry=registry, tracer_provider=tracer_provider)
     upstreams = Upstreams(config, transport=transport)
     resilience = config.resilience
-    relay: ASGIApp = UpstreamRelay(upstreams=upstreams, resilience=resilience, clock=clock)
+    relay: ASGIApp = UpstreamRelay(
+        upstreams=upstreams, resilience=resilience, clock=clock, telemetry=telemetry
+    )
     router = FallbackRouter(
         relay,
         routing=Routing(config),
         resilience=resilience,
         max_body=config.server.max_body,
         clock=clock,
+        telemetry=telemetry,
     )
     chain = InboundAuth(router, keys=config.server.keys)
-    return RoutaticApp(config, chain, upstreams)
+    return RoutaticApp(config, chain, upstreams, telemetry)

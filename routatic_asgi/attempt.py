@@ -29,6 +29,7 @@ __all__ = [
     "InboundRequest",
     "Protocol",
     "Target",
+    "Usage",
 ]
 
 REQUEST = "routatic.request"
@@ -83,6 +84,18 @@ class Target:
         return f"{self.name}#{self.credential.index}"
 
 
+@dataclass(slots=True)
+class Usage:
+    """What a successful attempt cost and how it ended, as the upstream reported it."""
+
+    input: int = 0  # uncached input tokens
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    stop_reason: str | None = None  # stop_reason (Anthropic) or finish_reason (OpenAI)
+    model: str | None = None  # the model the upstream says served
+
+
 @dataclass(slots=True, eq=False)
 class Attempt:
     target: Target
@@ -97,6 +110,8 @@ class Attempt:
     status: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""
+    # Tokens and stop reason, filled by the relay from the body or the stream's usage events.
+    usage: Usage | None = None
 
     def settle(self, outcome: Outcome) -> None:
         """Record the outcome once and tell every listener; a broken listener is logged."""
@@ -124,3 +139,4 @@ class InboundRequest:
     stream: bool
     query: bytes = b""
     attempts: list[Attempt] = field(default_factory=list)
+    route: str = ""  # the matched route's glob, a bounded label for metrics and logs

@@ -33,6 +33,7 @@ from routatic_asgi.classify import (
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.exchange import EventKind, Exchange, exchange_for
 from routatic_asgi.sse import SSEFramer
+from routatic_asgi.telemetry import Telemetry, UsageReader, usage_from_body
 from routatic_asgi.upstream import Upstreams
 
 __all__ = ["UpstreamRelay", "classify_exception"]
@@ -75,6 +76,7 @@ _RESPONSE_DROP = frozenset(
     }
 )
 _ERROR_BODY_LIMIT = 1024 * 1024
+_USAGE_BODY_LIMIT = 4 * 1024 * 1024  # a larger answer is relayed without reading its usage
 
 
 def classify_exception(exc: Exception) -> Outcome:
@@ -99,8 +101,10 @@ class UpstreamRelay:
         upstreams: Upstreams,
         resilience: ResilienceConfig | None = None,
         clock: Clock = time.time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.upstreams = upstreams
+        self.telemetry = telemetry or Telemetry()
         self.resilience = resilience or ResilienceConfig()
         self.fallback_on = frozenset(self.resilience.fallback_on)
         self.clock = clock
@@ -125,7 +129,8 @@ class UpstreamRelay:
             content=exchange.request_body(),
         )
         timeout = self.resilience.first_byte_timeout if request.stream else self.resilience.deadline
-        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as first_byte:
+        watch = self.telemetry.upstream(scope, attempt)
+        with watch, anyio.CancelScope(deadline=anyio.current_time() + timeout) as first_byte:
             try:
                 response = await client.send(upstream, stream=True)
             except httpx.HTTPError as exc:
@@ -179,9 +184,12 @@ class UpstreamRelay:
             if not headers[-1][1]:
                 headers.pop()
             await send({"type": "http.response.start", "status": status, "headers": headers})
-            await _relay_raw(response, send)
+            raw = await _relay_raw(response, send)
+            attempt.usage = usage_from_body(attempt.target.protocol, raw)
             return
-        body = exchange.response_body(await response.aread())
+        raw = await response.aread()
+        attempt.usage = usage_from_body(attempt.target.protocol, raw)
+        body = exchange.response_body(raw)
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -226,11 +234,13 @@ class UpstreamRelay:
         )
         framer = SSEFramer()
         codec = exchange.stream()
+        usage = UsageReader(attempt, attempt.target.protocol)
         ended = False
         try:
             async for chunk in response.aiter_raw():
                 out: list[bytes] = []
                 for event in framer.feed(chunk):
+                    usage.observe(event)
                     kind = codec.kind(event)
                     if kind is EventKind.ERROR and not attempt.succeeded:
                         attempt.settle(self._stream_error(event.data, attempt))
@@ -280,11 +290,20 @@ def _response_headers(response: httpx.Response) -> Headers:
     return [(k, v) for k, v in headers if k not in _RESPONSE_DROP]
 
 
-async def _relay_raw(response: httpx.Response, send: Send) -> None:
+async def _relay_raw(response: httpx.Response, send: Send) -> bytes:
+    """Relay the body as it comes; return it when small enough to read its usage, else b""."""
     # After the commit a broken body raises: with the length promised, closing is honest.
+    kept: list[bytes] | None = []
+    size = 0
     async for chunk in response.aiter_raw():
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        size += len(chunk)
+        if kept is not None:
+            kept.append(chunk)
+            if size > _USAGE_BODY_LIMIT:
+                kept = None
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return b"".join(kept) if kept else b""
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:

@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 import orjson
@@ -33,6 +32,7 @@ from routatic_asgi.attempt import (
 from routatic_asgi.classify import Kind, Outcome
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.routing import Routing, request_traits
+from routatic_asgi.telemetry import RECORD, Telemetry
 
 __all__ = ["FallbackRouter", "endpoint_for", "send_answer"]
 
@@ -72,27 +72,38 @@ class FallbackRouter:
         resilience: ResilienceConfig | None = None,
         max_body: int = 32 * 1024**2,
         clock: Clock = time.time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.app = app
         self.routing = routing
         self.resilience = resilience or ResilienceConfig()
         self.max_body = max_body
         self.clock = clock
+        self.telemetry = telemetry or Telemetry()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         protocol, endpoint = endpoint_for(scope["path"])
+        record = self.telemetry.request(scope, protocol, endpoint)
+        try:
+            await self._serve(scope, receive, record.watch(send), protocol, endpoint)
+        finally:
+            record.finish()
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, protocol: Protocol, endpoint: Endpoint
+    ) -> None:
         try:
             request = await self._read_request(scope, receive, protocol, endpoint)
+            scope[REQUEST] = request
             targets = self._targets(scope, request)
         except _Rejected as rejected:
             await send_answer(send, rejected.answer)
             return
         except _ClientGone:
             return
-        scope[REQUEST] = request
         await _Flight(self, scope, receive, send, request, targets).run()
 
     async def _read_request(
@@ -164,6 +175,7 @@ class FallbackRouter:
                     "not_found_error",
                 )
             )
+        request.route = route.match
         targets = self.routing.targets(route, request.model)
         if request.endpoint == "count_tokens":
             targets = [target for target in targets if target.protocol == "anthropic"]
@@ -233,6 +245,7 @@ class _Flight:
                 return
             attempt = Attempt(target, len(self.request.attempts) + 1, target.name == first_name)
             self.request.attempts.append(attempt)
+            self.scope[RECORD].attempt_started(attempt)
             await self._attempt(attempt)
             outcome = attempt.outcome
             assert outcome is not None

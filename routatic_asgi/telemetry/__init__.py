@@ -1,0 +1,19 @@
+"""Observability: Prometheus metrics, OpenTelemetry spans, the request log, debug capture.
+
+The layers record through a `Telemetry` built once per app from an injected registry and
+tracer provider; nothing here uses the global Prometheus registry or tracer provider.
+"""
+
+from routatic_asgi.telemetry.metrics import Metrics
+from routatic_asgi.telemetry.record import RECORD, RequestRecord, Telemetry, UpstreamWatch
+from routatic_asgi.telemetry.usage import UsageReader, usage_from_body
+
+__all__ = [
+    "RECORD",
+    "Metrics",
+    "RequestRecord",
+    "Telemetry",
+    "UpstreamWatch",
+    "UsageReader",
+    "usage_from_body",
+]
