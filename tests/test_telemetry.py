@@ -1,0 +1,353 @@
+"""Telemetry: token usage reading, bounded labels, and the metrics, spans and request log line
+an operator gets from real requests through a real server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from routatic_asgi.attempt import Attempt, InboundRequest, Target, Usage
+from routatic_asgi.classify import SUCCESS, Kind, Outcome
+from routatic_asgi.sse import SSEFramer
+from routatic_asgi.telemetry import UsageReader, usage_from_body
+from routatic_asgi.telemetry.metrics import LabelBound
+from routatic_asgi.telemetry.request_log import request_outcome
+from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.fake_upstream import anthropic_message, anthropic_stream, openai_stream
+
+MODEL = "claude-sonnet-4-6"
+REQUEST = {"model": MODEL, "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
+SECRET = "sk-second-secret-0001"
+
+
+# --- usage -----------------------------------------------------------------------------
+
+
+def test_anthropic_body_usage_keeps_cache_tokens_apart() -> None:
+    message = anthropic_message("claude-x")
+    message["usage"] = {
+        "input_tokens": 11,
+        "output_tokens": 6,
+        "cache_read_input_tokens": 100,
+        "cache_creation_input_tokens": 40,
+    }
+    usage = usage_from_body("anthropic", json.dumps(message).encode())
+    assert usage == Usage(11, 6, 100, 40, "end_turn", "claude-x")
+
+
+def test_openai_body_usage_counts_cached_tokens_once() -> None:
+    body = {
+        "model": "gpt-x",
+        "choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": "length"}],
+        "usage": {
+            "prompt_tokens": 120,
+            "completion_tokens": 9,
+            "prompt_tokens_details": {"cached_tokens": 100},
+        },
+    }
+    usage = usage_from_body("openai", json.dumps(body).encode())
+    assert usage == Usage(20, 9, 100, 0, "length", "gpt-x")
+
+
+def test_a_body_without_usage_says_nothing() -> None:
+    assert usage_from_body("anthropic", b"not json") is None
+    assert usage_from_body("openai", b'{"choices": []}') is None
+
+
+def _attempt(protocol: Any = "anthropic") -> Attempt:
+    return Attempt(Target("p", protocol, "m", "http://127.0.0.1"), 1, True)
+
+
+def _read_stream(events: list[str], protocol: Any) -> Usage | None:
+    attempt = _attempt(protocol)
+    reader = UsageReader(attempt, protocol)
+    framer = SSEFramer()
+    for event in framer.feed("".join(events).encode()):
+        reader.observe(event)
+    return attempt.usage
+
+
+def test_anthropic_stream_usage_comes_from_message_start_and_message_delta() -> None:
+    assert _read_stream(anthropic_stream("claude-x", deltas=5), "anthropic") == Usage(
+        12, 5, 0, 0, "end_turn", "claude-x"
+    )
+
+
+def test_openai_stream_usage_comes_from_the_finish_and_usage_chunks() -> None:
+    assert _read_stream(openai_stream("gpt-x", deltas=4), "openai") == Usage(
+        12, 4, 0, 0, "stop", "gpt-x"
+    )
+
+
+def test_openai_stream_without_a_usage_chunk_still_has_its_stop_reason() -> None:
+    events = [e for e in openai_stream("gpt-x") if '"usage"' not in e]
+    usage = _read_stream(events, "openai")
+    assert usage is not None and usage.stop_reason == "stop" and usage.output == 0
+
+
+# --- bounded labels and the outcome -------------------------------------------------------
+
+
+def test_label_bound_turns_newcomers_past_the_limit_into_other() -> None:
+    bound = LabelBound(limit=2, length=10)
+    assert [bound(v) for v in ("a", "b", "c", "a", "x" * 11)] == ["a", "b", "other", "a", "other"]
+
+
+def _request(*outcomes: Outcome) -> InboundRequest:
+    request = InboundRequest("anthropic", "messages", b"{}", {}, "m", False)
+    for outcome in outcomes:
+        attempt = _attempt()
+        attempt.settle(outcome)
+        request.attempts.append(attempt)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "expected"),
+    [
+        (_request(Outcome(Kind.TRANSIENT, "overloaded", 529), SUCCESS), 200, "success"),
+        (None, 415, "rejected"),
+        (_request(), 404, "rejected"),
+        (_request(Outcome(Kind.CLIENT, "status_400", 400)), 400, "client_error"),
+        (_request(Outcome(Kind.TRANSIENT, "rate_limited", 429)), 429, "rate_limited"),
+        (_request(Outcome(Kind.TRANSIENT, "deadline")), 504, "timeout"),
+        (_request(Outcome(Kind.TRANSIENT, "overloaded", 529)), 529, "upstream_error"),
+        (_request(Outcome(Kind.CANCELLED, "client_disconnected")), None, "cancelled"),
+    ],
+)
+def test_request_outcome_is_one_bounded_word(
+    request_: InboundRequest | None, status: int | None, expected: str
+) -> None:
+    assert request_outcome(request_, status) == expected
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+class RequestLines(logging.Handler):
+    """Collects the request log's lines; `wait(n)` blocks until n have been logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.changed:
+            self.raw.append(record.getMessage())
+            self.lines.append(json.loads(record.getMessage()))
+            self.changed.notify_all()
+
+    def wait(self, count: int) -> list[dict[str, Any]]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.lines) >= count, timeout=10)
+            return list(self.lines)
+
+
+@pytest.fixture
+def request_lines() -> Iterator[RequestLines]:
+    handler = RequestLines()
+    log = logging.getLogger("routatic_asgi.requests")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    yield handler
+    log.removeHandler(handler)
+
+
+def _two_providers(upstream: FakeUpstream) -> tuple[Any, str, str]:
+    first, second = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "first": {"protocol": "anthropic", "base_url": upstream.url(first), "auth": "none"},
+            "second": {
+                "protocol": "anthropic",
+                "base_url": upstream.url(second),
+                "keys": [SECRET],
+            },
+        },
+        [{"match": "claude-*", "chain": ["first/{model}", "second/backup-model"]}],
+        server={"keys": [{"name": "team-a", "key": "proxy-key-0001"}]},
+    )
+    return config, first, second
+
+
+def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def _observed(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    return next(span for span in spans if span.name == name)
+
+
+def test_a_fallback_stream_is_counted_traced_and_logged(
+    upstream: FakeUpstream, request_lines: RequestLines
+) -> None:
+    config, first, _ = _two_providers(upstream)
+    upstream.script(first, {"status": 529, "body": '{"type":"error","error":{}}'})
+    registry, exporter = CollectorRegistry(), InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with gateway(config, registry=registry, tracer_provider=provider) as url:
+        response = httpx.post(
+            f"{url}/v1/messages",
+            json={**REQUEST, "stream": True},
+            headers={"x-routatic-key": "proxy-key-0001"},
+        )
+        assert response.status_code == 200
+        [line] = request_lines.wait(1)
+        scraped = httpx.get(f"{url}/metrics").text
+
+    route = {"protocol": "anthropic", "route": "claude-*"}
+    first_target = {"provider": "first", "model": MODEL}
+    served = {"provider": "second", "model": "backup-model"}
+    expected = [
+        ("routatic_requests_total", {**route, "outcome": "success"}, 1),
+        ("routatic_request_duration_seconds_count", route, 1),
+        ("routatic_upstream_attempts_total", {**first_target, "outcome": "transient"}, 1),
+        ("routatic_upstream_attempts_total", {**served, "outcome": "success"}, 1),
+        ("routatic_fallbacks_total", {"from_provider": "first", "to_provider": "second",
+                                      "reason": "overloaded"}, 1),
+        ("routatic_upstream_ttfb_seconds_count", served, 1),
+        ("routatic_tokens_total", {**served, "kind": "input"}, 12),
+        ("routatic_tokens_total", {**served, "kind": "output"}, 3),
+        ("routatic_active_streams", {}, 0),
+        ("routatic_proxy_overhead_seconds_count", {}, 1),
+    ]  # fmt: skip
+    for name, labels, count in expected:
+        assert _value(registry, name, **labels) == count, (name, labels)
+    assert "routatic_fallbacks_total{" in scraped
+
+    assert line["actor"] == "team-a"
+    assert line["model"] == MODEL and line["route"] == "claude-*" and line["stream"] is True
+    assert line["provider"] == "second" and line["served_model"] == "backup-model"
+    assert line["stop_reason"] == "end_turn" and line["status"] == 200
+    assert line["tokens"] == {"input": 12, "output": 3, "cache_read": 0, "cache_write": 0}
+    assert [(a["target"], a["outcome"], a["reason"]) for a in line["attempts"]] == [
+        (f"first/{MODEL}", "transient", "overloaded"),
+        ("second/backup-model", "success", "ok"),
+    ]
+    assert line["attempts"][1]["credential"] == "second#0"
+    assert 0 < line["ttfb_ms"] <= line["duration_ms"]
+
+    spans = exporter.get_finished_spans()
+    request_span = next(s for s in spans if s.kind is SpanKind.SERVER)
+    failed = next(s for s in spans if s.kind is SpanKind.CLIENT and s.name == f"chat {MODEL}")
+    served = _observed(spans, "chat backup-model")
+    assert request_span.name == f"chat {MODEL}" and len(spans) == 3
+    assert request_span.attributes is not None and served.attributes is not None
+    assert request_span.attributes["gen_ai.operation.name"] == "chat"
+    assert request_span.attributes["gen_ai.request.model"] == MODEL
+    assert request_span.attributes["gen_ai.provider.name"] == "second"
+    assert request_span.attributes["gen_ai.response.model"] == "backup-model"
+    assert request_span.attributes["gen_ai.usage.input_tokens"] == 12
+    assert request_span.attributes["gen_ai.usage.output_tokens"] == 3
+    assert request_span.attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
+    assert [e.name for e in request_span.events] == ["routatic.fallback"]
+    assert served.parent is not None and served.parent.span_id == request_span.context.span_id
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes is not None and failed.attributes["error.type"] == "overloaded"
+    assert served.status.status_code is StatusCode.UNSET
+    assert line["trace_id"] == format(request_span.context.trace_id, "032x")
+
+    everything = scraped + "".join(request_lines.raw) + repr([s.to_json() for s in spans])
+    assert SECRET not in everything and "proxy-key-0001" not in everything
+
+
+def test_when_every_target_fails_the_request_span_and_outcome_say_so(
+    upstream: FakeUpstream, request_lines: RequestLines
+) -> None:
+    config, first, second = _two_providers(upstream)
+    for prefix in (first, second):
+        upstream.script(prefix, {"status": 503, "body": "{}"})
+    registry, exporter = CollectorRegistry(), InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with gateway(config, registry=registry, tracer_provider=provider) as url:
+        response = httpx.post(
+            f"{url}/v1/messages", json=REQUEST, headers={"x-routatic-key": "proxy-key-0001"}
+        )
+        [line] = request_lines.wait(1)
+    assert response.status_code == 503
+    outcome = {"protocol": "anthropic", "route": "claude-*", "outcome": "upstream_error"}
+    assert _value(registry, "routatic_requests_total", **outcome) == 1
+    assert line["outcome"] == "upstream_error" and line["provider"] is None
+    request_span = next(s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER)
+    assert request_span.status.status_code is StatusCode.ERROR
+    assert request_span.attributes is not None
+    assert request_span.attributes["error.type"] == "upstream_error"
+
+
+def test_openai_non_streamed_usage_counts_cached_tokens_apart(
+    upstream: FakeUpstream, request_lines: RequestLines
+) -> None:
+    prefix = upstream.provider()
+    completion = {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "gpt-x-2026",
+        "choices": [{"index": 0, "message": {"content": "hi"}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": 50,
+            "completion_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 30},
+        },
+    }
+    upstream.script(prefix, {"status": 200, "json": completion})
+    config = gateway_config(
+        {"oai": {"protocol": "openai", "base_url": upstream.url(prefix), "auth": "none"}},
+        [{"match": "*", "chain": ["oai/{model}"]}],
+    )
+    registry = CollectorRegistry()
+    with gateway(config, registry=registry) as url:
+        body = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 200
+        [line] = request_lines.wait(1)
+    tokens = {
+        kind: _value(registry, "routatic_tokens_total", provider="oai", model="gpt-x", kind=kind)
+        for kind in ("input", "output", "cache_read", "cache_write")
+    }
+    assert tokens == {"input": 20, "output": 5, "cache_read": 30, "cache_write": 0}
+    assert line["served_model"] == "gpt-x-2026" and line["stop_reason"] == "stop"
+    assert line["actor"] is None
+
+
+def test_a_rejected_request_is_counted_without_a_route(
+    upstream: FakeUpstream, request_lines: RequestLines
+) -> None:
+    config, _, _ = _two_providers(upstream)
+    registry = CollectorRegistry()
+    with gateway(config, registry=registry) as url:
+        response = httpx.post(
+            f"{url}/v1/messages",
+            json={**REQUEST, "model": "gpt-4o"},
+            headers={"x-routatic-key": "proxy-key-0001"},
+        )
+        [line] = request_lines.wait(1)
+    assert response.status_code == 404
+    labels = {"protocol": "anthropic", "route": "none", "outcome": "rejected"}
+    assert _value(registry, "routatic_requests_total", **labels) == 1
+    assert line["model"] == "gpt-4o" and line["route"] is None and line["attempts"] == []
+
+
+def test_metrics_never_land_in_the_global_registry(upstream: FakeUpstream) -> None:
+    config, _, _ = _two_providers(upstream)
+    with gateway(config) as url:
+        scraped = httpx.get(f"{url}/metrics")
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    assert "\nroutatic_requests_total{" not in scraped.text  # no request yet: no sample
+    assert "# TYPE routatic_requests_total counter" in scraped.text
+    assert not [name for name in REGISTRY._names_to_collectors if name.startswith("routatic_")]
