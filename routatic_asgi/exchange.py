@@ -193,8 +193,23 @@ class Passthrough:
         return AnthropicStream() if self.target.protocol == "anthropic" else OpenAIStream()
 
 
-def exchange_for(request: InboundRequest, target: Target) -> Exchange | None:
-    """The exchange for this request on this target, or None when it cannot be spoken."""
-    if (target.protocol, request.endpoint) in _PATHS and target.protocol == request.protocol:
+def exchange_for(
+    request: InboundRequest, target: Target, *, now: float = 0.0, reasoning: bool = True
+) -> Exchange | None:
+    """The exchange for this request on this target, or None when it cannot be spoken.
+
+    `now` stamps translated OpenAI answers; `reasoning=False` leaves a translated request's
+    reasoning option off (for models configured without thinking).
+    """
+    # The translations build on this module's interfaces, hence the late import.
+    from routatic_asgi.translate import Repaired, Translation, has_foreign_thinking
+
+    if target.protocol == request.protocol:
+        if (target.protocol, request.endpoint) not in _PATHS:
+            return None
+        if target.protocol == "anthropic" and has_foreign_thinking(request.payload):
+            return Repaired(request, target)
         return Passthrough(request, target)
-    return None
+    if request.endpoint == "count_tokens":
+        return None
+    return Translation(request, target, reasoning=reasoning, now=now)

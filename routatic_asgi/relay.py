@@ -32,8 +32,10 @@ from routatic_asgi.classify import (
 )
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.exchange import EventKind, Exchange, exchange_for
-from routatic_asgi.sse import SSEFramer
+from routatic_asgi.sse import SSEFramer, parse_event
 from routatic_asgi.telemetry import Telemetry, UsageReader, usage_from_body
+from routatic_asgi.translate.fit import unfit_reason
+from routatic_asgi.translate.responses import TranslationError
 from routatic_asgi.upstream import Upstreams
 
 __all__ = ["UpstreamRelay", "classify_exception"]
@@ -117,7 +119,13 @@ class UpstreamRelay:
         request: InboundRequest = scope[REQUEST]
         attempt: Attempt = scope[ATTEMPT]
         target = attempt.target
-        exchange = exchange_for(request, target)
+        caps = self.upstreams.config.providers[target.provider].models.get(target.model)
+        unfit = unfit_reason(request.payload, caps)
+        if unfit is not None:
+            attempt.settle(Outcome(Kind.SKIPPED, unfit))
+            return
+        reasoning = caps is None or caps.thinking
+        exchange = exchange_for(request, target, now=self.clock(), reasoning=reasoning)
         if exchange is None:
             attempt.settle(Outcome(Kind.SKIPPED, "no_translation"))
             return
@@ -177,20 +185,35 @@ class UpstreamRelay:
             await self._relay_stream(response, attempt, exchange, send, first_byte)
             return
         first_byte.deadline = float("inf")
+        if not exchange.passthrough:
+            await self._relay_translated(response, attempt, exchange, send)
+            return
         attempt.settle(SUCCESS)
         headers = _response_headers(response)
-        if exchange.passthrough:
-            headers.append((b"content-length", response.headers.get("content-length", "").encode()))
-            if not headers[-1][1]:
-                headers.pop()
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            raw = await _relay_raw(response, send)
-            attempt.usage = usage_from_body(attempt.target.protocol, raw)
-            return
-        raw = await response.aread()
+        headers.append((b"content-length", response.headers.get("content-length", "").encode()))
+        if not headers[-1][1]:
+            headers.pop()
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        raw = await _relay_raw(response, send)
         attempt.usage = usage_from_body(attempt.target.protocol, raw)
-        body = exchange.response_body(raw)
-        headers.append((b"content-length", str(len(body)).encode()))
+
+    async def _relay_translated(
+        self, response: httpx.Response, attempt: Attempt, exchange: Exchange, send: Send
+    ) -> None:
+        """Read and translate the whole answer first: one the client cannot read is a failure."""
+        try:
+            raw = await response.aread()
+            body = exchange.response_body(raw)
+        except httpx.HTTPError as exc:
+            attempt.settle(classify_exception(exc))
+            return
+        except TranslationError:
+            attempt.settle(Outcome(Kind.TRANSIENT, "unreadable_answer", response.status_code))
+            return
+        attempt.settle(SUCCESS)
+        attempt.usage = usage_from_body(attempt.target.protocol, raw)
+        headers = _translated_headers(response, body)
+        status = response.status_code
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -212,9 +235,12 @@ class UpstreamRelay:
                 now=self.clock(),
             )
         )
-        body = exchange.error_body(response.status_code, body)
-        headers = _response_headers(response)
-        headers.append((b"content-length", str(len(body)).encode()))
+        if exchange.passthrough:
+            headers = _response_headers(response)
+            headers.append((b"content-length", str(len(body)).encode()))
+        else:
+            body = exchange.error_body(response.status_code, body)
+            headers = _translated_headers(response, body)
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
@@ -264,7 +290,13 @@ class UpstreamRelay:
             reason = "stream_ended_early" if codec.seen else "empty_stream"
             attempt.settle(Outcome(Kind.TRANSIENT, reason))
             return
-        tail = framer.tail() + codec.finish()
+        rest = framer.tail()
+        if rest.strip() and not exchange.passthrough:
+            # An unterminated last event is the target's protocol: it too must be translated.
+            event = parse_event(rest + b"\n\n")
+            ended = ended or codec.kind(event) is EventKind.END
+            rest = codec.translate(event)
+        tail = rest + codec.finish()
         if not ended:
             tail += codec.error_event("the upstream stream ended before it was complete")
         await send(_last(tail))
@@ -288,6 +320,14 @@ def _query(request: InboundRequest, target: Target) -> str:
 def _response_headers(response: httpx.Response) -> Headers:
     headers = [(k.lower(), v) for k, v in response.headers.raw]
     return [(k, v) for k, v in headers if k not in _RESPONSE_DROP]
+
+
+def _translated_headers(response: httpx.Response, body: bytes) -> Headers:
+    """The upstream's headers for a body re-encoded as JSON: its type and length are ours."""
+    headers = [(k, v) for k, v in _response_headers(response) if k != b"content-type"]
+    headers.append((b"content-type", b"application/json"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    return headers
 
 
 async def _relay_raw(response: httpx.Response, send: Send) -> bytes:

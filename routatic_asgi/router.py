@@ -33,6 +33,7 @@ from routatic_asgi.classify import Kind, Outcome
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.routing import Routing, request_traits
 from routatic_asgi.telemetry import RECORD, Telemetry
+from routatic_asgi.translate.tokens import estimate_tokens
 
 __all__ = ["FallbackRouter", "endpoint_for", "send_answer"]
 
@@ -52,6 +53,12 @@ async def send_answer(send: Send, answer: Answer) -> None:
     headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
+
+
+def _token_estimate(request: InboundRequest) -> Answer:
+    body = orjson.dumps({"input_tokens": estimate_tokens(request.payload)})
+    headers = [(b"content-type", b"application/json"), (b"x-routatic-target", b"estimate")]
+    return Answer(200, headers, body)
 
 
 class _Rejected(Exception):
@@ -179,6 +186,8 @@ class FallbackRouter:
         targets = self.routing.targets(route, request.model)
         if request.endpoint == "count_tokens":
             targets = [target for target in targets if target.protocol == "anthropic"]
+            if not targets:  # no Anthropic target to count: answered here, by a local estimate
+                raise _Rejected(_token_estimate(request))
         if scope.get(PROXY_KEY_HEADER) == b"authorization" and targets and targets[0].passthrough:
             raise _Rejected(
                 proxy_error(

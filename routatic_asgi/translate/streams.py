@@ -1,0 +1,363 @@
+"""Streams, event by event: OpenAI chunks → Anthropic events, and Anthropic events → chunks.
+
+Each codec reads the TARGET's events (as the SSE framer cut them) and writes the CLIENT's:
+`kind()` tells the relay hold-back, content (the commit point), error and end apart, and
+`translate()` returns the bytes to send, possibly none. State is one small object per stream
+(open block, tool calls seen, usage so far); memory does not grow with the stream's length.
+They never buffer content for later: what can be written is written at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from routatic_asgi.exchange import EventKind, stream_error_event
+from routatic_asgi.sse import Event, encode_event
+from routatic_asgi.translate.errors import (
+    anthropic_error_event_as_openai,
+    openai_error_chunk_as_anthropic,
+)
+from routatic_asgi.translate.responses import (
+    anthropic_usage,
+    as_dict,
+    finish_reason,
+    openai_usage,
+    reasoning_of,
+    stop_reason,
+    tool_id,
+)
+
+__all__ = ["AnthropicToOpenAI", "OpenAIToAnthropic"]
+
+_DONE = b"[DONE]"
+
+
+def _event(name: str, payload: dict[str, Any]) -> bytes:
+    return encode_event(name, orjson.dumps(payload))
+
+
+def _keepalive(event: Event) -> bytes:
+    """A comment line keeps an idle client's timer from firing; anything else is dropped."""
+    return b": keep-alive\n\n" if event.raw.lstrip().startswith(b":") else b""
+
+
+def _load(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _choice(chunk: dict[str, Any]) -> dict[str, Any]:
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return {}
+
+
+def _delta(choice: dict[str, Any]) -> dict[str, Any]:
+    delta = choice.get("delta")
+    return delta if isinstance(delta, dict) else {}
+
+
+class OpenAIToAnthropic:
+    """An OpenAI-protocol target's chunks, as the Anthropic events an Anthropic client expects.
+
+    Block indices are dense and in order; `message_start` comes first and `message_stop`
+    last, after the usage chunk. Parallel tool calls are told apart by id when a server reuses
+    index 0 for all of them.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.committed = False
+        self._parsed: tuple[Event, dict[str, Any] | None] | None = None
+        self._started = self._closed = self._failed = False
+        self._id = ""
+        self._index = -1
+        self._open: str | None = None  # "text", "thinking" or "tool:<openai index>"
+        self._calls: dict[int, str] = {}  # OpenAI tool index → the id of its current call
+        self._tools = 0
+        self._finish: Any = None
+        self._usage: dict[str, int] = {}
+
+    # -- the relay's questions ----------------------------------------------------------
+
+    def kind(self, event: Event) -> EventKind:
+        self.seen = True
+        if event.data == _DONE:
+            return EventKind.END
+        chunk = self._chunk(event)
+        if chunk is None:
+            return EventKind.CONTENT if self.committed else EventKind.HOLD
+        if "error" in chunk:
+            return EventKind.END if self.committed else EventKind.ERROR
+        choice = _choice(chunk)
+        if self.committed:
+            return EventKind.END if choice.get("finish_reason") else EventKind.CONTENT
+        delta = _delta(choice)
+        if choice.get("finish_reason") or any(
+            delta.get(f) for f in ("content", "tool_calls", "reasoning_content", "reasoning")
+        ):
+            self.committed = True
+            return EventKind.CONTENT
+        return EventKind.HOLD
+
+    def translate(self, event: Event) -> bytes:
+        if event.data == _DONE:
+            return self._close()
+        chunk = self._chunk(event)
+        if chunk is None:
+            return _keepalive(event)
+        if "error" in chunk:
+            self._failed = True
+            return openai_error_chunk_as_anthropic(event.data)
+        out = [self._start(chunk)]
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = anthropic_usage(chunk["usage"])
+        choice = _choice(chunk)
+        delta = _delta(choice)
+        reasoning = reasoning_of(delta)
+        if reasoning:
+            out.append(self._text_delta("thinking", reasoning))
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            out.append(self._text_delta("text", delta["content"]))
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                out.append(self._tool_fragment(call))
+        if choice.get("finish_reason"):
+            self._finish = choice["finish_reason"]
+            out.append(self._stop_block())
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        # A server that ends after finish_reason without `[DONE]` still ends cleanly.
+        return self._close() if self._finish is not None else b""
+
+    def error_event(self, message: str) -> bytes:
+        self._failed = True
+        return stream_error_event("anthropic", message)
+
+    # -- writing events -------------------------------------------------------------------
+
+    def _chunk(self, event: Event) -> dict[str, Any] | None:
+        if self._parsed is None or self._parsed[0] is not event:
+            self._parsed = (event, _load(event.data) if event.data else None)
+        return self._parsed[1]
+
+    def _start(self, chunk: dict[str, Any]) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        self._id = str(chunk.get("id") or "msg_translated")
+        message: dict[str, Any] = {
+            "id": self._id,
+            "type": "message",
+            "role": "assistant",
+            "model": str(chunk.get("model", "")),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return _event("message_start", {"type": "message_start", "message": message})
+
+    def _open_block(self, key: str, block: dict[str, Any]) -> bytes:
+        stop = self._stop_block()
+        self._index += 1
+        self._open = key
+        start = {"type": "content_block_start", "index": self._index, "content_block": block}
+        return stop + _event("content_block_start", start)
+
+    def _stop_block(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        return _event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+
+    def _delta_event(self, delta: dict[str, Any]) -> bytes:
+        body = {"type": "content_block_delta", "index": self._index, "delta": delta}
+        return _event("content_block_delta", body)
+
+    def _text_delta(self, kind: str, text: str) -> bytes:
+        opened = b""
+        if self._open != kind:
+            block = (
+                {"type": "text", "text": ""}
+                if kind == "text"
+                else {"type": "thinking", "thinking": "", "signature": ""}
+            )
+            opened = self._open_block(kind, block)
+        delta = {"type": "text_delta", "text": text}
+        if kind == "thinking":
+            delta = {"type": "thinking_delta", "thinking": text}
+        return opened + self._delta_event(delta)
+
+    def _tool_fragment(self, call: dict[str, Any]) -> bytes:
+        index = call["index"] if isinstance(call.get("index"), int) else 0
+        raw_id = call.get("id")
+        function = as_dict(call.get("function"))
+        key = f"tool:{index}"
+        out = b""
+        is_new = index not in self._calls or (bool(raw_id) and raw_id != self._calls[index])
+        if is_new:
+            self._calls[index] = str(raw_id or "")
+            block = {
+                "type": "tool_use",
+                "id": tool_id(raw_id, self._id, self._tools),
+                "name": str(function.get("name") or ""),
+                "input": {},
+            }
+            self._tools += 1
+            out = self._open_block(key, block)
+        elif self._open != key:
+            return b""  # a fragment of a call already closed: servers send calls in order
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            out += self._delta_event({"type": "input_json_delta", "partial_json": arguments})
+        return out
+
+    def _close(self) -> bytes:
+        if self._closed or self._failed or not self._started:
+            return b""
+        self._closed = True
+        usage = self._usage or {"output_tokens": 0}
+        delta = {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": stop_reason(self._finish, self._tools > 0),
+                "stop_sequence": None,
+            },
+            "usage": usage,
+        }
+        return (
+            self._stop_block()
+            + _event("message_delta", delta)
+            + _event("message_stop", {"type": "message_stop"})
+        )
+
+
+class AnthropicToOpenAI:
+    """An Anthropic target's events, as the chunks an OpenAI client expects, `[DONE]` last.
+
+    Thinking becomes `reasoning_content`; each tool_use block becomes a tool call with its own
+    index; with `stream_options.include_usage` a usage chunk precedes `[DONE]`.
+    """
+
+    _HOLD = frozenset({"message_start", "ping"})
+
+    def __init__(self, *, created: int, include_usage: bool) -> None:
+        self.seen = False
+        self.committed = False
+        self.created = created
+        self.include_usage = include_usage
+        self._id = ""
+        self._model = ""
+        self._usage: dict[str, Any] = {}
+        self._tools: dict[int, int] = {}  # Anthropic block index → OpenAI tool index
+
+    def kind(self, event: Event) -> EventKind:
+        self.seen = True
+        name = event.name
+        if name in self._HOLD or name is None:
+            return EventKind.HOLD
+        if name == "error":
+            return EventKind.END if self.committed else EventKind.ERROR
+        if name == "message_stop":
+            return EventKind.END
+        self.committed = True
+        return EventKind.CONTENT
+
+    def translate(self, event: Event) -> bytes:
+        name = event.name
+        if name == "ping":
+            return b": ping\n\n"
+        if name == "error":
+            return anthropic_error_event_as_openai(event.data)
+        if name == "message_stop":
+            tail = self._usage_chunk() if self.include_usage else b""
+            return tail + b"data: [DONE]\n\n"
+        payload = _load(event.data)
+        if payload is None:
+            return _keepalive(event)
+        if name == "message_start":
+            return self._message_start(payload)
+        if name == "content_block_start":
+            return self._block_start(payload)
+        if name == "content_block_delta":
+            return self._block_delta(payload)
+        if name == "message_delta":
+            return self._message_delta(payload)
+        return b""
+
+    def finish(self) -> bytes:
+        return b""
+
+    def error_event(self, message: str) -> bytes:
+        return stream_error_event("openai", message)
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return encode_event(None, orjson.dumps(chunk))
+
+    def _message_start(self, payload: dict[str, Any]) -> bytes:
+        message = as_dict(payload.get("message"))
+        self._id = str(message.get("id", ""))
+        self._model = str(message.get("model", ""))
+        self._usage.update(as_dict(message.get("usage")))
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _block_start(self, payload: dict[str, Any]) -> bytes:
+        block = payload.get("content_block")
+        if not isinstance(block, dict) or block.get("type") != "tool_use":
+            return b""
+        position = len(self._tools)
+        self._tools[int(payload.get("index", -1))] = position
+        call = {
+            "index": position,
+            "id": str(block.get("id", "")),
+            "type": "function",
+            "function": {"name": str(block.get("name", "")), "arguments": ""},
+        }
+        return self._chunk({"tool_calls": [call]})
+
+    def _block_delta(self, payload: dict[str, Any]) -> bytes:
+        delta = payload.get("delta")
+        if not isinstance(delta, dict):
+            return b""
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return self._chunk({"content": str(delta["text"])})
+        if kind == "thinking_delta" and delta.get("thinking"):
+            return self._chunk({"reasoning_content": str(delta["thinking"])})
+        position = self._tools.get(int(payload.get("index", -1)))
+        if kind == "input_json_delta" and position is not None and delta.get("partial_json"):
+            call = {"index": position, "function": {"arguments": str(delta["partial_json"])}}
+            return self._chunk({"tool_calls": [call]})
+        return b""
+
+    def _message_delta(self, payload: dict[str, Any]) -> bytes:
+        usage = as_dict(payload.get("usage"))
+        self._usage.update({k: v for k, v in usage.items() if v is not None})
+        delta = as_dict(payload.get("delta"))
+        return self._chunk({}, finish_reason(delta.get("stop_reason")))
+
+    def _usage_chunk(self) -> bytes:
+        chunk = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self._model,
+            "choices": [],
+            "usage": openai_usage(self._usage),
+        }
+        return encode_event(None, orjson.dumps(chunk))
