@@ -48,7 +48,7 @@ def final_answer(
     last = attempts[-1] if attempts else None
     if last is not None and last.outcome is not None and last.status and _returned_as_is(last):
         return Answer(last.status, list(last.headers), last.body)
-    if len(tried) == 1 and tried[0].status and len(attempts) == 1:
+    if len(tried) == 1 and tried[0].status and len(attempts) == 1 and not _key_rejected(tried[0]):
         only = tried[0]
         return Answer(only.status, list(only.headers), only.body)
     summary = _summary(attempts)
@@ -58,6 +58,9 @@ def final_answer(
         return proxy_error(protocol, 504, f"the deadline passed: {summary}", "timeout_error")
     if tried and all(a.outcome is not None and a.outcome.kind is Kind.AUTH for a in tried):
         return proxy_error(protocol, 401, _auth_message(tried), "authentication_error")
+    if not tried and all(_key_rejected(a) for a in attempts):
+        # Every target's key is known to be rejected: the operator has a key to fix.
+        return proxy_error(protocol, 401, _auth_message(attempts), "authentication_error")
     wait = _soonest(attempts, now)
     if (tried and all(_is_rate_limit(a) for a in tried)) or not tried:
         status = 429 if tried or any(_cooling_on_limit(a) for a in attempts) else 503
@@ -80,6 +83,14 @@ def _returned_as_is(attempt: Attempt) -> bool:
     if attempt.outcome.kind is Kind.CLIENT:
         return True
     return attempt.outcome.kind is Kind.AUTH and attempt.target.passthrough
+
+
+def _key_rejected(attempt: Attempt) -> bool:
+    """A configured key was rejected now, or is known to be (skipped as credential_auth)."""
+    outcome = attempt.outcome
+    if outcome is None or attempt.target.passthrough:
+        return False
+    return outcome.kind is Kind.AUTH or outcome.reason == "credential_auth"
 
 
 def _is_rate_limit(attempt: Attempt) -> bool:

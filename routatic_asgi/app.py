@@ -16,11 +16,14 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.answer import Answer, proxy_error
+from routatic_asgi.breaker import CircuitBreaker
 from routatic_asgi.config import Config
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
 from routatic_asgi.routing import Routing
+from routatic_asgi.short_circuit import AuthShortCircuit, Keyring
+from routatic_asgi.state import MemoryStore, StateStore, store_for
 from routatic_asgi.telemetry import Telemetry
 from routatic_asgi.upstream import Upstreams
 
@@ -45,11 +48,16 @@ class RoutaticApp:
         chain: ASGIApp,
         upstreams: Upstreams,
         telemetry: Telemetry | None = None,
+        *,
+        store: StateStore | None = None,
+        status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.config = config
         self.chain = chain
         self.upstreams = upstreams
         self.telemetry = telemetry or Telemetry()
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self.status = status
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/messages": {"POST": chain},
             "/v1/messages/count_tokens": {"POST": chain},
@@ -57,6 +65,7 @@ class RoutaticApp:
             "/v1/models": {"GET": self._models},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
+            "/status": {"GET": InboundAuth(self._status, keys=config.server.keys)},
             "/metrics": {"GET": self._metrics},
             "/": {"GET": self._root, "HEAD": self._root},
         }
@@ -88,6 +97,7 @@ class RoutaticApp:
 
     async def aclose(self) -> None:
         await self.upstreams.aclose()
+        await self.store.aclose()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -106,7 +116,15 @@ class RoutaticApp:
         await send_answer(send, _json(200, {"status": "ok"}))
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_answer(send, _json(200, {"status": "ready", "state": self.config.state}))
+        # The state URL may hold a password: say which kind of store, not where it is.
+        kind = "memory" if self.config.state == "memory" else "redis"
+        degraded = not await self.store.ping()
+        payload = {"status": "ready", "state": kind, "state_degraded": degraded}
+        await send_answer(send, _json(200, payload))
+
+    async def _status(self, scope: Scope, receive: Receive, send: Send) -> None:
+        report = await self.status() if self.status is not None else {}
+        await send_answer(send, _json(200, report))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body, content_type = self.telemetry.metrics.exposition()
@@ -166,11 +184,13 @@ def build_app(
     tracer_provider: Any = None,
     clock: Clock = time.time,
     transport: httpx.AsyncBaseTransport | None = None,
+    state: StateStore | None = None,
 ) -> RoutaticApp:
     """The assembled ASGI app for `config`.
 
     `registry` (a prometheus `CollectorRegistry`) and `tracer_provider` are injected, never
-    global; `transport` replaces the network for tests.
+    global; `transport` replaces the network for tests; `state` replaces the store that
+    `config.state` names.
     """
     telemetry = Telemetry(registry=registry, tracer_provider=tracer_provider)
     upstreams = Upstreams(config, transport=transport)
@@ -178,13 +198,40 @@ def build_app(
     relay: ASGIApp = UpstreamRelay(
         upstreams=upstreams, resilience=resilience, clock=clock, telemetry=telemetry
     )
-    router = FallbackRouter(
+    store = state if state is not None else store_for(config.state, clock=clock)
+    breaker = CircuitBreaker(
         relay,
-        routing=Routing(config),
+        store=store,
+        cooldown=resilience.cooldown,
+        probe_timeout=resilience.deadline,
+        clock=clock,
+    )
+    short_circuit = AuthShortCircuit(
+        breaker,
+        store=store,
+        keyring=Keyring(config.providers),
+        quota_cooldown=resilience.quota_cooldown,
+        clock=clock,
+    )
+    routing = Routing(config)
+    credentials = [c for pool in routing.credentials.values() for c in pool]
+
+    async def status() -> dict[str, Any]:
+        return {
+            "now": clock(),
+            "state": "memory" if config.state == "memory" else "redis",
+            "state_degraded": store.degraded,
+            "breakers": await breaker.status(),
+            "credentials": await short_circuit.status(credentials),
+        }
+
+    router = FallbackRouter(
+        short_circuit,
+        routing=routing,
         resilience=resilience,
         max_body=config.server.max_body,
         clock=clock,
         telemetry=telemetry,
     )
     chain = InboundAuth(router, keys=config.server.keys)
-    return RoutaticApp(config, chain, upstreams, telemetry)
+    return RoutaticApp(config, chain, upstreams, telemetry, store=store, status=status)

@@ -20,7 +20,9 @@ __all__ = [
     "Outcome",
     "classify_response",
     "classify_stream_error",
+    "depleted_until",
     "parse_retry_after",
+    "usage_reset_at",
 ]
 
 
@@ -56,7 +58,7 @@ _STATUS_REASONS = {408: "timeout", 429: "rate_limited", 529: "overloaded"}
 
 _USAGE_LIMIT = re.compile(
     r"usage[ _]limit|quota|insufficient[ _](?:credit|balance|funds)|credit balance|billing"
-    r"|GoUsageLimitError|payment required",
+    r"|GoUsageLimitError|payment required|out[ _]of[ _]credits",
     re.IGNORECASE,
 )
 _TOO_LONG = re.compile(
@@ -167,29 +169,99 @@ def classify_stream_error(
     return outcome
 
 
+_UNIFIED_WINDOWS = ("", "-5h", "-7d")
+
+
+def _unified_rejected(headers: Mapping[str, str]) -> bool:
+    return any(
+        headers.get(f"anthropic-ratelimit-unified{window}-status", "").strip().lower() == "rejected"
+        for window in _UNIFIED_WINDOWS
+    )
+
+
 def _is_usage_limit(status: int, headers: Mapping[str, str], body: bytes) -> bool:
+    """A usage or quota limit (the credential is used up), as opposed to a rate limit.
+
+    402 always; a 429 or 403 (or a 400, as Anthropic sends "credit balance is too low") whose
+    body or header values say usage limit, quota, insufficient credit/balance or billing, or
+    whose `anthropic-ratelimit-unified-status` is `rejected`.
+    """
     if status == 402:
         return True
-    if status not in (429, 403):
+    if status not in (400, 403, 429):
         return False
-    if headers.get("anthropic-ratelimit-unified-status", "").lower() == "rejected":
+    if status != 400 and _unified_rejected(headers):
+        return True
+    if any(
+        _USAGE_LIMIT.search(value)
+        for name, value in headers.items()
+        if not name.lower().startswith("anthropic-ratelimit-")  # told by status, above
+    ):
         return True
     return bool(_USAGE_LIMIT.search(body[:65536].decode("utf-8", "replace")))
+
+
+def _reset_header(name: str, value: str, now: float) -> float | None:
+    """A `*-reset` header as epoch seconds: a Go duration (`6m0s`), epoch or date."""
+    seconds = parse_go_duration(value.strip()) if name.startswith("x-ratelimit-reset") else None
+    if seconds is not None:
+        return now + seconds
+    return _parse_moment(value.strip(), now)
+
+
+def _unified_reset(headers: Mapping[str, str], now: float) -> float | None:
+    """When a rejected Claude subscription resets: the overall reset, else a rejected window's."""
+    overall = _parse_moment(headers.get("anthropic-ratelimit-unified-reset", ""), now)
+    if overall is not None:
+        return overall
+    moments = [
+        _parse_moment(headers.get(f"anthropic-ratelimit-unified{window}-reset", ""), now)
+        for window in _UNIFIED_WINDOWS[1:]
+        if headers.get(f"anthropic-ratelimit-unified{window}-status", "").lower() == "rejected"
+    ]
+    found = [moment for moment in moments if moment is not None]
+    return max(found) if found else None
+
+
+def depleted_until(headers: Mapping[str, str], now: float) -> float | None:
+    """When a *successful* answer's rate-limit headers say nothing is left: the stated reset.
+
+    `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-remaining: 0`, OpenAI's
+    `x-ratelimit-remaining-{requests,tokens}: 0`, or a rejected unified status. None when
+    something is left or no reset is stated.
+    """
+    moments: list[float | None] = []
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+        if headers.get(f"anthropic-ratelimit-{kind}-remaining", "").strip() == "0":
+            reset = headers.get(f"anthropic-ratelimit-{kind}-reset", "")
+            moments.append(_parse_moment(reset.strip(), now))
+    for kind in ("requests", "tokens"):
+        if headers.get(f"x-ratelimit-remaining-{kind}", "").strip() == "0":
+            name = f"x-ratelimit-reset-{kind}"
+            moments.append(_reset_header(name, headers.get(name, ""), now))
+    if _unified_rejected(headers):
+        moments.append(_unified_reset(headers, now))
+    future = [moment for moment in moments if moment is not None and moment > now]
+    return max(future) if future else None
 
 
 def usage_reset_at(headers: Mapping[str, str], body: bytes, now: float) -> float | None:
     """When an exhausted credential resets (epoch seconds), from headers or body, if stated."""
     candidates: list[float] = []
+    if _unified_rejected(headers):
+        unified = _unified_reset(headers, now)
+        if unified is not None and unified > now:
+            return unified
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered.startswith("anthropic-ratelimit-") and lowered.endswith("-reset"):
-            moment = _parse_moment(value, now)
+        if lowered.startswith("anthropic-ratelimit-unified"):
+            continue  # a window that is not rejected says nothing about this limit
+        if (
+            lowered.startswith("anthropic-ratelimit-") and lowered.endswith("-reset")
+        ) or lowered.startswith("x-ratelimit-reset"):
+            moment = _reset_header(lowered, value, now)
             if moment is not None:
                 candidates.append(moment)
-        elif lowered.startswith("x-ratelimit-reset"):
-            seconds = parse_go_duration(value)
-            if seconds is not None:
-                candidates.append(now + seconds)
     retry_after = parse_retry_after(headers, now)
     if retry_after is not None:
         candidates.append(now + retry_after)

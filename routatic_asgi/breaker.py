@@ -1,0 +1,188 @@
+"""`CircuitBreaker`: leave a failing target alone until it has recovered.
+
+One breaker per `Target.key`, kept in a `StateStore` so replicas share it. Closed: no record.
+Open: a record whose cooldown runs; the target is skipped ("breaker_open") with `retry_after`
+= the time left. Half-open: the cooldown has ended; exactly one real request (the one that
+wins the store's lease) probes, concurrent ones skip ("breaker_probing"). A success closes
+the breaker, a failure reopens it with the next, longer cooldown.
+
+The state arithmetic is pure (`phase`, `cooldown`, `tripped`) and takes `now` and the jitter
+from the caller. Only transient failures count: a client that went away, a client error, an
+unfit answer or a credential problem (the credential layer's business) never opens a breaker.
+This layer never calls an upstream of its own: there are no synthetic health checks.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from routatic_asgi.attempt import ATTEMPT, Attempt
+from routatic_asgi.classify import Kind, Outcome
+from routatic_asgi.config import CooldownConfig
+from routatic_asgi.state import MemoryStore, Record, StateStore
+
+__all__ = ["CircuitBreaker", "Phase", "cooldown", "phase", "tripped"]
+
+Clock = Callable[[], float]
+Jitter = Callable[[], float]
+
+PREFIX = "breaker:"
+# A breaker's record stays this long after its cooldown, to remember the failure streak.
+STREAK_MEMORY = 3600.0
+# What a request skipping a target whose probe is in flight is told to wait.
+PROBE_WAIT = 1.0
+
+
+class Phase(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+def phase(record: Record | None, now: float) -> Phase:
+    if record is None or record.failures == 0:
+        return Phase.CLOSED
+    return Phase.OPEN if record.in_force(now) else Phase.HALF_OPEN
+
+
+def cooldown(
+    failures: int, retry_after: float | None, policy: CooldownConfig, jitter: float = 1.0
+) -> float:
+    """Seconds to stay open after the `failures`-th consecutive failure.
+
+    `max(retry_after, min(base * 2**(n-1), max))`, the backoff scaled by `jitter` (0.9-1.1),
+    so replicas that failed together do not probe together; the upstream's wait is a floor.
+    """
+    exponent = min(max(failures, 1) - 1, 64)
+    backoff = min(policy.base * 2.0**exponent, policy.max) * jitter
+    return max(retry_after or 0.0, backoff)
+
+
+def tripped(
+    record: Record | None, outcome: Outcome, now: float, policy: CooldownConfig, jitter: float
+) -> Record:
+    """The breaker's record after a failure.
+
+    A failure that arrives while the breaker is already open began before it opened: it does
+    not lengthen the streak, though its Retry-After may lengthen the cooldown.
+    """
+    previous = record.failures if record is not None else 0
+    failures = previous if phase(record, now) is Phase.OPEN else previous + 1
+    seconds = cooldown(failures, outcome.retry_after, policy, jitter)
+    return Record(outcome.reason, now, now + seconds, failures)
+
+
+def counts_against(attempt: Attempt) -> bool:
+    """Whether this attempt's outcome is the target's failure."""
+    outcome = attempt.outcome
+    if outcome is None:
+        return True  # the chain gave no answer at all
+    if outcome.kind is Kind.TRANSIENT:
+        return True
+    # A usage limit on a target with no credential of ours has nobody else to cool.
+    target = attempt.target
+    return outcome.kind is Kind.EXHAUSTED and target.credential is None and not target.passthrough
+
+
+def _jitter() -> float:
+    return random.uniform(0.9, 1.1)
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        store: StateStore | None = None,
+        cooldown: CooldownConfig | None = None,
+        probe_timeout: float = 600.0,
+        clock: Clock = time.time,
+        jitter: Jitter = _jitter,
+    ) -> None:
+        self.app = app
+        self.clock = clock
+        self.store: StateStore = store if store is not None else MemoryStore(clock=clock)
+        self.policy = cooldown or CooldownConfig()
+        self.probe_timeout = probe_timeout
+        self.jitter = jitter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        attempt: Attempt | None = scope.get(ATTEMPT)
+        if scope["type"] != "http" or attempt is None:
+            await self.app(scope, receive, send)
+            return
+        key = attempt.target.key
+        record = await self.store.get(PREFIX + key)
+        now = self.clock()
+        current = phase(record, now)
+        if current is Phase.OPEN:
+            assert record is not None and record.until is not None
+            attempt.settle(Outcome(Kind.SKIPPED, "breaker_open", retry_after=record.until - now))
+            return
+        probing = current is Phase.HALF_OPEN
+        if probing and not await self.store.claim(PREFIX + key, ttl=self.probe_timeout):
+            attempt.settle(Outcome(Kind.SKIPPED, "breaker_probing", retry_after=PROBE_WAIT))
+            return
+        try:
+            await self._watched(scope, receive, send, attempt, record)
+        finally:
+            if probing:
+                # A probe that was cancelled or failed lets the next request probe.
+                with anyio.CancelScope(shield=True):
+                    await self.store.release(PREFIX + key)
+
+    async def _watched(
+        self, scope: Scope, receive: Receive, send: Send, attempt: Attempt, record: Record | None
+    ) -> None:
+        """Call the chain; record the outcome as soon as it is settled (a stream goes on)."""
+        recorded = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal recorded
+            if not recorded and attempt.outcome is not None:
+                recorded = True
+                await self._record(attempt, record)
+            await send(message)
+
+        await self.app(scope, receive, watching_send)
+        if not recorded:
+            await self._record(attempt, record)
+
+    async def _record(self, attempt: Attempt, record: Record | None) -> None:
+        key = PREFIX + attempt.target.key
+        if attempt.outcome is not None and attempt.outcome.kind is Kind.SUCCESS:
+            if record is not None:
+                await self.store.delete(key)
+            return
+        if not counts_against(attempt):
+            return
+        now = self.clock()
+        outcome = attempt.outcome or Outcome(Kind.TRANSIENT, "no_answer")
+        opened = tripped(record, outcome, now, self.policy, self.jitter())
+        await self.store.put(key, opened, now=now, linger=STREAK_MEMORY)
+
+    async def status(self) -> list[dict[str, Any]]:
+        """Every breaker that is not closed: target, state, reason, since, until, failures."""
+        now = self.clock()
+        rows = []
+        for key, record in sorted((await self.store.records()).items()):
+            if not key.startswith(PREFIX):
+                continue
+            rows.append(
+                {
+                    "target": key.removeprefix(PREFIX),
+                    "state": phase(record, now).value,
+                    "reason": record.reason,
+                    "since": record.since,
+                    "until": record.until,
+                    "consecutive_failures": record.failures,
+                }
+            )
+        return rows

@@ -1,0 +1,269 @@
+"""`AuthShortCircuit`: never spend a request on a credential known to be rejected or used up.
+
+Credential state is kept per `Credential.id` (and the secret's fingerprint, so a new key starts
+clean) in a `StateStore`. Before an attempt, a target whose credential is marked is skipped:
+"credential_auth" for a rejected key, "credential_exhausted" for one cooling until its usage
+limit resets. After an attempt:
+
+- auth (401/403): the credential is marked bad; with `key_command` the command runs once
+  (10 s timeout) and the same target is tried again with the fresh key;
+- exhausted (usage or quota limit): it cools until the stated reset, else `quota_cooldown`;
+- success whose rate-limit headers say nothing is left: it cools until the stated reset.
+
+`Keyring` is the small registry of fresh keys: it swaps the credential in the attempt's
+target, so the relay sends whatever key is current without knowing about refreshes.
+
+A passthrough credential (the client's own) is never marked: its 401 goes back to the client.
+No secret is logged, stored or shown; only `provider#index` and at most the last 4 characters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from routatic_asgi.attempt import ATTEMPT, Attempt, Credential, Target
+from routatic_asgi.classify import Kind, Outcome, depleted_until
+from routatic_asgi.config import ProviderConfig
+from routatic_asgi.state import MemoryStore, Record, StateStore
+
+__all__ = ["AuthShortCircuit", "Keyring", "credential_record", "run_key_command"]
+
+Clock = Callable[[], float]
+CommandRunner = Callable[[str, float], Awaitable[str | None]]
+logger = logging.getLogger("routatic_asgi")
+
+PREFIX = "credential:"
+# A rejected key is tried again after a day at the latest, so a mark cannot outlive a fix.
+REJECTED_MEMORY = 86400.0
+KEY_COMMAND_TIMEOUT = 10.0
+
+
+def credential_record(
+    outcome: Outcome, headers: Mapping[str, str], now: float, quota_cooldown: float
+) -> Record | None:
+    """What an attempt's outcome says about its credential (None: nothing to remember)."""
+    if outcome.kind is Kind.AUTH:
+        return Record(outcome.reason, now, None)
+    if outcome.kind is Kind.EXHAUSTED:
+        until = outcome.reset_at if outcome.reset_at and outcome.reset_at > now else None
+        return Record(outcome.reason, now, until or now + quota_cooldown)
+    if outcome.kind is Kind.SUCCESS:
+        until = depleted_until(headers, now)
+        return None if until is None else Record("depleted", now, until)
+    return None
+
+
+def skip_reason(record: Record) -> str:
+    return "credential_auth" if record.until is None else "credential_exhausted"
+
+
+def state_key(credential: Credential) -> str:
+    fingerprint = hashlib.sha256(credential.secret.encode()).hexdigest()[:16]
+    return f"{PREFIX}{credential.id}:{fingerprint}"
+
+
+async def run_key_command(command: str, limit: float) -> str | None:
+    """Run `command` in a shell; its first line of output is the key (None on any failure)."""
+    process = await asyncio.create_subprocess_shell(
+        command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), limit)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        logger.warning("key_command timed out after %.0f s", limit)
+        return None
+    if process.returncode != 0:
+        logger.warning("key_command exited with status %s", process.returncode)
+        return None
+    lines = output.decode("utf-8", "replace").strip().splitlines()
+    return lines[0].strip() if lines and lines[0].strip() else None
+
+
+class Keyring:
+    """The current key of every credential a `key_command` can refresh.
+
+    Until the command has run, a credential is the configured one; a provider with only a
+    `key_command` gets credential #0 from its first run. One run at a time per provider, and
+    a 401 on a key that was already replaced uses the replacement instead of running again.
+    """
+
+    def __init__(
+        self,
+        providers: Mapping[str, ProviderConfig],
+        *,
+        run: CommandRunner = run_key_command,
+        timeout: float = KEY_COMMAND_TIMEOUT,
+    ) -> None:
+        self.commands = {
+            name: provider.key_command
+            for name, provider in providers.items()
+            if provider.key_command and not provider.passthrough
+        }
+        self.run = run
+        self.timeout = timeout
+        self._fresh: dict[str, Credential] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    def can_refresh(self, provider: str) -> bool:
+        return provider in self.commands
+
+    def known(self) -> list[Credential]:
+        return list(self._fresh.values())
+
+    async def current(self, target: Target) -> Credential | None:
+        credential = target.credential
+        if target.provider not in self.commands:
+            return credential
+        fresh = self._fresh.get(credential.id if credential else f"{target.provider}#0")
+        if fresh is not None:
+            return fresh
+        if credential is None:
+            return await self.refresh(target.provider, None)
+        return credential
+
+    async def refresh(self, provider: str, stale: Credential | None) -> Credential | None:
+        """A fresh key in place of `stale` (None: the command failed or printed the same)."""
+        index = stale.index if stale is not None else 0
+        lock = self._locks.setdefault(provider, anyio.Lock())
+        async with lock:
+            fresh = self._fresh.get(f"{provider}#{index}")
+            if fresh is not None and (stale is None or fresh.secret != stale.secret):
+                return fresh
+            secret = await self.run(self.commands[provider], self.timeout)
+            if not secret or (stale is not None and secret == stale.secret):
+                return None
+            fresh = Credential(provider, index, secret, f"providers.{provider}.key_command")
+            self._fresh[fresh.id] = fresh
+            return fresh
+
+
+class AuthShortCircuit:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        store: StateStore | None = None,
+        keyring: Keyring | None = None,
+        quota_cooldown: float = 3600.0,
+        clock: Clock = time.time,
+    ) -> None:
+        self.app = app
+        self.clock = clock
+        self.store: StateStore = store if store is not None else MemoryStore(clock=clock)
+        self.keyring = keyring or Keyring({})
+        self.quota_cooldown = quota_cooldown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        attempt: Attempt | None = scope.get(ATTEMPT)
+        if scope["type"] != "http" or attempt is None or attempt.target.passthrough:
+            await self.app(scope, receive, send)
+            return
+        target = attempt.target
+        credential = await self.keyring.current(target)
+        if credential is None:
+            if self.keyring.can_refresh(target.provider):
+                attempt.settle(Outcome(Kind.AUTH, "key_command_failed"))
+                return
+            await self.app(scope, receive, send)  # auth: none
+            return
+        attempt.target = replace(target, credential=credential)
+        record = await self.store.get(state_key(credential))
+        now = self.clock()
+        if record is not None and record.in_force(now):
+            wait = None if record.until is None else record.until - now
+            attempt.settle(Outcome(Kind.SKIPPED, skip_reason(record), retry_after=wait))
+            return
+        retry = self.keyring.can_refresh(target.provider)
+        fresh = await self._call(scope, receive, send, attempt, retry=retry)
+        if fresh is None:
+            return
+        # The same target again with the fresh key: a second call of the inner chain, with a
+        # second outcome (listeners hear both: two upstream calls were made).
+        attempt.target = replace(target, credential=fresh)
+        attempt.outcome = None
+        attempt.upstream_headers = {}
+        await self._call(scope, receive, send, attempt, retry=False)
+
+    async def _call(
+        self, scope: Scope, receive: Receive, send: Send, attempt: Attempt, *, retry: bool
+    ) -> Credential | None:
+        """Call the chain and record the outcome as soon as it is settled.
+
+        With `retry`, a rejected key's answer is held back while `key_command` runs; the fresh
+        credential is returned (and nothing was sent), or the held answer goes on as it was.
+        """
+        recorded = False
+        held: list[Message] = []
+
+        def rejected() -> bool:
+            outcome = attempt.outcome
+            return retry and outcome is not None and outcome.kind is Kind.AUTH
+
+        async def watching_send(message: Message) -> None:
+            nonlocal recorded
+            if not recorded and attempt.outcome is not None:
+                recorded = True
+                await self._record(attempt)
+            if rejected():
+                held.append(message)
+            else:
+                await send(message)
+
+        await self.app(scope, receive, watching_send)
+        if not recorded:
+            await self._record(attempt)
+        if not rejected():
+            return None
+        fresh = await self.keyring.refresh(attempt.target.provider, attempt.target.credential)
+        if fresh is None:
+            for message in held:
+                await send(message)
+        return fresh
+
+    async def _record(self, attempt: Attempt) -> None:
+        outcome, credential = attempt.outcome, attempt.target.credential
+        if outcome is None or credential is None:
+            return
+        now = self.clock()
+        record = credential_record(outcome, attempt.upstream_headers, now, self.quota_cooldown)
+        if record is None:
+            return
+        linger = REJECTED_MEMORY if record.until is None else 0.0
+        await self.store.put(state_key(credential), record, now=now, linger=linger)
+
+    async def status(self, credentials: list[Credential]) -> list[dict[str, Any]]:
+        """Every credential: provider, index, last 4 characters, state, reason, since, until."""
+        now = self.clock()
+        current = {credential.id: credential for credential in credentials}
+        current.update((credential.id, credential) for credential in self.keyring.known())
+        rows = []
+        for credential in current.values():
+            record = await self.store.get(state_key(credential))
+            live = record is not None and record.in_force(now)
+            rows.append(
+                {
+                    "provider": credential.provider,
+                    "index": credential.index,
+                    "key": credential.hint,
+                    "source": credential.source,
+                    "state": ("bad" if record.until is None else "cooling")
+                    if live and record is not None
+                    else "ok",
+                    "reason": record.reason if live and record is not None else None,
+                    "since": record.since if live and record is not None else None,
+                    "until": record.until if live and record is not None else None,
+                    "consecutive_failures": 0,
+                }
+            )
+        return rows

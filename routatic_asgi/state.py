@@ -1,0 +1,334 @@
+"""Where breaker and credential state lives: in this process, or in Redis shared by replicas.
+
+A `StateStore` holds `Record`s (a reason, since, until and a failure count) by key, and short
+leases for the single probe of a half-open breaker. Two rules hold in every store:
+
+- `put` never cuts a cooldown short: a record whose `until` is later (or unbounded) stays.
+- a record expires `linger` seconds after its `until`: a credential's cooldown ends exactly
+  at its reset, a breaker's record outlives its cooldown so the half-open probe knows the
+  failure streak.
+
+`RedisStore` makes both atomic across replicas with one Lua script and `SET NX PX`. When Redis
+cannot be reached it serves from its in-process `MemoryStore` (which it keeps up to date on
+every write), says so in `degraded`, and tries Redis again a few seconds later: a request never
+fails because Redis is down. This module decides nothing about breakers or credentials and
+never stores a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+
+__all__ = ["MemoryStore", "Record", "RedisStore", "StateStore", "store_for"]
+
+Clock = Callable[[], float]
+T = TypeVar("T")
+logger = logging.getLogger("routatic_asgi")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Something is unusable: why, since when, until when (None: until cleared)."""
+
+    reason: str
+    since: float
+    until: float | None = None
+    failures: int = 0
+
+    def in_force(self, now: float) -> bool:
+        return self.until is None or now < self.until
+
+    def outlasts(self, other: Record) -> bool:
+        if self.until is None:
+            return True
+        return other.until is not None and self.until >= other.until
+
+    def to_json(self) -> bytes:
+        data: dict[str, Any] = {"reason": self.reason, "since": self.since}
+        if self.until is not None:
+            data["until"] = self.until
+        if self.failures:
+            data["failures"] = self.failures
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Record:
+        data = orjson.loads(raw)
+        return cls(data["reason"], data["since"], data.get("until"), data.get("failures", 0))
+
+
+class StateStore(Protocol):
+    """Breaker and credential state. Every method is safe under concurrent replicas."""
+
+    @property
+    def degraded(self) -> bool:
+        """True while a shared store is unreachable and this process serves from memory."""
+        ...
+
+    async def get(self, key: str) -> Record | None: ...
+
+    async def put(self, key: str, record: Record, *, now: float, linger: float = 0.0) -> Record:
+        """Store `record` unless the one in place outlasts it; return the record in force."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def claim(self, key: str, *, ttl: float) -> bool:
+        """Take the lease `key` for `ttl` seconds if nobody holds it."""
+        ...
+
+    async def release(self, key: str) -> None: ...
+
+    async def records(self) -> dict[str, Record]:
+        """Every record still stored, by key."""
+        ...
+
+    async def ping(self) -> bool:
+        """Reach the store now; False (and `degraded`) when it cannot be reached."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def _expiry(record: Record, now: float, linger: float) -> float | None:
+    """Seconds from now until the store forgets `record` (None: never)."""
+    if record.until is None:
+        return linger if linger > 0 else None
+    return max(record.until - now + linger, 0.001)
+
+
+class MemoryStore:
+    """In-process state: the default for one process, and Redis's stand-in when it is down."""
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self._records: dict[str, tuple[Record, float | None]] = {}
+        self._leases: dict[str, float] = {}
+
+    @property
+    def degraded(self) -> bool:
+        return False
+
+    async def get(self, key: str) -> Record | None:
+        return self._get(key)
+
+    def _get(self, key: str) -> Record | None:
+        entry = self._records.get(key)
+        if entry is None:
+            return None
+        record, expires = entry
+        if expires is not None and self.clock() >= expires:
+            del self._records[key]
+            return None
+        return record
+
+    async def put(self, key: str, record: Record, *, now: float, linger: float = 0.0) -> Record:
+        current = self._get(key)
+        if current is not None and current.outlasts(record):
+            return current
+        ttl = _expiry(record, now, linger)
+        self._records[key] = (record, None if ttl is None else self.clock() + ttl)
+        return record
+
+    async def delete(self, key: str) -> None:
+        self._records.pop(key, None)
+
+    async def claim(self, key: str, *, ttl: float) -> bool:
+        now = self.clock()
+        if self._leases.get(key, 0.0) > now:
+            return False
+        self._leases[key] = now + ttl
+        return True
+
+    async def release(self, key: str) -> None:
+        self._leases.pop(key, None)
+
+    async def records(self) -> dict[str, Record]:
+        found = {key: self._get(key) for key in list(self._records)}
+        return {key: record for key, record in found.items() if record is not None}
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+# KEYS[1] the record; ARGV[1] the new record as JSON; ARGV[2] its TTL in ms (0: none).
+# Keep the stored record when it ends later than the new one or never ends.
+_PUT = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local o = cjson.decode(old)
+  local n = cjson.decode(ARGV[1])
+  if n['until'] ~= nil and (o['until'] == nil or o['until'] >= n['until']) then
+    return old
+  end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return ARGV[1]
+"""
+
+
+class RedisStore:
+    """State shared by every replica through Redis; in-process memory while Redis is down.
+
+    `url` is a redis:// URL; a `key_prefix` query parameter (default `routatic:`) keeps
+    deployments sharing one Redis apart.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = time.time,
+        retry_every: float = 5.0,
+        timeout: float = 0.5,
+        client: Any = None,
+    ) -> None:
+        self.url, self.prefix = _split_prefix(url)
+        self.clock = clock
+        self.retry_every = retry_every
+        self.timeout = timeout
+        self.memory = MemoryStore(clock=clock)
+        self._client = client
+        self._put_script: Any = None
+        self._down_until = 0.0
+        self._degraded = False
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    def _redis(self) -> Any:
+        # Made on first use, inside the serving event loop.
+        if self._client is None:
+            from redis.asyncio import Redis
+
+            self._client = Redis.from_url(
+                self.url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout
+            )
+        if self._put_script is None:
+            self._put_script = self._client.register_script(_PUT)
+        return self._client
+
+    async def _shared(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """Run `call` on Redis; on failure return `fallback` and serve from memory a while."""
+        from redis.exceptions import RedisError
+
+        if self._degraded and self.clock() < self._down_until:
+            return fallback
+        try:
+            result = await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            if not self._degraded:
+                logger.warning(
+                    "state store unreachable (%s); serving from memory", type(exc).__name__
+                )
+            self._degraded = True
+            self._down_until = self.clock() + self.retry_every
+            return fallback
+        if self._degraded:
+            logger.warning("state store reachable again")
+            self._degraded = False
+        return result
+
+    def _key(self, kind: str, key: str) -> str:
+        return f"{self.prefix}{kind}:{key}"
+
+    async def get(self, key: str) -> Record | None:
+        local = await self.memory.get(key)
+        raw = await self._shared(lambda: self._redis().get(self._key("rec", key)), _MISSING)
+        if raw is _MISSING:
+            return local
+        return None if raw is None else Record.from_json(raw)
+
+    async def put(self, key: str, record: Record, *, now: float, linger: float = 0.0) -> Record:
+        local = await self.memory.put(key, record, now=now, linger=linger)
+        ttl = _expiry(record, now, linger)
+        millis = 0 if ttl is None else max(int(ttl * 1000), 1)
+
+        async def call() -> Any:
+            self._redis()
+            return await self._put_script(
+                keys=[self._key("rec", key)], args=[record.to_json(), millis]
+            )
+
+        raw = await self._shared(call, _MISSING)
+        return local if raw is _MISSING else Record.from_json(raw)
+
+    async def delete(self, key: str) -> None:
+        await self.memory.delete(key)
+        await self._shared(lambda: self._redis().delete(self._key("rec", key)), None)
+
+    async def claim(self, key: str, *, ttl: float) -> bool:
+        millis = max(int(ttl * 1000), 1)
+        taken = await self._shared(
+            lambda: self._redis().set(self._key("lease", key), b"1", nx=True, px=millis), _MISSING
+        )
+        if taken is _MISSING:
+            return await self.memory.claim(key, ttl=ttl)
+        return bool(taken)
+
+    async def release(self, key: str) -> None:
+        await self.memory.release(key)
+        await self._shared(lambda: self._redis().delete(self._key("lease", key)), None)
+
+    async def records(self) -> dict[str, Record]:
+        async def call() -> dict[str, Record]:
+            client = self._redis()
+            pattern = self._key("rec", "*")
+            keys = [key async for key in client.scan_iter(match=pattern, count=500)]
+            values = await client.mget(keys) if keys else []
+            start = len(self._key("rec", ""))
+            return {
+                key.decode()[start:]: Record.from_json(raw)
+                for key, raw in zip(keys, values, strict=True)
+                if raw is not None
+            }
+
+        found = await self._shared(call, None)
+        return await self.memory.records() if found is None else found
+
+    async def ping(self) -> bool:
+        """Reach Redis now (ignoring the retry pause); True when it answered."""
+        self._down_until = 0.0
+        return bool(await self._shared(lambda: self._redis().ping(), False))
+
+    async def aclose(self) -> None:
+        client, self._client, self._put_script = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+
+def _split_prefix(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    prefix = next((value for name, value in query if name == "key_prefix"), "routatic:")
+    rest = urlencode([(name, value) for name, value in query if name != "key_prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def store_for(state: str, *, clock: Clock = time.time) -> StateStore:
+    """The store a configuration's `state:` names: `memory` or a redis:// URL."""
+    if state == "memory":
+        return MemoryStore(clock=clock)
+    return RedisStore(state, clock=clock)
