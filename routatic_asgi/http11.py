@@ -1,0 +1,334 @@
+"""`Http11Transport`: a lean HTTP/1.1 transport for `httpx.AsyncClient` on raw asyncio.
+
+httpx's default transport (httpcore over anyio streams) costs more CPU per request than the
+rest of the gateway put together: its pool checks every idle connection with a `select()` on
+each request. This transport keeps httpx's client, request, response and exception types,
+and speaks HTTP/1.1 itself: an asyncio `Protocol` per connection, httptools (already there
+for uvicorn) to parse responses, a LIFO keep-alive pool per origin that learns of closed
+connections from the event loop instead of polling sockets.
+
+Memory per response is bounded (reading pauses above `_HIGH_WATER` unread bytes). A response
+not read to its end closes its connection; an idle connection is never handed out once the
+peer has closed it. It never follows redirects, never decodes bodies, never retries a request
+and never logs a header or a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httptools
+import httpx
+
+__all__ = ["Http11Transport"]
+
+_HIGH_WATER = 256 * 1024  # unread response bytes at which reading pauses
+_LOW_WATER = 64 * 1024
+_COALESCE = 64 * 1024  # bodies up to this size go out in the same write as the head
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
+_SKIP_HEADERS = frozenset({b"connection", b"keep-alive", b"proxy-connection"})
+_LENGTH_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+
+Origin = tuple[bytes, bytes, int]
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; carries one response at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._begin()
+
+    def _begin(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head: asyncio.Future[None] | None = None
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.complete = False
+        self.keep_alive = False
+        self.until_close = False
+        self.error: Exception | None = None
+        self.paused = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.head is None:  # bytes nobody asked for: the connection cannot be trusted
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed response from upstream: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.transport = None
+        if self.head is None or self.complete:
+            return
+        if self.until_close:
+            self.on_message_complete()
+        elif exc is not None:
+            self._fail(httpx.ReadError(f"upstream connection lost: {exc!r}"))
+        elif not self.head.done():
+            self._fail(httpx.RemoteProtocolError("Server disconnected without sending a response."))
+        else:
+            self._fail(
+                httpx.RemoteProtocolError(
+                    "peer closed connection without sending complete message body"
+                )
+            )
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        names = {name.lower() for name, _ in self.headers}
+        self.until_close = (
+            b"content-length" not in names
+            and b"transfer-encoding" not in names
+            and self.status not in (204, 304)
+        )
+        if self.head is not None and not self.head.done():
+            self.head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
+        self._wake()
+
+    # the request side
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = exc
+        if self.head is not None and not self.head.done():
+            self.head.set_exception(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not self.closed
+
+    async def send(self, head: bytes, body: bytes, timeouts: dict[str, Any]) -> None:
+        self._begin()
+        self.head = self.loop.create_future()
+        assert self.transport is not None
+        if len(body) <= _COALESCE:
+            self.transport.write(head + body)
+        else:
+            self.transport.write(head)
+            self.transport.write(body)
+        await self._wait(self.head, timeouts.get("read"), httpx.ReadTimeout)
+
+    async def body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
+        while True:
+            if self.chunks:
+                chunk = self.chunks.popleft()
+                self.buffered -= len(chunk)
+                if self.paused and self.buffered < _LOW_WATER and self.transport is not None:
+                    self.paused = False
+                    self.transport.resume_reading()
+                yield chunk
+            elif self.complete:
+                return
+            elif self.error is not None:
+                raise self.error
+            else:
+                self.waiter = self.loop.create_future()
+                await self._wait(self.waiter, read_timeout, httpx.ReadTimeout)
+
+    async def _wait(
+        self, future: asyncio.Future[None], seconds: float | None, error: type[httpx.HTTPError]
+    ) -> None:
+        if future.done():
+            future.result()
+            return
+        timer = None
+        if seconds is not None:
+            timer = self.loop.call_later(seconds, _expire, future, error)
+        try:
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+def _expire(future: asyncio.Future[None], error: type[httpx.HTTPError]) -> None:
+    if not future.done():
+        future.set_exception(error("timed out waiting for the upstream"))
+
+
+class _Body(httpx.AsyncByteStream):
+    """The response body; closing it early closes the connection, not the pool."""
+
+    def __init__(
+        self,
+        transport: Http11Transport,
+        origin: Origin,
+        connection: _Connection,
+        read_timeout: float | None,
+    ) -> None:
+        self._transport, self._origin = transport, origin
+        self._connection, self._read_timeout = connection, read_timeout
+        self._released = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._connection.body(self._read_timeout)
+
+    async def aclose(self) -> None:
+        if not self._released:
+            self._released = True
+            self._transport._release(self._origin, self._connection)
+
+
+class Http11Transport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 over pooled keep-alive connections; TLS with httpx's default verification."""
+
+    def __init__(
+        self,
+        *,
+        max_keepalive: int = 256,
+        keepalive_expiry: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.max_keepalive = max_keepalive
+        self.keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.raw_scheme
+        if scheme not in _DEFAULT_PORTS:
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        origin = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        if isinstance(request.stream, httpx.ByteStream):
+            body = request.content
+            head = _head(request, None)
+        else:  # a streamed body is sent with its length: upstream APIs want one
+            body = b"".join([chunk async for chunk in request.stream])  # type: ignore[union-attr]
+            head = _head(request, len(body))
+        connection = self._idle_connection(origin) or await self._connect(origin, timeouts)
+        try:
+            await connection.send(head, body, timeouts)
+        except BaseException:
+            connection.close()
+            raise
+        return httpx.Response(
+            connection.status,
+            headers=connection.headers,
+            stream=_Body(self, origin, connection, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    def _idle_connection(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        now = asyncio.get_running_loop().time()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and now - connection.idle_since < self.keepalive_expiry:
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, origin: Origin, timeouts: dict[str, Any]) -> _Connection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        connection = _Connection(loop)
+        server_hostname = host.decode("ascii")
+        tls = self._tls() if scheme == b"https" else None
+        try:
+            async with asyncio.timeout(timeouts.get("connect")):
+                await loop.create_connection(
+                    lambda: connection,
+                    server_hostname,
+                    port,
+                    ssl=tls,
+                    server_hostname=server_hostname if tls else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(
+                f"connecting to {server_hostname}:{port} timed out"
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"{exc!r}") from exc
+        return connection
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+            self._ssl_context.set_alpn_protocols(["http/1.1"])
+        return self._ssl_context
+
+    def _release(self, origin: Origin, connection: _Connection) -> None:
+        if self._closed or not connection.reusable:
+            connection.close()
+            return
+        idle = self._idle.setdefault(origin, [])
+        if len(idle) >= self.max_keepalive:
+            connection.close()
+            return
+        connection.head = None
+        connection.idle_since = connection.loop.time()
+        idle.append(connection)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
+
+def _head(request: httpx.Request, length: int | None) -> bytes:
+    skip = _SKIP_HEADERS if length is None else _SKIP_HEADERS | _LENGTH_HEADERS
+    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
+    for name, value in request.headers.raw:
+        if name.lower() not in skip:
+            lines.append(b"%s: %s\r\n" % (name, value))
+    if length is not None:
+        lines.append(b"content-length: %d\r\n" % length)
+    lines.append(b"\r\n")
+    return b"".join(lines)

@@ -1,0 +1,286 @@
+"""The upstream HTTP/1.1 transport against scripted loopback servers: what the relay relies on.
+
+Requests go out byte for byte, keep-alive connections are reused, a connection the peer
+closed or a response not read to its end is never reused, and every transport failure
+surfaces as the httpx exception the relay classifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from routatic_asgi.http11 import Http11Transport
+from tests.conftest import closed_port_url
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Scripted:
+    """A loopback server that runs `handler` per connection and counts connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head, await reader.readexactly(length)
+
+
+def answer(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+def run(coroutine: Awaitable[Any]) -> Any:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+async def post(client: httpx.AsyncClient, url: str, body: bytes = b"{}") -> httpx.Response:
+    request = client.build_request("POST", url, content=body, headers={"x-test": "1"})
+    response = await client.send(request, stream=True)
+    await response.aread()
+    return response
+
+
+def test_requests_go_out_as_sent_and_reuse_one_connection() -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            seen.append(request)
+            writer.write(answer(b"ok %d" % len(seen)))
+
+    async def main() -> None:
+        server = Scripted(handler)
+        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+            bodies = [
+                (await post(client, f"{url}/v1/messages?beta=true", b'{"n":%d}' % n)).content
+                for n in range(3)
+            ]
+            assert bodies == [b"ok 1", b"ok 2", b"ok 3"]
+            assert server.connections == 1
+
+    run(main())
+    head, body = seen[0]
+    assert head.startswith(b"POST /v1/messages?beta=true HTTP/1.1\r\n")
+    assert b"\r\nx-test: 1\r\n" in head
+    assert body == b'{"n":0}'
+
+
+def test_a_large_body_arrives_whole() -> None:
+    payload = bytes(range(256)) * 800  # 200 KB: a Claude Code request
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        assert request is not None
+        received.append(request[1])
+        writer.write(answer(b"done"))
+
+    async def main() -> None:
+        async with (
+            Scripted(handler) as url,
+            httpx.AsyncClient(transport=Http11Transport()) as client,
+        ):
+            assert (await post(client, url + "/x", payload)).content == b"done"
+
+    run(main())
+    assert received == [payload]
+
+
+def test_chunked_and_until_close_bodies_are_read_to_their_end() -> None:
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for part in (b"event: a\n\n", b"event: b\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it")
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=Http11Transport()) as client:
+            async with Scripted(chunked) as url:
+                assert (await post(client, url)).content == b"event: a\n\nevent: b\n\n"
+            async with Scripted(until_close) as url:
+                response = await post(client, url)
+                assert response.content == b"all of it"
+                assert response.headers["content-type"] == "text/plain"
+
+    run(main())
+
+
+def test_a_connection_the_peer_closed_is_not_reused() -> None:
+    async def one_answer_then_close(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await read_request(reader)
+        writer.write(answer(b"ok"))
+        await writer.drain()
+
+    async def main() -> None:
+        server = Scripted(one_answer_then_close)
+        transport = Http11Transport()
+        async with server as url, httpx.AsyncClient(transport=transport) as client:
+            await post(client, url)
+            for _ in range(1000):  # let the loop deliver the peer's close
+                if all(c.closed for idle in transport._idle.values() for c in idle):
+                    break
+                await asyncio.sleep(0)
+            assert (await post(client, url)).content == b"ok"
+            assert server.connections == 2
+
+    run(main())
+
+
+def test_a_response_abandoned_midway_closes_its_connection() -> None:
+    async def main() -> None:
+        closed = asyncio.Event()
+
+        async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            await writer.drain()
+            assert await reader.read() == b""  # the client hung up
+            closed.set()
+
+        server = Scripted(endless)
+        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+            response = await client.send(
+                client.build_request("POST", url, content=b"{}"), stream=True
+            )
+            async for chunk in response.aiter_raw():
+                assert chunk == b"first"
+                break
+            await response.aclose()
+            await asyncio.wait_for(closed.wait(), 5)
+
+    run(main())
+
+
+def test_cancelling_a_request_closes_the_upstream_connection() -> None:
+    async def main() -> None:
+        closed = asyncio.Event()
+        arrived = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await read_request(reader)
+            arrived.set()
+            assert await reader.read() == b""
+            closed.set()
+
+        async with (
+            Scripted(silent) as url,
+            httpx.AsyncClient(transport=Http11Transport()) as client,
+        ):
+            task = asyncio.create_task(post(client, url))
+            await arrived.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.wait_for(closed.wait(), 5)
+
+    run(main())
+
+
+def test_reading_pauses_while_the_reader_falls_behind() -> None:
+    async def main() -> None:
+        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (8 * 1024**2))
+            for _ in range(128):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+
+        transport = Http11Transport()
+        async with Scripted(flood) as url, httpx.AsyncClient(transport=transport) as client:
+            response = await client.send(
+                client.build_request("POST", url, content=b"{}"), stream=True
+            )
+            connection = response.stream._stream._connection  # type: ignore[attr-defined]
+            for _ in range(2000):
+                await asyncio.sleep(0)
+                if connection.paused:
+                    break
+            assert connection.paused
+            assert connection.buffered < 1024**2
+            total = 0
+            async for chunk in response.aiter_raw():
+                total += len(chunk)
+            assert total == 8 * 1024**2
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error"),
+    [
+        ("close_mid_body", httpx.RemoteProtocolError),
+        ("close_before_answer", httpx.RemoteProtocolError),
+        ("garbage", httpx.RemoteProtocolError),
+        ("hang", httpx.ReadTimeout),
+    ],
+)
+def test_failures_surface_as_httpx_errors(behaviour: str, error: type[Exception]) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if behaviour == "close_mid_body":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        elif behaviour == "garbage":
+            writer.write(b"SMTP ready\r\n\r\n")
+        elif behaviour == "hang":
+            await reader.read()
+        await writer.drain()
+
+    async def main() -> None:
+        timeout = httpx.Timeout(5, read=0.05)
+        transport = Http11Transport()
+        async with (
+            Scripted(handler) as url,
+            httpx.AsyncClient(transport=transport, timeout=timeout) as client,
+        ):
+            with pytest.raises(error):
+                await post(client, url)
+
+    run(main())
+
+
+def test_a_refused_connection_is_a_connect_error() -> None:
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=Http11Transport()) as client:
+            with pytest.raises(httpx.ConnectError):
+                await post(client, closed_port_url() + "/v1/messages")
+
+    run(main())
