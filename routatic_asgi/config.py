@@ -251,17 +251,20 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def _expand(
-    node: Any, env: Mapping[str, str], path: str, source: str, variables: dict[str, str]
+    node: Any, env: Mapping[str, str], path: str, found: dict[str, str], missing: dict[str, str]
 ) -> Any:
-    """Replace `${VAR}` and `${VAR:-default}` in every string of the tree."""
+    """Replace `${VAR}` and `${VAR:-default}` in every string of the tree.
+
+    `found` records which variables each path used; `missing` every unset one, by name.
+    """
     if isinstance(node, dict):
         return {
-            key: _expand(value, env, _join(path, key), source, variables)
+            key: _expand(value, env, _join(path, key), found, missing)
             for key, value in node.items()
         }
     if isinstance(node, list):
         return [
-            _expand(value, env, _join(path, index), source, variables)
+            _expand(value, env, _join(path, index), found, missing)
             for index, value in enumerate(node)
         ]
     if not isinstance(node, str):
@@ -269,22 +272,29 @@ def _expand(
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        value = env.get(name)
-        if value:
-            return value
-        if default is not None:
-            return default
-        raise ConfigError(
-            source,
-            path,
-            f"environment variable {name} is not set",
-            f"export {name}=... or write ${{{name}:-default}}",
-        )
+        value = env.get(name) or default
+        if value is None:
+            missing.setdefault(name, path)
+            return ""
+        return value
 
     names = [match.group(1) for match in _VAR.finditer(node)]
     if names:
-        variables[path] = ", ".join(names)
+        found[path] = ", ".join(names)
     return _VAR.sub(substitute, node)
+
+
+def _missing_error(source: str, missing: dict[str, str]) -> ConfigError:
+    names = list(missing)
+    if len(names) == 1:
+        problem = f"environment variable {names[0]} is not set"
+    else:
+        where = ", ".join(f"{name} ({path})" for name, path in missing.items())
+        problem = f"environment variables are not set: {where}"
+    exports = " ".join(f"{name}=..." for name in names)
+    return ConfigError(
+        source, missing[names[0]], problem, f"export {exports} or write ${{{names[0]}:-default}}"
+    )
 
 
 def _join(path: str, key: object) -> str:
@@ -298,7 +308,10 @@ def parse_config(
     if not isinstance(data, dict):
         raise ConfigError(source, "", "the file is not a mapping", "see the README's example")
     variables: dict[str, str] = {}
-    expanded = _expand(data, os.environ if env is None else env, "", source, variables)
+    missing: dict[str, str] = {}
+    expanded = _expand(data, os.environ if env is None else env, "", variables, missing)
+    if missing:
+        raise _missing_error(source, missing)
     try:
         config = Config.model_validate(expanded)
     except ValidationError as exc:

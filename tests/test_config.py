@@ -120,6 +120,15 @@ def test_invalid_files_say_where_and_how_to_fix(
     assert caught.value.fix
 
 
+def test_every_missing_variable_is_named_at_once() -> None:
+    data = {**MINIMAL, "state": "${STATE_URL}"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="f.yaml", env={})
+    assert "ZEN_KEY (providers.zen.keys.0)" in str(caught.value)
+    assert "STATE_URL (state)" in str(caught.value)
+    assert "export ZEN_KEY=... STATE_URL=..." in caught.value.fix
+
+
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
