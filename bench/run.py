@@ -1,0 +1,464 @@
+"""The overhead benchmark: the same load direct to a fast upstream and through the proxy.
+
+    .venv/bin/python bench/run.py [--duration 5] [--only unstreamed,streams,...] [--json FILE]
+
+Runs three kinds of processes: the upstream (bench/upstream.py), the proxy (`routatic-asgi
+serve` with a bench config) and the load generators (wrk for throughput, bench/loadgen.py for
+time to first byte and held streams). With two or more cores the proxy is pinned to core 0
+and everything else to core 1, so "one worker" means one core. Each figure is printed with
+its ratio to going direct and to the target it must meet. Loopback only; every process it
+starts is stopped by pid; every load runs for a bounded time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PYTHON = sys.executable
+TICKS = os.sysconf("SC_CLK_TCK")
+
+CONFIG = """\
+server: {{host: 127.0.0.1, port: {port}}}
+providers:
+  fast: {{protocol: anthropic, base_url: "{upstream}", auth: passthrough}}
+  hold: {{protocol: anthropic, base_url: "{upstream}/hold", auth: passthrough}}
+  oai: {{protocol: openai, base_url: "{upstream}/v1", auth: none}}
+routes:
+  - {{match: bench-hold, chain: ["hold/claude-bench-1"]}}
+  - {{match: bench-oai, chain: ["oai/claude-bench-1"]}}
+  - {{match: "*", chain: ["fast/{{model}}"]}}
+"""
+
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
+wrk.headers["content-type"] = "application/json"
+wrk.headers["anthropic-version"] = "2023-06-01"
+wrk.headers["x-api-key"] = "bench-key"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH {\\"requests\\":%d,\\"seconds\\":%f,\\"errors\\":%d,\\"p50_ms\\":%f,\\"p99_ms\\":%f}\\n",
+    summary.requests, summary.duration / 1e6,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def message(model: str, *, stream: bool, padding: int = 0) -> bytes:
+    content = "Say hello." if not padding else "x" * padding
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": content}],
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    proxy: float | None
+    direct: float | None = None
+    target: float | None = None
+    higher_is_better: bool = True
+    note: str = ""
+
+    def row(self) -> str:
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:,.3f}" if value < 10 else f"{value:,.0f}"
+
+        to_direct = f"{self.proxy / self.direct:.2f}x" if self.proxy and self.direct else "-"
+        if self.target is None or self.proxy is None:
+            to_target, verdict = "-", ""
+        else:
+            ratio = self.proxy / self.target if self.higher_is_better else self.target / self.proxy
+            to_target = f"{ratio:.2f}x"
+            verdict = "ok" if ratio >= 1 else "MISS"
+        limit = "" if self.target is None else ("≥ " if self.higher_is_better else "≤ ")
+        target = f"{limit}{fmt(self.target)}" if self.target is not None else "-"
+        return (
+            f"{self.name:<44} {fmt(self.proxy):>10} {self.unit:<9} {fmt(self.direct):>10} "
+            f"{to_direct:>8} {target:>10} {to_target:>7} {verdict:<4} {self.note}"
+        )
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.pin = (os.cpu_count() or 1) >= 2 and not args.no_pin
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.figures: list[Figure] = []
+        self.wrk_script = workdir / "post.lua"
+        self.wrk_script.write_text(WRK_SCRIPT)
+
+    # processes
+
+    def _cpus(self, role: str) -> list[str]:
+        if not self.pin:
+            return []
+        return ["taskset", "-c", "0" if role == "proxy" else "1"]
+
+    def start_upstream(self) -> str:
+        command = [*self._cpus("load"), PYTHON, str(HERE / "upstream.py"), "--hold", "4"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE)
+        self.processes.append(process)
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        return f"http://127.0.0.1:{port}"
+
+    @contextmanager
+    def proxy(self, upstream: str, workers: int = 1) -> Iterator[tuple[str, int]]:
+        port = _free_port()
+        config = self.workdir / "bench.yaml"
+        config.write_text(CONFIG.format(port=port, upstream=upstream))
+        pin = self._cpus("proxy") if workers == 1 else []
+        command = [
+            *pin,
+            PYTHON,
+            "-m",
+            "routatic_asgi.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--log-level",
+            "warning",
+            "--workers",
+            str(workers),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
+        self.processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process, workers)
+            yield url, process.pid
+        finally:
+            _stop(process)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            _stop(process)
+
+    # loads
+
+    def wrk(self, url: str, body: bytes, connections: int = 32) -> dict[str, float]:
+        body_file = self.workdir / f"body-{len(body)}-{hash(body) & 0xFFFF}.json"
+        body_file.write_bytes(body)
+        command = [
+            *self._cpus("load"),
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{self.args.duration}s",
+            "-s",
+            str(self.wrk_script),
+            url + "/v1/messages",
+        ]
+        env = {**os.environ, "BENCH_BODY": str(body_file)}
+        output = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=self.args.duration + 30
+        ).stdout
+        line = next((line for line in output.splitlines() if line.startswith("BENCH ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk printed no summary:\n{output}")
+        result: dict[str, float] = json.loads(line[6:])
+        result["rate"] = result["requests"] / result["seconds"]
+        return result
+
+    def loadgen(self, mode: str, url: str, body: bytes, *extra: str) -> dict[str, Any]:
+        body_file = self.workdir / f"lg-{mode}-{len(body)}.json"
+        body_file.write_bytes(body)
+        command = [
+            *self._cpus("load"),
+            PYTHON,
+            str(HERE / "loadgen.py"),
+            mode,
+            url + "/v1/messages",
+            str(body_file),
+            *extra,
+        ]
+        output = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if output.returncode != 0:
+            raise RuntimeError(f"loadgen {mode} failed:\n{output.stderr}")
+        result: dict[str, Any] = json.loads(output.stdout.splitlines()[-1])
+        return result
+
+    def measured(
+        self, pid: int, load: Callable[[], dict[str, float]]
+    ) -> tuple[dict[str, float], float]:
+        """The load's result and the proxy's CPU milliseconds per request during it."""
+        before = cpu_seconds(pid)
+        result = load()
+        spent = cpu_seconds(pid) - before
+        return result, spent * 1000 / max(result["requests"], 1)
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        print(figure.row(), flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU of a process and its children (uvicorn workers), in seconds."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def _tree(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        member = queue.pop()
+        found.append(member)
+        for task in Path(f"/proc/{member}/task").glob("*/children"):
+            try:
+                queue.extend(int(child) for child in task.read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], workers: int) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the proxy exited at start")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+                # with workers, the master and every worker must be up
+                if response.status == 200 and (workers == 1 or len(_tree(process.pid)) > workers):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the proxy did not become ready in 30 s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+# the figures of the performance issue
+
+
+def unstreamed(bench: Bench, upstream: str, proxy: str, pid: int, label: str = "") -> None:
+    body = message("claude-bench-1", stream=False)
+    direct = bench.wrk(upstream, body)
+    through, cpu_ms = bench.measured(pid, lambda: bench.wrk(proxy, body))
+    errors = f"{int(through['errors'])} errors" if through["errors"] else ""
+    bench.add(
+        Figure(
+            f"unstreamed req/s{label}", "req/s", through["rate"], direct["rate"], 3000, note=errors
+        )
+    )
+    bench.add(Figure(f"unstreamed p50 latency{label}", "ms", through["p50_ms"], direct["p50_ms"]))
+    bench.add(Figure(f"unstreamed p99 latency{label}", "ms", through["p99_ms"], direct["p99_ms"]))
+    bench.add(Figure(f"proxy CPU per request{label}", "ms", cpu_ms, None, 0.35, False))
+
+
+def streams(bench: Bench, upstream: str, proxy: str, pid: int, label: str = "") -> float:
+    body = message("claude-bench-1", stream=True)
+    direct = bench.wrk(upstream, body)
+    through, cpu_ms = bench.measured(pid, lambda: bench.wrk(proxy, body))
+    errors = f"{int(through['errors'])} errors" if through["errors"] else ""
+    bench.add(
+        Figure(
+            f"streams/s, 20 deltas{label}",
+            "streams/s",
+            through["rate"],
+            direct["rate"],
+            1500,
+            note=errors,
+        )
+    )
+    bench.add(Figure(f"proxy CPU per stream{label}", "ms", cpu_ms))
+    return float(through["rate"])
+
+
+def ttfb(bench: Bench, upstream: str, proxy: str) -> None:
+    body = message("claude-bench-1", stream=True)
+    requests = str(bench.args.requests)
+    direct = bench.loadgen("ttfb", upstream, body, "--requests", requests)
+    through = bench.loadgen("ttfb", proxy, body, "--requests", requests)
+    added = through["first_byte_p50_ms"] - direct["first_byte_p50_ms"]
+    bench.add(
+        Figure(
+            "TTFB p50, concurrency 1",
+            "ms",
+            through["first_byte_p50_ms"],
+            direct["first_byte_p50_ms"],
+        )
+    )
+    bench.add(Figure("TTFB p50 added over direct", "ms", added, None, 0.5, False))
+    bench.add(
+        Figure(
+            "first content p50 added",
+            "ms",
+            through["first_content_p50_ms"] - direct["first_content_p50_ms"],
+        )
+    )
+
+
+def large_request(bench: Bench, upstream: str, proxy: str) -> None:
+    body = message("claude-bench-1", stream=False, padding=200_000)
+    requests = str(max(200, bench.args.requests // 4))
+    direct = bench.loadgen("ttfb", upstream, body, "--requests", requests)
+    through = bench.loadgen("ttfb", proxy, body, "--requests", requests)
+    added = through["total_p50_ms"] - direct["total_p50_ms"]
+    bench.add(Figure("200 KB request p50", "ms", through["total_p50_ms"], direct["total_p50_ms"]))
+    bench.add(Figure("200 KB request p50 added over direct", "ms", added, None, 1.0, False))
+
+
+def translated(bench: Bench, proxy: str, pid: int, passthrough_rate: float | None) -> None:
+    body = message("bench-oai", stream=True)
+    result = bench.wrk(proxy, body)
+    if result["errors"] >= result["requests"] / 2:
+        bench.add(
+            Figure(
+                "Anthropic client -> OpenAI target streams/s",
+                "streams/s",
+                None,
+                note="not served (no translation?)",
+            )
+        )
+        return
+    bench.add(Figure("Anthropic client -> OpenAI target streams/s", "streams/s", result["rate"]))
+    if passthrough_rate:
+        share = result["rate"] / passthrough_rate
+        bench.add(Figure("  share of passthrough streams/s", "share", share, None, 0.6))
+
+
+def held_streams(bench: Bench, proxy: str, pid: int) -> None:
+    body = message("bench-hold", stream=True)
+    result = bench.loadgen(
+        "hold", proxy, body, "--streams", str(bench.args.streams), "--pids", str(pid)
+    )
+    note = f"{result['open_at_sample']} open at sample, {result['errors']} errors"
+    note += f" {result['first_error']}" if result["errors"] else ""
+    bench.add(
+        Figure(
+            f"{bench.args.streams} open streams: proxy RSS",
+            "MB",
+            result["rss_mb"],
+            None,
+            250,
+            False,
+            note,
+        )
+    )
+
+
+def breaker_skip(bench: Bench) -> None:
+    script = HERE / "skip.py"
+    if not (REPO / "routatic_asgi" / "breaker.py").exists() or not script.exists():
+        bench.add(Figure("breaker-open skip", "µs", None, note="no breaker module yet"))
+        return
+    output = subprocess.run(
+        [*bench._cpus("proxy"), PYTHON, str(script)], capture_output=True, text=True, timeout=120
+    )
+    if output.returncode != 0:
+        bench.add(
+            Figure("breaker-open skip", "µs", None, note=output.stderr.strip().splitlines()[-1])
+        )
+        return
+    result = json.loads(output.stdout.splitlines()[-1])
+    bench.add(
+        Figure("breaker-open skip (micro-benchmark)", "µs", result["skip_us"], None, 20, False)
+    )
+
+
+SECTIONS = ["unstreamed", "streams", "ttfb", "large", "translated", "hold", "skip", "workers"]
+
+
+def run(bench: Bench) -> None:
+    only = set(bench.args.only.split(",")) if bench.args.only else set(SECTIONS)
+    upstream = bench.start_upstream()
+    print(f"{'figure':<44} {'proxy':>10} {'unit':<9} {'direct':>10} {'/direct':>8}", end="")
+    print(f" {'target':>10} {'/target':>7}")
+    passthrough_rate = None
+    with bench.proxy(upstream) as (proxy, pid):
+        if "unstreamed" in only:
+            unstreamed(bench, upstream, proxy, pid)
+        if "streams" in only:
+            passthrough_rate = streams(bench, upstream, proxy, pid)
+        if "ttfb" in only:
+            ttfb(bench, upstream, proxy)
+        if "large" in only:
+            large_request(bench, upstream, proxy)
+        if "translated" in only:
+            translated(bench, proxy, pid, passthrough_rate)
+        if "hold" in only:
+            held_streams(bench, proxy, pid)
+    if "skip" in only:
+        breaker_skip(bench)
+    if "workers" in only and (os.cpu_count() or 1) >= 2:
+        with bench.proxy(upstream, workers=2) as (proxy, pid):
+            unstreamed(bench, upstream, proxy, pid, " (2 workers)")
+            streams(bench, upstream, proxy, pid, " (2 workers)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--requests", type=int, default=2000, help="sequential TTFB requests")
+    parser.add_argument("--streams", type=int, default=1000, help="streams held open at once")
+    parser.add_argument("--only", help=f"comma-separated sections of: {','.join(SECTIONS)}")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench needs wrk: apt-get install -y wrk")
+    with tempfile.TemporaryDirectory(prefix="routatic-bench-") as workdir:
+        bench = Bench(args, Path(workdir))
+        try:
+            run(bench)
+        finally:
+            bench.stop_all()
+    if args.json:
+        args.json.write_text(json.dumps([vars(f) for f in bench.figures], indent=2))
+
+
+if __name__ == "__main__":
+    main()
