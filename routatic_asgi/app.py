@@ -7,6 +7,7 @@ lifespan shutdown (or on `aclose()` when mounted where no lifespan reaches it).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from routatic_asgi.answer import Answer, proxy_error
 from routatic_asgi.breaker import CircuitBreaker
 from routatic_asgi.config import Config
+from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
@@ -25,6 +27,8 @@ from routatic_asgi.routing import Routing
 from routatic_asgi.short_circuit import AuthShortCircuit, Keyring
 from routatic_asgi.state import MemoryStore, StateStore, store_for
 from routatic_asgi.telemetry import Telemetry
+from routatic_asgi.telemetry.capture import CaptureTransport, DebugCapture, secrets_of
+from routatic_asgi.telemetry.state_watch import WatchedStore
 from routatic_asgi.upstream import Upstreams
 
 __all__ = ["RoutaticApp", "build_app"]
@@ -131,12 +135,8 @@ class RoutaticApp:
         await send_answer(send, Answer(200, [(b"content-type", content_type.encode())], body))
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
-        openai = b"anthropic-version" not in headers and headers.get(
-            b"authorization", b""
-        ).lower().startswith(b"bearer ")
         ids = self.model_ids()
-        if openai:
+        if _speaks_openai(scope):
             data = [{"id": i, "object": "model", "created": 0, "owned_by": "routatic"} for i in ids]
             await send_answer(send, _json(200, {"object": "list", "data": data}))
             return
@@ -171,6 +171,14 @@ class RoutaticApp:
         return sorted(ids)
 
 
+def _speaks_openai(scope: Scope) -> bool:
+    """An OpenAI client: no anthropic-version, no x-api-key, none of Anthropic's paging."""
+    headers = dict(scope["headers"])
+    if b"anthropic-version" in headers or b"x-api-key" in headers:
+        return False
+    return not _query(scope).keys() & {"limit", "after_id", "before_id"}
+
+
 def _query(scope: Scope) -> dict[str, str]:
     from urllib.parse import parse_qsl
 
@@ -185,20 +193,26 @@ def build_app(
     clock: Clock = time.time,
     transport: httpx.AsyncBaseTransport | None = None,
     state: StateStore | None = None,
+    debug_capture: str | os.PathLike[str] | None = None,
 ) -> RoutaticApp:
     """The assembled ASGI app for `config`.
 
     `registry` (a prometheus `CollectorRegistry`) and `tracer_provider` are injected, never
     global; `transport` replaces the network for tests; `state` replaces the store that
-    `config.state` names.
+    `config.state` names; `debug_capture` names a directory to write every exchange to.
     """
     telemetry = Telemetry(registry=registry, tracer_provider=tracer_provider)
+    if debug_capture is not None:
+        transport = CaptureTransport(
+            transport or Http11Transport(max_keepalive=256, keepalive_expiry=60)
+        )
     upstreams = Upstreams(config, transport=transport)
     resilience = config.resilience
     relay: ASGIApp = UpstreamRelay(
         upstreams=upstreams, resilience=resilience, clock=clock, telemetry=telemetry
     )
     store = state if state is not None else store_for(config.state, clock=clock)
+    store = WatchedStore(store, telemetry.metrics, clock=clock)
     breaker = CircuitBreaker(
         relay,
         store=store,
@@ -233,5 +247,7 @@ def build_app(
         clock=clock,
         telemetry=telemetry,
     )
-    chain = InboundAuth(router, keys=config.server.keys)
+    chain: ASGIApp = InboundAuth(router, keys=config.server.keys)
+    if debug_capture is not None:
+        chain = DebugCapture(chain, directory=debug_capture, secrets=secrets_of(config))
     return RoutaticApp(config, chain, upstreams, telemetry, store=store, status=status)

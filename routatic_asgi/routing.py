@@ -7,13 +7,18 @@ looks at breaker or credential state: skipping a target is the inner layers' dec
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from routatic_asgi.attempt import Credential, Target
 from routatic_asgi.config import Config, ProviderConfig, RouteConfig, RouteWhen, iter_chain
+from routatic_asgi.translate.fit import has_images
+from routatic_asgi.translate.tokens import estimate_tokens
 
-__all__ = ["Routing", "request_traits"]
+__all__ = ["Routing", "is_background_model", "request_traits"]
+
+_BACKGROUND = re.compile(r"haiku", re.IGNORECASE)
 
 
 def _credentials(config: Config, name: str) -> tuple[Credential, ...]:
@@ -88,33 +93,31 @@ def _traits_match(when: RouteWhen | None, traits: Mapping[str, Any]) -> bool:
     return when.tokens_over is None or int(traits.get("tokens", 0)) > when.tokens_over
 
 
-def request_traits(payload: Mapping[str, Any], body_size: int) -> dict[str, Any]:
-    """The traits a route's `when` can ask for. Cheap: no tokenizer, no deep copy."""
-    thinking = payload.get("thinking")
-    thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
-    if not thinking_on:
-        thinking_on = bool(payload.get("reasoning_effort"))
+def request_traits(payload: Mapping[str, Any], body_size: int = 0) -> dict[str, Any]:
+    """The traits a route's `when` can ask for, from the parsed body of either protocol.
+
+    `tokens` is the local estimate (an image costs a flat amount, not its base64 size, which
+    `body_size` would count). `background` marks the client's small/fast model: Claude Code
+    sends its background work (titles, summaries, quick checks) to Haiku.
+    """
     return {
-        "thinking": thinking_on,
-        "images": _has_images(payload.get("messages")),
-        "tokens": body_size // 4,
-        "background": "haiku" in str(payload.get("model", "")).lower(),
+        "thinking": _wants_thinking(payload),
+        "images": has_images(payload),
+        "tokens": estimate_tokens(payload),
+        "background": is_background_model(str(payload.get("model", ""))),
     }
 
 
-def _has_images(messages: Any) -> bool:
-    if not isinstance(messages, list):
-        return False
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            continue
-        for block in content:
-            if isinstance(block, dict) and block.get("type") in ("image", "image_url"):
-                return True
-            inner = block.get("content") if isinstance(block, dict) else None
-            if isinstance(inner, list) and any(
-                isinstance(part, dict) and part.get("type") == "image" for part in inner
-            ):
-                return True
-    return False
+def is_background_model(model: str) -> bool:
+    return _BACKGROUND.search(model) is not None
+
+
+def _wants_thinking(payload: Mapping[str, Any]) -> bool:
+    thinking = payload.get("thinking")  # Anthropic, and DeepSeek-style OpenAI bodies
+    if isinstance(thinking, dict):
+        return thinking.get("type") in ("enabled", "adaptive")
+    effort = payload.get("reasoning_effort")
+    reasoning = payload.get("reasoning")  # OpenRouter's form
+    if isinstance(reasoning, dict):
+        effort = effort or reasoning.get("effort") or reasoning.get("max_tokens")
+    return bool(effort) and effort != "none"

@@ -7,6 +7,7 @@ whether an error falls back: that is `routatic_asgi.classify`'s job on the untra
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 _MESSAGE_LIMIT = 2000
+_TOO_LONG = re.compile(r"context length|context window|maximum context|too many tokens", re.I)
 
 # OpenAI error types/codes that name an Anthropic error type more precisely than the status.
 _OPENAI_KINDS = (
@@ -71,9 +73,16 @@ def _anthropic_type(status: int, kind: str) -> str:
 
 
 def openai_error_as_anthropic(status: int, body: bytes) -> bytes:
-    """An OpenAI error body (any status) as Anthropic's `{"type":"error","error":{...}}`."""
+    """An OpenAI error body (any status) as Anthropic's `{"type":"error","error":{...}}`.
+
+    A context-length error is worded the way Anthropic words it ("prompt is too long"),
+    because clients such as Claude Code match on that wording to compact the conversation.
+    """
     message, kind = _openai_error(_json(body))
-    return anthropic_error_body(status, message or _text(body), _anthropic_type(status, kind))
+    message = message or _text(body)
+    if "context_length" in kind or _TOO_LONG.search(message):
+        message = f"prompt is too long: {message}"
+    return anthropic_error_body(status, message, _anthropic_type(status, kind))
 
 
 def anthropic_error_as_openai(status: int, body: bytes) -> bytes:
