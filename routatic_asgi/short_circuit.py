@@ -20,8 +20,11 @@ No secret is logged, stored or shown; only `provider#index` and at most the last
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -74,12 +77,17 @@ def state_key(credential: Credential) -> str:
 async def run_key_command(command: str, limit: float) -> str | None:
     """Run `command` in a shell; its first line of output is the key (None on any failure)."""
     process = await asyncio.create_subprocess_shell(
-        command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so a timeout kills its children too
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), limit)
     except TimeoutError:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         logger.warning("key_command timed out after %.0f s", limit)
         return None

@@ -1,0 +1,116 @@
+"""What the resilience tests share: a fake clock, scripted in-process upstreams, a client.
+
+`Upstreams` is an `httpx.MockTransport` handler: every host is a provider with a queue of
+answers (an `httpx.Response`, a status code, or an async callable), answering like a healthy
+provider when its queue is empty, and recording each call's host and headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from routatic_asgi import build_app
+from routatic_asgi.config import Config
+from routatic_asgi.state import MemoryStore, StateStore
+from tests.fake_upstream import anthropic_message, openai_completion
+
+NOW = 1_800_000_000.0
+MODEL = "claude-sonnet-4-6"
+REQUEST = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+
+Answer = httpx.Response | int | Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Upstreams:
+    def __init__(self) -> None:
+        self.queues: dict[str, deque[Answer]] = defaultdict(deque)
+        self.calls: list[httpx.Request] = []
+
+    def script(self, host: str, *answers: Answer) -> None:
+        self.queues[host].extend(answers)
+
+    def count(self, host: str) -> int:
+        return sum(1 for call in self.calls if call.url.host == host)
+
+    def keys(self, host: str) -> list[str]:
+        """The credential each call to `host` carried."""
+        found = []
+        for call in self.calls:
+            if call.url.host == host:
+                value = call.headers.get("x-api-key") or call.headers.get("authorization", "")
+                found.append(value.removeprefix("Bearer "))
+        return found
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request)
+        queue = self.queues[request.url.host]
+        answer = queue.popleft() if queue else 200
+        if isinstance(answer, int):
+            return healthy(request) if answer == 200 else error(answer)
+        if isinstance(answer, httpx.Response):
+            return answer
+        return await answer(request)
+
+
+class Body(httpx.AsyncByteStream):
+    """A body the relay streams, as from the network (a `content=` body counts as read)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+
+def respond(status: int, payload: Any, **headers: str) -> httpx.Response:
+    data = json.dumps(payload).encode()
+    headers = {"content-type": "application/json", "content-length": str(len(data)), **headers}
+    return httpx.Response(status, headers=headers, stream=Body(data))
+
+
+def healthy(request: httpx.Request, **headers: str) -> httpx.Response:
+    model = json.loads(request.content).get("model", "")
+    if request.url.path.endswith("/chat/completions"):
+        return respond(200, openai_completion(model), **headers)
+    return respond(200, anthropic_message(model), **headers)
+
+
+def error(status: int, message: str = "boom", **headers: str) -> httpx.Response:
+    body = {"type": "error", "error": {"type": "api_error", "message": message}}
+    return respond(status, body, **headers)
+
+
+def app_for(
+    config: Config,
+    upstreams: Upstreams,
+    clock: Clock,
+    *,
+    store: StateStore | None = None,
+) -> Any:
+    return build_app(
+        config,
+        transport=httpx.MockTransport(upstreams),
+        clock=clock,
+        state=store if store is not None else MemoryStore(clock=clock),
+    )
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway")
+
+
+async def ask(client: httpx.AsyncClient, **overrides: Any) -> httpx.Response:
+    return await client.post("/v1/messages", json={**REQUEST, **overrides})
