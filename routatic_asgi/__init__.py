@@ -6,6 +6,7 @@ by `build_app(config)`. Each class is usable alone.
 
 from routatic_asgi.app import RoutaticApp, build_app
 from routatic_asgi.attempt import Attempt, Credential, InboundRequest, Target
+from routatic_asgi.breaker import CircuitBreaker
 from routatic_asgi.classify import Kind, Outcome, classify_response
 from routatic_asgi.config import Config, default_config, load_config, parse_config
 from routatic_asgi.errors import ConfigError, RoutaticError
@@ -13,21 +14,29 @@ from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
+from routatic_asgi.short_circuit import AuthShortCircuit, Keyring
+from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.upstream import Upstreams
 
 __all__ = [
     "Attempt",
+    "AuthShortCircuit",
+    "CircuitBreaker",
     "Config",
     "ConfigError",
     "Credential",
     "FallbackRouter",
     "InboundAuth",
     "InboundRequest",
+    "Keyring",
     "Kind",
+    "MemoryStore",
     "Outcome",
+    "RedisStore",
     "RoutaticApp",
     "RoutaticError",
     "Routing",
+    "StateStore",
     "Target",
     "UpstreamRelay",
     "Upstreams",
