@@ -1,0 +1,304 @@
+"""Translation units: continuity, fitness, estimates, codecs, and the SDKs reading the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import httpx2
+import openai
+import orjson
+import pytest
+
+from routatic_asgi.attempt import InboundRequest, Target
+from routatic_asgi.config import ModelCaps
+from routatic_asgi.exchange import EventKind, Passthrough, exchange_for
+from routatic_asgi.sse import Event, parse_event
+from routatic_asgi.translate import (
+    OpenAIToAnthropic,
+    Repaired,
+    Translation,
+    TranslationError,
+    anthropic_history,
+    estimate_tokens,
+    to_anthropic,
+    to_anthropic_message,
+    to_openai,
+    unfit_reason,
+)
+from tests.translation_cases import all_fixtures, exchange, load, stream_output
+
+SIGNATURE = "EqQBCkgIARABGAIiQL4e3W2hN0bJ0h0m8Jq9kVbZ3o1m2Yy0oQw2yqz+Ue3V7xk2c9T1b5Xy6Lz3pQ=="
+
+
+def request(protocol: Any, payload: dict[str, Any], endpoint: Any = None) -> InboundRequest:
+    endpoint = endpoint or ("messages" if protocol == "anthropic" else "chat_completions")
+    body = orjson.dumps(payload)
+    return InboundRequest(
+        protocol, endpoint, body, payload, payload["model"], payload.get("stream") is True
+    )
+
+
+def target(protocol: Any, model: str = "m") -> Target:
+    return Target("p", protocol, model, "http://127.0.0.1:1")
+
+
+def tool_loop(thinking_signature: str) -> dict[str, Any]:
+    return {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 8000,
+        "thinking": {"type": "enabled", "budget_tokens": 2000},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015"}]},
+        "messages": [
+            {"role": "user", "content": "read a"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "t", "signature": thinking_signature},
+                    {"type": "tool_use", "id": "call_1", "name": "Read", "input": {"p": "a"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "x"}],
+            },
+        ],
+    }
+
+
+# --- continuity ------------------------------------------------------------------------
+
+
+def test_unsigned_thinking_is_dropped_and_thinking_turned_off_mid_tool_loop() -> None:
+    repaired = anthropic_history(tool_loop(""))
+    assert repaired["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "call_1", "name": "Read", "input": {"p": "a"}}
+    ]
+    assert "thinking" not in repaired
+    assert "context_management" not in repaired
+
+
+def test_signed_thinking_is_kept_untouched() -> None:
+    payload = tool_loop(SIGNATURE)
+    assert anthropic_history(payload) == payload
+    assert isinstance(exchange_for(request("anthropic", payload), target("anthropic")), Passthrough)
+    assert not isinstance(
+        exchange_for(request("anthropic", payload), target("anthropic")), Repaired
+    )
+
+
+def test_anthropic_target_gets_repaired_history_only_when_needed() -> None:
+    payload = tool_loop("not-a-signature")
+    chosen = exchange_for(request("anthropic", payload), target("anthropic", "claude-x"))
+    assert isinstance(chosen, Repaired)
+    sent = orjson.loads(chosen.request_body())
+    assert sent["model"] == "claude-x"
+    assert all(b["type"] != "thinking" for b in sent["messages"][1]["content"])
+
+
+def test_thinking_outside_an_open_tool_loop_stays_on() -> None:
+    payload = tool_loop("")
+    payload["messages"] = [*payload["messages"], {"role": "assistant", "content": "done"}]
+    payload["messages"].append({"role": "user", "content": "next"})
+    assert anthropic_history(payload)["thinking"] == payload["thinking"]
+
+
+def test_openai_history_gets_reasoning_back_only_on_tool_call_turns() -> None:
+    payload = tool_loop(SIGNATURE)
+    payload["messages"].insert(
+        1,
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": ""}]},
+    )
+    payload["messages"].insert(2, {"role": "user", "content": "go on"})
+    sent = to_openai(payload, "deepseek-chat")
+    assistants = [m for m in sent["messages"] if m["role"] == "assistant"]
+    assert "reasoning_content" not in assistants[0]
+    assert assistants[1]["reasoning_content"] == "t"
+    assert assistants[1]["tool_calls"][0]["id"] == "call_1"
+
+
+def test_openai_client_reasoning_is_not_enabled_in_the_middle_of_a_tool_loop() -> None:
+    payload = {
+        "model": "claude-opus-4-6",
+        "reasoning_effort": "high",
+        "max_tokens": 30000,
+        "messages": [
+            {"role": "user", "content": "go"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ],
+    }
+    assert "thinking" not in to_anthropic(payload, "claude-opus-4-6")
+    payload["messages"] = payload["messages"][:1]
+    assert to_anthropic(payload, "claude-opus-4-6")["thinking"]["budget_tokens"] == 16384
+
+
+def test_a_model_without_thinking_gets_no_reasoning_option() -> None:
+    payload = {**tool_loop(SIGNATURE), "messages": [{"role": "user", "content": "hi"}]}
+    assert "reasoning_effort" in to_openai(payload, "m")
+    assert "reasoning_effort" not in to_openai(payload, "m", reasoning=False)
+
+
+# --- fitness and estimates ---------------------------------------------------------------
+
+
+def test_unfit_reasons_follow_the_model_capabilities() -> None:
+    image = {"type": "image", "source": {"type": "url", "url": "https://e/x.png"}}
+    with_image = {"model": "m", "messages": [{"role": "user", "content": [image]}]}
+    with_tools = {"model": "m", "tools": [{"name": "t"}], "messages": []}
+    long = {"model": "m", "messages": [{"role": "user", "content": "word " * 4000}]}
+    assert unfit_reason(with_image, None) is None
+    assert unfit_reason(with_image, ModelCaps(vision=False)) == "unfit_vision"
+    assert unfit_reason(with_image, ModelCaps()) is None
+    assert unfit_reason(with_tools, ModelCaps(tools=False)) == "unfit_tools"
+    assert unfit_reason(long, ModelCaps(context=4000)) == "unfit_context"
+    assert unfit_reason(long, ModelCaps(context=8000)) is None
+
+
+def test_estimate_counts_text_images_and_tools() -> None:
+    text = {"model": "m", "messages": [{"role": "user", "content": "abcd" * 1000}]}
+    assert 1000 <= estimate_tokens(text) <= 1010
+    huge_image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "A" * 1_000_000},
+    }
+    image = {"model": "m", "messages": [{"role": "user", "content": [huge_image]}]}
+    assert estimate_tokens(image) < 2000
+    cjk = {"model": "m", "messages": [{"role": "user", "content": "漢字" * 100}]}
+    assert estimate_tokens(cjk) >= 200
+
+
+# --- codecs ------------------------------------------------------------------------------
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> Event:
+    body = {
+        "id": "c1",
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return parse_event(b"data: " + orjson.dumps(body) + b"\n\n")
+
+
+def test_openai_stream_commits_at_content_and_errors_before_it_fall_back() -> None:
+    codec = OpenAIToAnthropic()
+    assert codec.kind(chunk({"role": "assistant"})) is EventKind.HOLD
+    error = parse_event(b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n')
+    assert codec.kind(error) is EventKind.ERROR
+    assert codec.kind(chunk({"content": "x"})) is EventKind.CONTENT
+    assert codec.kind(error) is EventKind.END  # after the commit: it ends the stream
+
+
+def test_tool_ids_are_made_acceptable_and_stable() -> None:
+    body = {
+        "id": "chatcmpl-9",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "tool_calls": [
+                        {"id": "functions.read:0", "function": {"name": "read", "arguments": "{}"}},
+                        {"function": {"name": "read", "arguments": "{}"}},
+                    ]
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+    }
+    first = orjson.loads(to_anthropic_message(orjson.dumps(body)))["content"]
+    again = orjson.loads(to_anthropic_message(orjson.dumps(body)))["content"]
+    assert first[0]["id"] == "functions_read_0"
+    assert first[1]["id"].startswith("toolu_")
+    assert first == again
+
+
+def test_an_unreadable_answer_is_a_translation_error() -> None:
+    with pytest.raises(TranslationError):
+        to_anthropic_message(b"<html>oops</html>")
+    with pytest.raises(TranslationError):
+        to_anthropic_message(b'{"choices": []}')
+
+
+def test_translation_headers() -> None:
+    to_openai_target = Translation(request("anthropic", {"model": "m"}), target("openai"))
+    assert not to_openai_target.forwards(b"anthropic-beta")
+    assert to_openai_target.forwards(b"x-claude-code-session-id")
+    to_anthropic_target = Translation(request("openai", {"model": "m"}), target("anthropic"))
+    assert to_anthropic_target.extra_headers == [(b"anthropic-version", b"2023-06-01")]
+    assert not to_anthropic_target.forwards(b"anthropic-version")
+
+
+def test_count_tokens_is_never_translated() -> None:
+    count = request("anthropic", {"model": "m", "messages": []}, "count_tokens")
+    assert exchange_for(count, target("openai")) is None
+
+
+# --- the official SDKs read every translated stream -------------------------------------
+
+
+def fixtures_of(direction: str) -> list[Path]:
+    return [
+        p
+        for p in all_fixtures()
+        if load(p)["kind"] == "stream" and load(p)["direction"] == direction
+    ]
+
+
+def serve(body: bytes, http: Any = httpx) -> Any:
+    """A client whose every request gets `body` as an SSE answer (`http`: the SDK's httpx)."""
+
+    def handler(_: Any) -> Any:
+        return http.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    return http.Client(transport=http.MockTransport(handler))
+
+
+@pytest.mark.parametrize("path", fixtures_of("anthropic-to-openai"), ids=lambda p: p.stem)
+def test_anthropic_sdk_accumulates_every_translated_stream(path: Path) -> None:
+    fixture = load(path)
+    body = stream_output(exchange(fixture).stream(), fixture["input"])
+    client = anthropic.Anthropic(api_key="k", http_client=serve(body, httpx2), max_retries=0)
+    params: Any = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+    with client.messages.stream(**params) as stream:
+        if any(name == "error" for name, _ in fixture["expected"]):
+            with pytest.raises(anthropic.APIStatusError):
+                stream.get_final_message()
+            return
+        message = stream.get_final_message()
+    blocks = [e[1]["content_block"] for e in fixture["expected"] if e[0] == "content_block_start"]
+    assert [b.type for b in message.content] == [b["type"] for b in blocks]
+    assert message.stop_reason is not None
+    for block in message.content:
+        if block.type == "tool_use":
+            assert isinstance(block.input, dict) and block.input
+
+
+@pytest.mark.parametrize("path", fixtures_of("openai-to-anthropic"), ids=lambda p: p.stem)
+def test_openai_sdk_reads_every_translated_stream(path: Path) -> None:
+    fixture = load(path)
+    body = stream_output(exchange(fixture).stream(), fixture["input"])
+    client = openai.OpenAI(api_key="k", http_client=serve(body), max_retries=0)
+    stream = client.chat.completions.create(model="m", messages=[], stream=True)
+    if any(isinstance(data, dict) and "error" in data for _, data in fixture["expected"]):
+        with pytest.raises(openai.APIError):
+            list(stream)
+        return
+    chunks = list(stream)
+    arguments: dict[int, str] = {}
+    for part in chunks:
+        for choice in part.choices:
+            for call in choice.delta.tool_calls or ():
+                arguments[call.index] = arguments.get(call.index, "") + (
+                    call.function.arguments if call.function and call.function.arguments else ""
+                )
+    assert all(json.loads(text) for text in arguments.values())
+    assert any(part.choices and part.choices[0].finish_reason for part in chunks)
