@@ -16,6 +16,8 @@ from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
 from routatic_asgi.short_circuit import AuthShortCircuit, Keyring
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
+from routatic_asgi.telemetry import Telemetry
+from routatic_asgi.telemetry.capture import DebugCapture
 from routatic_asgi.upstream import Upstreams
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Credential",
+    "DebugCapture",
     "FallbackRouter",
     "InboundAuth",
     "InboundRequest",
@@ -38,6 +41,7 @@ __all__ = [
     "Routing",
     "StateStore",
     "Target",
+    "Telemetry",
     "UpstreamRelay",
     "Upstreams",
     "build_app",

@@ -9,12 +9,20 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from routatic_asgi.config import Config, default_config, iter_chain, load_config
 from routatic_asgi.errors import ConfigError
+from routatic_asgi.telemetry.capture import CAPTURE_VARIABLE
+from routatic_asgi.telemetry.metrics import MULTIPROC_VARIABLE
+from routatic_asgi.telemetry.record import REQUEST_LOG
 
 __all__ = ["app_from_environment", "main"]
 
@@ -38,7 +46,42 @@ def app_from_environment() -> object:
     """The app for a uvicorn worker process: the config path comes in ROUTATIC_CONFIG."""
     from routatic_asgi.app import build_app
 
-    return build_app(_load(os.environ.get(_CONFIG_VARIABLE) or None))
+    return build_app(_load(os.environ.get(_CONFIG_VARIABLE) or None), **_observability())
+
+
+def _observability() -> dict[str, Any]:
+    """The server's telemetry: the request log on stdout, OTLP tracing when OTEL_* ask for it,
+    and debug capture when ROUTATIC_DEBUG_CAPTURE names a directory."""
+    from routatic_asgi.telemetry.otel import tracer_provider_from_environment
+
+    log = logging.getLogger(REQUEST_LOG)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return {
+        "tracer_provider": tracer_provider_from_environment(),
+        "debug_capture": os.environ.get(CAPTURE_VARIABLE) or None,
+    }
+
+
+def _multiprocess_metrics() -> str | None:
+    """Point every worker's metrics at one directory, so a scrape of any worker sums them all.
+
+    Returns the directory when it was made here (to remove at exit); a directory given in
+    PROMETHEUS_MULTIPROC_DIR is emptied of the last run's files instead.
+    """
+    given = os.environ.get(MULTIPROC_VARIABLE)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    made = tempfile.mkdtemp(prefix="routatic-metrics-")
+    os.environ[MULTIPROC_VARIABLE] = made
+    return made
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -55,6 +98,17 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.debug_capture:
+        os.environ[CAPTURE_VARIABLE] = os.path.abspath(args.debug_capture)
+    capture = os.environ.get(CAPTURE_VARIABLE)
+    if capture and not _is_loopback(host) and not args.debug_capture_beyond_loopback:
+        print(
+            f"routatic-asgi: refusing debug capture on {host}: it writes every request and "
+            "answer to disk. Listen on 127.0.0.1, unset ROUTATIC_DEBUG_CAPTURE, or pass "
+            "--debug-capture-beyond-loopback.",
+            file=sys.stderr,
+        )
+        return 2
     options = {
         "host": host,
         "port": port,
@@ -67,13 +121,21 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         if args.config:
             os.environ[_CONFIG_VARIABLE] = os.path.abspath(args.config)
-        uvicorn.run(
-            "routatic_asgi.cli:app_from_environment", factory=True, workers=args.workers, **options
-        )
+        made = _multiprocess_metrics()
+        try:
+            uvicorn.run(
+                "routatic_asgi.cli:app_from_environment",
+                factory=True,
+                workers=args.workers,
+                **options,
+            )
+        finally:
+            if made:
+                shutil.rmtree(made, ignore_errors=True)
     else:
         from routatic_asgi.app import build_app
 
-        uvicorn.run(build_app(config), **options)
+        uvicorn.run(build_app(config, **_observability()), **options)
     return 0
 
 
@@ -116,6 +178,17 @@ def _parser() -> argparse.ArgumentParser:
         help="listen beyond loopback with no server.keys",
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--debug-capture",
+        metavar="DIR",
+        help="write every request, answer and upstream exchange to DIR, credentials redacted "
+        f"(or set {CAPTURE_VARIABLE}); loopback only unless --debug-capture-beyond-loopback",
+    )
+    serve.add_argument(
+        "--debug-capture-beyond-loopback",
+        action="store_true",
+        help="allow debug capture on a server that listens beyond loopback",
+    )
     serve.set_defaults(run=_serve)
     check = commands.add_parser("check", help="validate a config and print each route's chain")
     check.add_argument("--config", help="YAML file (default: the embedded default)")

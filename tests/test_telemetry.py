@@ -255,7 +255,7 @@ def test_a_fallback_stream_is_counted_traced_and_logged(
     assert request_span.attributes["gen_ai.usage.input_tokens"] == 12
     assert request_span.attributes["gen_ai.usage.output_tokens"] == 3
     assert request_span.attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
-    assert [e.name for e in request_span.events] == ["routatic.fallback"]
+    assert [e.name for e in request_span.events] == ["routatic.breaker", "routatic.fallback"]
     assert served.parent is not None and served.parent.span_id == request_span.context.span_id
     assert failed.status.status_code is StatusCode.ERROR
     assert failed.attributes is not None and failed.attributes["error.type"] == "overloaded"

@@ -10,8 +10,9 @@ touches the default global registry.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 __all__ = ["BREAKER_STATES", "CREDENTIAL_STATES", "LabelBound", "Metrics"]
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+logger = logging.getLogger("routatic_asgi")
 
 BREAKER_STATES = {"closed": 0, "open": 1, "half_open": 2}
 CREDENTIAL_STATES = {"ok": 0, "exhausted": 1, "rejected": 2}
@@ -57,6 +59,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.model = LabelBound()
+        # Called before every scrape, to publish state that changes with time alone.
+        self.before_scrape: list[Callable[[], None]] = []
         r = self.registry
         self.requests = Counter(
             "routatic_requests", "Requests by the caller's protocol, route and outcome.",
@@ -167,6 +171,11 @@ class Metrics:
 
     def exposition(self) -> tuple[bytes, str]:
         """The text a scrape gets: this registry, or every worker's values in multiprocess mode."""
+        for refresh in self.before_scrape:
+            try:
+                refresh()
+            except Exception:
+                logger.exception("refreshing metrics before a scrape failed")
         if os.environ.get(MULTIPROC_VARIABLE):
             merged = CollectorRegistry()
             MultiProcessCollector(merged)  # type: ignore[no-untyped-call]

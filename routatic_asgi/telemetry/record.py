@@ -41,6 +41,10 @@ REQUEST_LOG = "routatic_asgi.requests"
 Timer = Callable[[], float]
 logger = logging.getLogger("routatic_asgi")
 
+# Skips that spare an upstream a call it would have failed: the resilience layers at work.
+SHORT_CIRCUITS = frozenset(
+    {"breaker_open", "breaker_probing", "credential_auth", "credential_exhausted"}
+)
 _QUIET_FAILURES = (Kind.SUCCESS, Kind.SKIPPED, Kind.CANCELLED)
 _NOT_SERVER_ERRORS = ("success", "client_error", "rejected", "cancelled")
 
@@ -139,6 +143,8 @@ class RequestRecord:
         span.set_attribute("routatic.reason", outcome.reason)
         if outcome.status:
             span.set_attribute("http.response.status_code", outcome.status)
+        if outcome.kind is Kind.SKIPPED and outcome.reason in SHORT_CIRCUITS:
+            self.telemetry.metrics.short_circuit(attempt.target.provider, outcome.reason)
         if outcome.kind in _QUIET_FAILURES:
             if outcome.kind is not Kind.SUCCESS:
                 span.end()

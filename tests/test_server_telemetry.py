@@ -1,0 +1,172 @@
+"""The server's telemetry: OTLP export from OTEL_* variables, the request log on stdout, and
+metric totals that stay right under `serve --workers N`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from routatic_asgi import build_app
+from routatic_asgi.telemetry.otel import tracer_provider_from_environment
+from tests.conftest import FakeUpstream, gateway_config
+
+REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "true"},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_EXPORTER": "none"},
+    ],
+)
+def test_no_tracing_unless_an_otlp_endpoint_is_set(env: dict[str, str]) -> None:
+    assert tracer_provider_from_environment(env) is None
+
+
+@contextmanager
+def collector() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback OTLP/HTTP receiver that keeps every POST body."""
+    received: list[bytes] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["content-length"])))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.anyio
+async def test_spans_are_exported_over_otlp_when_the_endpoint_is_set(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = upstream.provider()
+    config = gateway_config(
+        {"p": {"protocol": "anthropic", "base_url": upstream.url(prefix), "auth": "none"}},
+        [{"match": "*", "chain": ["p/{model}"]}],
+    )
+    with collector() as (endpoint, received):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+        provider = tracer_provider_from_environment()
+        assert provider is not None
+        app = build_app(config, tracer_provider=provider)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://gateway"
+        ) as client:
+            assert (await client.post("/v1/messages", json=REQUEST)).status_code == 200
+        await app.aclose()
+        assert provider.force_flush(10_000)
+        provider.shutdown()
+    exported = b"".join(received)
+    for expected in (b"gen_ai.request.model", b"claude-x", b"routatic-asgi", b"gen_ai.usage"):
+        assert expected in exported
+
+
+CONFIG = """
+providers:
+  anthropic: {protocol: anthropic, base_url: "%s", auth: none}
+routes:
+  - {match: "*", chain: ["anthropic/{model}"]}
+"""
+
+
+@contextmanager
+def serve(
+    *args: str, env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[tuple[str, Any]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "routatic_asgi.cli", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None and process.stdout is not None
+    url, started = None, 0
+    try:
+        # uvicorn announces the address it bound, then each worker's startup: only a started
+        # worker listens.
+        for line in process.stderr:
+            found = re.search(r"Uvicorn running on (http://\S+)", line)
+            url = found.group(1) if found else url
+            started += "Application startup complete" in line
+            if url and started == workers:
+                yield url, process
+                break
+        else:
+            raise AssertionError("the server exited before it listened")
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+        process.stderr.close()
+        process.stdout.close()
+
+
+def _total(scrape: str) -> float:
+    found = re.findall(
+        r'^routatic_requests_total\{[^}]*outcome="success"[^}]*\} (\S+)$', scrape, re.M
+    )
+    return sum(float(value) for value in found)
+
+
+def test_totals_stay_right_under_several_workers(upstream: FakeUpstream, tmp_path: Path) -> None:
+    prefix = upstream.provider()
+    config = tmp_path / "routatic.yaml"
+    config.write_text(CONFIG % upstream.url(prefix))
+    environment = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    with serve("--config", str(config), "--workers", "2", env=environment, workers=2) as (url, _):
+        for _ in range(24):  # a new connection each: the workers share them out
+            assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
+        scrapes = [httpx.get(f"{url}/metrics").text for _ in range(6)]
+    assert [_total(scrape) for scrape in scrapes] == [24.0] * 6
+    assert len(upstream.calls(prefix)) == 24
+    # each worker wrote its own file: the totals above are sums over processes
+    assert (
+        len({p.name.rsplit("_", 1)[-1] for p in (tmp_path / "metrics").glob("counter_*.db")}) == 2
+    )
+
+
+def test_serve_logs_one_json_line_per_request(upstream: FakeUpstream, tmp_path: Path) -> None:
+    prefix = upstream.provider()
+    config = tmp_path / "routatic.yaml"
+    config.write_text(CONFIG % upstream.url(prefix))
+    with serve("--config", str(config)) as (url, process):
+        response = httpx.post(f"{url}/v1/messages", json=REQUEST, headers={"x-api-key": "sk-x1"})
+        assert response.status_code == 200
+        line = json.loads(process.stdout.readline())
+    assert line["model"] == "claude-x" and line["provider"] == "anthropic"
+    assert line["tokens"]["input"] == 12 and line["stop_reason"] == "end_turn"
