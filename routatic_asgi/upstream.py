@@ -3,6 +3,11 @@
 Clients are made on first use inside the running event loop (so an app mounted in another
 one, whose lifespan never reaches us, still works) and closed by `aclose()`. Redirects are
 never followed. Nothing here decides anything about a response.
+
+`request()` and `send()` are the relay's way in: the same `httpx.Request` and streamed
+`httpx.Response` as `client.build_request()` and `client.send(stream=True)`, made for a
+fraction of the CPU (the URL is parsed once, the default transport is called directly).
+An injected transport (tests, capture) gets the full `client.send()`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from routatic_asgi.http11 import Http11Transport
 
 __all__ = ["Upstreams"]
 
+_URL_CACHE = 1024  # distinct upstream URLs kept parsed; the query string makes them vary
+
 
 class Upstreams:
     def __init__(
@@ -22,12 +29,43 @@ class Upstreams:
         self.config = config
         self._transport = transport
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._defaults: dict[str, tuple[list[tuple[bytes, bytes]], dict[str, float | None]]] = {}
+        self._urls: dict[str, httpx.URL] = {}
+        self._direct: dict[str, Http11Transport] = {}
 
     def client(self, provider: str) -> httpx.AsyncClient:
         client = self._clients.get(provider)
         if client is None:
             client = self._clients[provider] = self._make(provider)
         return client
+
+    def request(
+        self, provider: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> httpx.Request:
+        """A POST as `client.build_request` makes it: the client's default headers first."""
+        self.client(provider)
+        defaults, timeout = self._defaults[provider]
+        names = {name.lower() for name, _ in headers}
+        merged = [header for header in defaults if header[0] not in names]
+        merged.extend(headers)
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return httpx.Request(
+            "POST", parsed, headers=merged, content=body, extensions={"timeout": timeout}
+        )
+
+    async def send(self, provider: str, request: httpx.Request) -> httpx.Response:
+        """The response, its body still to be read; the caller closes it."""
+        client = self.client(provider)
+        direct = self._direct.get(provider)
+        if direct is None:
+            return await client.send(request, stream=True)
+        response = await direct.handle_async_request(request)
+        response.request = request
+        return response
 
     def _make(self, provider: str) -> httpx.AsyncClient:
         settings = self.config.providers[provider]
@@ -40,12 +78,19 @@ class Upstreams:
         )
         # Http11Transport, not httpcore: it costs a fraction of the CPU per request
         # (bench/README.md has the figures); an injected transport replaces it in tests.
-        transport = self._transport or Http11Transport(max_keepalive=256, keepalive_expiry=60)
-        return httpx.AsyncClient(
+        transport = self._transport
+        if transport is None:
+            transport = Http11Transport(max_keepalive=256, keepalive_expiry=60)
+            self._direct[provider] = transport
+        client = httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, transport=transport, trust_env=False
         )
+        defaults = [(name.lower(), value) for name, value in client.headers.raw]
+        self._defaults[provider] = (defaults, timeout.as_dict())
+        return client
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
+        self._direct = {}
         for client in clients:
             await client.aclose()
