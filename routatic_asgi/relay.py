@@ -1,0 +1,356 @@
+"""`UpstreamRelay`: the innermost app. One attempt, one upstream call, relayed.
+
+It speaks the target's protocol (through an `Exchange`: passthrough or a translation),
+calls the upstream, classifies the answer and settles the attempt, then relays the response,
+streaming SSE event by event. For a stream it settles success at the first content event,
+which is the commit point the router waits for. It never retries and never picks a target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import anyio
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from routatic_asgi.attempt import (
+    ATTEMPT,
+    PROXY_KEY_HEADER,
+    REQUEST,
+    Attempt,
+    InboundRequest,
+    Target,
+)
+from routatic_asgi.classify import (
+    SUCCESS,
+    Kind,
+    Outcome,
+    classify_response,
+    classify_stream_error,
+)
+from routatic_asgi.config import ResilienceConfig
+from routatic_asgi.exchange import EventKind, Exchange, exchange_for
+from routatic_asgi.sse import SSEFramer, parse_event
+from routatic_asgi.telemetry import Telemetry, UsageReader, usage_from_body
+from routatic_asgi.translate.fit import unfit_reason
+from routatic_asgi.translate.responses import TranslationError
+from routatic_asgi.upstream import Upstreams
+
+__all__ = ["UpstreamRelay", "classify_exception"]
+
+Clock = Callable[[], float]
+Headers = list[tuple[bytes, bytes]]
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the relay sets itself.
+_REQUEST_DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+        b"accept-encoding",
+        b"x-routatic-key",
+    }
+)
+_CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
+_RESPONSE_DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"content-encoding",
+        b"date",
+        b"server",
+    }
+)
+_ERROR_BODY_LIMIT = 1024 * 1024
+_USAGE_BODY_LIMIT = 4 * 1024 * 1024  # a larger answer is relayed without reading its usage
+
+
+def classify_exception(exc: Exception) -> Outcome:
+    """Map a transport failure to a transient outcome with a bounded reason."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        reason = "connect_timeout"
+    elif isinstance(exc, httpx.TimeoutException):
+        reason = "read_timeout"
+    elif isinstance(exc, httpx.ConnectError):
+        reason = "tls_error" if "SSL" in repr(exc) else "connect_error"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        reason = "protocol_error"
+    else:
+        reason = "read_error"
+    return Outcome(Kind.TRANSIENT, reason)
+
+
+class UpstreamRelay:
+    def __init__(
+        self,
+        *,
+        upstreams: Upstreams,
+        resilience: ResilienceConfig | None = None,
+        clock: Clock = time.time,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.upstreams = upstreams
+        self.telemetry = telemetry or Telemetry()
+        self.resilience = resilience or ResilienceConfig()
+        self.fallback_on = frozenset(self.resilience.fallback_on)
+        self.clock = clock
+        self.extra_headers = {
+            name: [(k.lower().encode(), v.encode()) for k, v in provider.headers.items()]
+            for name, provider in upstreams.config.providers.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request: InboundRequest = scope[REQUEST]
+        attempt: Attempt = scope[ATTEMPT]
+        target = attempt.target
+        caps = self.upstreams.config.providers[target.provider].models.get(target.model)
+        unfit = unfit_reason(request.payload, caps)
+        if unfit is not None:
+            attempt.settle(Outcome(Kind.SKIPPED, unfit))
+            return
+        reasoning = caps is None or caps.thinking
+        exchange = exchange_for(request, target, now=self.clock(), reasoning=reasoning)
+        if exchange is None:
+            attempt.settle(Outcome(Kind.SKIPPED, "no_translation"))
+            return
+        upstream = self.upstreams.request(
+            target.provider,
+            target.base_url + exchange.path + _query(request, target),
+            self._headers(scope, target, exchange),
+            exchange.request_body(),
+        )
+        timeout = self.resilience.first_byte_timeout if request.stream else self.resilience.deadline
+        watch = self.telemetry.upstream(scope, attempt)
+        with watch, anyio.CancelScope(deadline=anyio.current_time() + timeout) as first_byte:
+            try:
+                response = await self.upstreams.send(target.provider, upstream)
+            except httpx.HTTPError as exc:
+                attempt.settle(classify_exception(exc))
+                return
+            try:
+                await self._relay(response, attempt, exchange, send, first_byte)
+            finally:
+                await response.aclose()
+        if first_byte.cancelled_caught:
+            attempt.settle(Outcome(Kind.TRANSIENT, "first_byte_timeout"))
+
+    def _headers(self, scope: Scope, target: Target, exchange: Exchange) -> Headers:
+        drop = _REQUEST_DROP if target.passthrough else _REQUEST_DROP | _CREDENTIALS
+        if scope.get(PROXY_KEY_HEADER) == b"authorization":
+            drop = drop | {b"authorization"}
+        headers = [(k, v) for k, v in scope["headers"] if k not in drop and exchange.forwards(k)]
+        headers.append((b"accept-encoding", b"identity"))
+        headers.extend(exchange.extra_headers)
+        headers.extend(self.extra_headers[target.provider])
+        credential = target.credential
+        if credential is not None:
+            if target.protocol == "anthropic":
+                headers.append((b"x-api-key", credential.secret.encode()))
+            else:
+                headers.append((b"authorization", b"Bearer " + credential.secret.encode()))
+        return headers
+
+    async def _relay(
+        self,
+        response: httpx.Response,
+        attempt: Attempt,
+        exchange: Exchange,
+        send: Send,
+        first_byte: anyio.CancelScope,
+    ) -> None:
+        status = response.status_code
+        attempt.upstream_headers = response.headers
+        if not 200 <= status < 300:
+            await self._relay_error(response, attempt, exchange, send)
+            return
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
+            await self._relay_stream(response, attempt, exchange, send, first_byte)
+            return
+        first_byte.deadline = float("inf")
+        if not exchange.passthrough:
+            await self._relay_translated(response, attempt, exchange, send)
+            return
+        attempt.settle(SUCCESS)
+        headers = _response_headers(response)
+        headers.append((b"content-length", response.headers.get("content-length", "").encode()))
+        if not headers[-1][1]:
+            headers.pop()
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        raw = await _relay_raw(response, send)
+        attempt.usage = usage_from_body(attempt.target.protocol, raw)
+
+    async def _relay_translated(
+        self, response: httpx.Response, attempt: Attempt, exchange: Exchange, send: Send
+    ) -> None:
+        """Read and translate the whole answer first: one the client cannot read is a failure."""
+        try:
+            raw = await response.aread()
+            body = exchange.response_body(raw)
+        except httpx.HTTPError as exc:
+            attempt.settle(classify_exception(exc))
+            return
+        except TranslationError:
+            attempt.settle(Outcome(Kind.TRANSIENT, "unreadable_answer", response.status_code))
+            return
+        attempt.settle(SUCCESS)
+        attempt.usage = usage_from_body(attempt.target.protocol, raw)
+        headers = _translated_headers(response, body)
+        status = response.status_code
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _relay_error(
+        self, response: httpx.Response, attempt: Attempt, exchange: Exchange, send: Send
+    ) -> None:
+        try:
+            body = await _read_limited(response, _ERROR_BODY_LIMIT)
+        except httpx.HTTPError as exc:
+            attempt.settle(classify_exception(exc))
+            return
+        attempt.settle(
+            classify_response(
+                response.status_code,
+                response.headers,
+                body,
+                fallback_on=self.fallback_on,
+                first=attempt.first,
+                now=self.clock(),
+            )
+        )
+        if exchange.passthrough:
+            headers = _response_headers(response)
+            headers.append((b"content-length", str(len(body)).encode()))
+        else:
+            body = exchange.error_body(response.status_code, body)
+            headers = _translated_headers(response, body)
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _relay_stream(
+        self,
+        response: httpx.Response,
+        attempt: Attempt,
+        exchange: Exchange,
+        send: Send,
+        first_byte: anyio.CancelScope,
+    ) -> None:
+        headers = _response_headers(response)
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        framer = SSEFramer()
+        codec = exchange.stream()
+        usage = UsageReader(attempt, attempt.target.protocol)
+        ended = False
+        try:
+            async for chunk in response.aiter_raw():
+                out: list[bytes] = []
+                for event in framer.feed(chunk):
+                    usage.observe(event)
+                    kind = codec.kind(event)
+                    if kind is EventKind.ERROR and not attempt.succeeded:
+                        attempt.settle(self._stream_error(event.data, attempt))
+                        return
+                    if kind is EventKind.CONTENT and not attempt.succeeded:
+                        attempt.settle(SUCCESS)
+                        first_byte.deadline = float("inf")
+                    ended = ended or kind is EventKind.END
+                    out.append(codec.translate(event))
+                if out:
+                    await send(
+                        {"type": "http.response.body", "body": b"".join(out), "more_body": True}
+                    )
+        except httpx.HTTPError as exc:
+            if not attempt.succeeded:
+                attempt.settle(classify_exception(exc))
+                return
+            await send(_last(codec.error_event(f"the upstream stream broke: {type(exc).__name__}")))
+            return
+        if not attempt.succeeded:
+            reason = "stream_ended_early" if codec.seen else "empty_stream"
+            attempt.settle(Outcome(Kind.TRANSIENT, reason))
+            return
+        rest = framer.tail()
+        if rest.strip() and not exchange.passthrough:
+            # An unterminated last event is the target's protocol: it too must be translated.
+            event = parse_event(rest + b"\n\n")
+            ended = ended or codec.kind(event) is EventKind.END
+            rest = codec.translate(event)
+        tail = rest + codec.finish()
+        if not ended:
+            tail += codec.error_event("the upstream stream ended before it was complete")
+        await send(_last(tail))
+
+    def _stream_error(self, data: bytes, attempt: Attempt) -> Outcome:
+        return classify_stream_error(
+            data, fallback_on=self.fallback_on, first=attempt.first, now=self.clock()
+        )
+
+
+def _last(body: bytes) -> dict[str, object]:
+    return {"type": "http.response.body", "body": body, "more_body": False}
+
+
+def _query(request: InboundRequest, target: Target) -> str:
+    if request.query and target.protocol == request.protocol:
+        return "?" + request.query.decode("latin-1")
+    return ""
+
+
+def _response_headers(response: httpx.Response) -> Headers:
+    headers = [(k.lower(), v) for k, v in response.headers.raw]
+    return [(k, v) for k, v in headers if k not in _RESPONSE_DROP]
+
+
+def _translated_headers(response: httpx.Response, body: bytes) -> Headers:
+    """The upstream's headers for a body re-encoded as JSON: its type and length are ours."""
+    headers = [(k, v) for k, v in _response_headers(response) if k != b"content-type"]
+    headers.append((b"content-type", b"application/json"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    return headers
+
+
+async def _relay_raw(response: httpx.Response, send: Send) -> bytes:
+    """Relay the body as it comes; return it when small enough to read its usage, else b""."""
+    # After the commit a broken body raises: with the length promised, closing is honest.
+    kept: list[bytes] | None = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        size += len(chunk)
+        if kept is not None:
+            kept.append(chunk)
+            if size > _USAGE_BODY_LIMIT:
+                kept = None
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return b"".join(kept) if kept else b""
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
