@@ -119,6 +119,9 @@ class ModelCaps(_Model):
     vision: bool = True
     tools: bool = True
     thinking: bool = True
+    max_output: int | None = Field(
+        None, gt=0, description="Largest max_tokens it accepts; translated requests are capped."
+    )
 
 
 class ProviderConfig(_Model):

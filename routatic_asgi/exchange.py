@@ -15,6 +15,7 @@ from typing import Protocol as TypingProtocol
 import orjson
 
 from routatic_asgi.attempt import InboundRequest, Protocol, Target
+from routatic_asgi.config import ModelCaps
 from routatic_asgi.errors import error_body
 from routatic_asgi.sse import Event, encode_event
 
@@ -194,12 +195,12 @@ class Passthrough:
 
 
 def exchange_for(
-    request: InboundRequest, target: Target, *, now: float = 0.0, reasoning: bool = True
+    request: InboundRequest, target: Target, *, now: float = 0.0, caps: ModelCaps | None = None
 ) -> Exchange | None:
     """The exchange for this request on this target, or None when it cannot be spoken.
 
-    `now` stamps translated OpenAI answers; `reasoning=False` leaves a translated request's
-    reasoning option off (for models configured without thinking).
+    `now` stamps translated OpenAI answers; `caps` (the target model's configured
+    capabilities) may turn a translated request's reasoning off and cap its max_tokens.
     """
     # The translations build on this module's interfaces, hence the late import.
     from routatic_asgi.translate import Repaired, Translation, has_foreign_thinking
@@ -212,4 +213,4 @@ def exchange_for(
         return Passthrough(request, target)
     if request.endpoint == "count_tokens":
         return None
-    return Translation(request, target, reasoning=reasoning, now=now)
+    return Translation(request, target, caps=caps, now=now)

@@ -124,8 +124,7 @@ class UpstreamRelay:
         if unfit is not None:
             attempt.settle(Outcome(Kind.SKIPPED, unfit))
             return
-        reasoning = caps is None or caps.thinking
-        exchange = exchange_for(request, target, now=self.clock(), reasoning=reasoning)
+        exchange = exchange_for(request, target, now=self.clock(), caps=caps)
         if exchange is None:
             attempt.settle(Outcome(Kind.SKIPPED, "no_translation"))
             return

@@ -302,3 +302,19 @@ def test_openai_sdk_reads_every_translated_stream(path: Path) -> None:
                 )
     assert all(json.loads(text) for text in arguments.values())
     assert any(part.choices and part.choices[0].finish_reason for part in chunks)
+
+
+def test_max_output_caps_a_translated_requests_max_tokens() -> None:
+    claude_code = {"model": "claude-opus-4-6", "max_tokens": 32000, "messages": []}
+    capped = Translation(
+        request("anthropic", claude_code), target("openai"), caps=ModelCaps(max_output=8192)
+    )
+    assert orjson.loads(capped.request_body())["max_tokens"] == 8192
+    uncapped = Translation(request("anthropic", claude_code), target("openai"))
+    assert orjson.loads(uncapped.request_body())["max_tokens"] == 32000
+    effort = {"model": "gpt-5", "reasoning_effort": "high", "max_tokens": 30000, "messages": []}
+    small = Translation(
+        request("openai", effort), target("anthropic"), caps=ModelCaps(max_output=4096)
+    )
+    sent = orjson.loads(small.request_body())
+    assert sent["max_tokens"] == 4096 and "thinking" not in sent

@@ -12,6 +12,7 @@ from __future__ import annotations
 import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
+from routatic_asgi.config import ModelCaps
 from routatic_asgi.exchange import Passthrough, StreamCodec
 from routatic_asgi.translate.continuity import anthropic_history
 from routatic_asgi.translate.errors import anthropic_error_as_openai, openai_error_as_anthropic
@@ -30,10 +31,16 @@ class Translation:
     passthrough = False
 
     def __init__(
-        self, request: InboundRequest, target: Target, *, reasoning: bool = True, now: float = 0.0
+        self,
+        request: InboundRequest,
+        target: Target,
+        *,
+        caps: ModelCaps | None = None,
+        now: float = 0.0,
     ) -> None:
         self.request, self.target = request, target
-        self.reasoning = reasoning
+        self.reasoning = caps is None or caps.thinking
+        self.max_output = caps.max_output if caps is not None else None
         self.created = int(now)
         if target.protocol == "openai":
             self.path = "/chat/completions"
@@ -50,8 +57,15 @@ class Translation:
     def request_body(self) -> bytes:
         payload, model = self.request.payload, self.target.model
         if self.target.protocol == "openai":
-            return orjson.dumps(to_openai(payload, model, reasoning=self.reasoning))
-        body = anthropic_history(to_anthropic(payload, model, reasoning=self.reasoning))
+            body = to_openai(payload, model, reasoning=self.reasoning)
+        else:
+            body = anthropic_history(to_anthropic(payload, model, reasoning=self.reasoning))
+        limit = self.max_output
+        if limit is not None and isinstance(body.get("max_tokens"), int):
+            body["max_tokens"] = min(body["max_tokens"], limit)
+            thinking = body.get("thinking")
+            if isinstance(thinking, dict) and thinking.get("budget_tokens", 0) >= limit:
+                body.pop("thinking")  # no room left for a budget below max_tokens
         return orjson.dumps(body)
 
     def response_body(self, body: bytes) -> bytes:
