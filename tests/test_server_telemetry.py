@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,6 +144,13 @@ def _total(scrape: str) -> float:
     return sum(float(value) for value in found)
 
 
+def _settled(url: str, total: int) -> None:
+    """A request is recorded just after its last byte: wait (briefly) until every one is."""
+    deadline = time.monotonic() + 10
+    while _total(httpx.get(f"{url}/metrics").text) != total:
+        assert time.monotonic() < deadline, f"the totals never reached {total}"
+
+
 def test_totals_stay_right_under_several_workers(upstream: FakeUpstream, tmp_path: Path) -> None:
     prefix = upstream.provider()
     config = tmp_path / "routatic.yaml"
@@ -151,6 +159,7 @@ def test_totals_stay_right_under_several_workers(upstream: FakeUpstream, tmp_pat
     with serve("--config", str(config), "--workers", "2", env=environment, workers=2) as (url, _):
         for _ in range(24):  # a new connection each: the workers share them out
             assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
+        _settled(url, 24)
         scrapes = [httpx.get(f"{url}/metrics").text for _ in range(6)]
     assert [_total(scrape) for scrape in scrapes] == [24.0] * 6
     assert len(upstream.calls(prefix)) == 24
@@ -170,3 +179,16 @@ def test_serve_logs_one_json_line_per_request(upstream: FakeUpstream, tmp_path: 
         line = json.loads(process.stdout.readline())
     assert line["model"] == "claude-x" and line["provider"] == "anthropic"
     assert line["tokens"]["input"] == 12 and line["stop_reason"] == "end_turn"
+
+
+def test_one_worker_in_multiprocess_mode_makes_its_directory(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    prefix = upstream.provider()
+    config = tmp_path / "routatic.yaml"
+    config.write_text(CONFIG % upstream.url(prefix))
+    environment = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not-yet")}  # as the image sets
+    with serve("--config", str(config), env=environment) as (url, _):
+        assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
+        _settled(url, 1)
+    assert list((tmp_path / "not-yet").glob("counter_*.db"))

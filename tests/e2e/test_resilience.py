@@ -1,0 +1,275 @@
+"""End to end: breakers, rejected and used-up keys, key pools and shared state, counted in
+upstream calls.
+
+A real gateway on a loopback port with a fake clock, in front of the fake provider process.
+The last test runs two `routatic-asgi serve` processes that share a Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.resilience_kit import NOW, Clock
+
+MODEL = "claude-sonnet-4-6"
+REQUEST = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+STREAM = {**REQUEST, "stream": True}
+BAD = "sk-bad-key-00000001"
+GOOD = "sk-good-key-0000002"
+REDIS_URL = os.environ.get("ROUTATIC_TEST_REDIS_URL")
+
+
+def error(status: int, kind: str = "api_error", **extra: Any) -> dict[str, Any]:
+    body = {"type": "error", "error": {"type": kind, "message": "boom", **extra}}
+    return {"status": status, "body": json.dumps(body)}
+
+
+def keys_sent(upstream: FakeUpstream, prefix: str) -> list[str]:
+    found = []
+    for call in upstream.calls(prefix):
+        headers = dict(call["headers"])
+        found.append(headers.get("x-api-key") or headers.get("authorization", "")[7:])
+    return found
+
+
+async def concurrently(url: str, count: int, body: dict[str, Any]) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        return list(
+            await asyncio.gather(*(client.post("/v1/messages", json=body) for _ in range(count)))
+        )
+
+
+def primary_and_backup(upstream: FakeUpstream, **resilience: Any) -> tuple[Any, str, str]:
+    primary, backup = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "primary": {"protocol": "anthropic", "base_url": upstream.url(primary), "keys": [GOOD]},
+            "backup": {"protocol": "anthropic", "base_url": upstream.url(backup), "keys": [GOOD]},
+        },
+        [{"match": "*", "chain": ["primary/{model}", "backup/backup-model"]}],
+        resilience=resilience,
+    )
+    return config, primary, backup
+
+
+def test_one_probe_under_fifty_concurrent_requests(upstream: FakeUpstream) -> None:
+    config, primary, backup = primary_and_backup(upstream, first_byte_timeout="500ms")
+    clock = Clock()
+    upstream.script(primary, error(500), {"hang": True})
+    with gateway(config, clock=clock) as url:
+        assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
+        clock.now += 40  # the ~30 s cooldown is over: half-open
+        responses = asyncio.run(concurrently(url, 50, STREAM))
+        status = httpx.get(f"{url}/status").json()
+    assert [r.status_code for r in responses] == [200] * 50
+    assert len(upstream.calls(primary)) == 2  # the failure that opened it, and one probe
+    assert len(upstream.calls(backup)) == 51
+    fallbacks = [r.headers["x-routatic-fallback"] for r in responses]
+    assert sum("first_byte_timeout" in f for f in fallbacks) == 1
+    skipped = sum("breaker_probing" in f or "breaker_open" in f for f in fallbacks)
+    assert skipped == 49
+    [breaker] = status["breakers"]
+    assert breaker["state"] == "open" and breaker["consecutive_failures"] == 2
+
+
+def test_a_bad_key_on_a_provider_with_two_models_costs_one_call(upstream: FakeUpstream) -> None:
+    zen, backup = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "zen": {"protocol": "openai", "base_url": upstream.url(zen) + "/v1", "keys": [BAD]},
+            "backup": {"protocol": "anthropic", "base_url": upstream.url(backup), "keys": [GOOD]},
+        },
+        [{"match": "*", "chain": ["zen/model-one", "zen/model-two", "backup/backup-model"]}],
+    )
+    upstream.script(zen, error(401, "authentication_error"))
+    with gateway(config) as url:
+        first = httpx.post(f"{url}/v1/messages", json=REQUEST)
+        assert len(upstream.calls(zen)) == 1
+        second = httpx.post(f"{url}/v1/messages", json=REQUEST)
+        assert len(upstream.calls(zen)) == 1
+    for response in (first, second):
+        assert response.status_code == 200
+        assert response.headers["x-routatic-target"] == "backup/backup-model"
+    assert "zen/model-two=credential_auth" in first.headers["x-routatic-fallback"]
+    assert second.headers["x-routatic-fallback"] == (
+        "zen/model-one=credential_auth, zen/model-two=credential_auth"
+    )
+
+
+def test_a_usage_limited_provider_is_skipped_until_its_reset(upstream: FakeUpstream) -> None:
+    config, primary, _ = primary_and_backup(upstream)
+    clock = Clock()
+    limited = error(429, "rate_limit_error")
+    limited["headers"] = {
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": str(int(NOW + 5 * 3600)),
+    }
+    upstream.script(primary, limited)
+    with gateway(config, clock=clock) as url:
+        answers = [httpx.post(f"{url}/v1/messages", json=REQUEST)]
+        clock.now += 5 * 3600 - 1
+        answers.append(httpx.post(f"{url}/v1/messages", json=REQUEST))
+        assert len(upstream.calls(primary)) == 1
+        clock.now += 1
+        answers.append(httpx.post(f"{url}/v1/messages", json=REQUEST))
+    assert [a.headers["x-routatic-target"] for a in answers] == [
+        "backup/backup-model",
+        "backup/backup-model",
+        f"primary/{MODEL}",
+    ]
+    assert answers[1].headers["x-routatic-fallback"] == f"primary/{MODEL}=credential_exhausted"
+    assert len(upstream.calls(primary)) == 2
+
+
+def test_a_pool_of_bad_and_good_keys_serves_from_the_good_one(upstream: FakeUpstream) -> None:
+    zen = upstream.provider()
+    config = gateway_config(
+        {"zen": {"protocol": "anthropic", "base_url": upstream.url(zen), "keys": [BAD, GOOD]}},
+        [{"match": "*", "chain": ["zen/{model}"]}],
+    )
+    upstream.script(zen, error(401, "authentication_error"))  # the first call carries BAD
+    with gateway(config) as url:
+        responses = [httpx.post(f"{url}/v1/messages", json=REQUEST) for _ in range(4)]
+        credentials = httpx.get(f"{url}/status").json()["credentials"]
+    assert [r.status_code for r in responses] == [200] * 4
+    assert keys_sent(upstream, zen) == [BAD, GOOD, GOOD, GOOD, GOOD]
+    assert [(c["index"], c["key"], c["state"]) for c in credentials] == [
+        (0, "…0001", "bad"),
+        (1, "…0002", "ok"),
+    ]
+
+
+def test_every_target_cooling_answers_at_once_with_the_soonest_recovery(
+    upstream: FakeUpstream,
+) -> None:
+    config, primary, backup = primary_and_backup(upstream)
+    clock = Clock()
+    upstream.script(primary, error(402, "billing_error", resets_in_seconds=600))
+    upstream.script(backup, {**error(503), "headers": {"retry-after": "90"}})
+    with gateway(config, clock=clock) as url:
+        httpx.post(f"{url}/v1/messages", json=REQUEST)
+        clock.now += 30
+        cooling = httpx.post(f"{url}/v1/messages", json=REQUEST)
+    assert len(upstream.calls(primary)) == len(upstream.calls(backup)) == 1
+    assert cooling.status_code == 429
+    assert cooling.headers["retry-after"] == "60"  # the backup's 90 s, 30 s gone
+    assert cooling.headers["x-routatic-attempts"] == "0"
+    assert cooling.json()["error"]["type"] == "rate_limit_error"
+
+
+# --- two processes, one Redis -------------------------------------------------------------
+
+
+@contextmanager
+def serve(config: Path) -> Iterator[str]:
+    """`routatic-asgi serve` in a process of its own; yields its URL, stops it by pid."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "routatic_asgi.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    stderr = process.stderr
+    # Keep reading, so a chatty server never blocks on a full pipe.
+    drain = threading.Thread(target=lambda: [None for _ in stderr], daemon=True)
+    try:
+        for line in stderr:
+            found = re.search(r"Uvicorn running on (http://\S+)", line)
+            if found:
+                break
+        else:
+            raise AssertionError("the server exited before it listened")
+        drain.start()
+        yield found.group(1)
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+        if drain.is_alive():
+            drain.join(timeout=5)
+        stderr.close()
+
+
+def test_two_processes_sharing_redis_agree_and_probe_once(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    if not REDIS_URL:
+        pytest.skip("ROUTATIC_TEST_REDIS_URL is not set: no Redis for two processes to share")
+    import redis
+
+    prefix = f"routatic-test-{uuid.uuid4().hex}:"
+    separator = "&" if "?" in REDIS_URL else "?"
+    primary, backup = upstream.provider(), upstream.provider()
+    config = tmp_path / "routatic.yaml"
+    config.write_text(
+        f"""
+providers:
+  primary: {{protocol: anthropic, base_url: "{upstream.url(primary)}", keys: ["{GOOD}"]}}
+  backup: {{protocol: anthropic, base_url: "{upstream.url(backup)}", keys: ["{GOOD}"]}}
+routes:
+  - match: "*"
+    chain: ["primary/{{model}}", "backup/backup-model"]
+resilience:
+  cooldown: {{base: 10m, max: 15m}}
+  first_byte_timeout: 500ms
+state: "{REDIS_URL}{separator}key_prefix={prefix}"
+"""
+    )
+    upstream.script(primary, error(500), {"hang": True})
+    shared = redis.Redis.from_url(REDIS_URL)
+    try:
+        with serve(config) as one, serve(config) as two:
+            opened = httpx.post(f"{one}/v1/messages", json=REQUEST)
+            assert opened.headers["x-routatic-target"] == "backup/backup-model"
+            seen = httpx.post(f"{two}/v1/messages", json=REQUEST)
+            assert seen.headers["x-routatic-fallback"] == f"primary/{MODEL}=breaker_open"
+            assert len(upstream.calls(primary)) == 1
+            breakers = httpx.get(f"{two}/status").json()["breakers"]
+            assert [b["state"] for b in breakers] == ["open"]
+            # End the cooldown in the shared record, as if ten minutes had passed.
+            key = f"{prefix}rec:breaker:primary/{MODEL}#0"
+            record = json.loads(shared.get(key) or b"{}")
+            record["until"] = record["since"] - 1
+            shared.set(key, json.dumps(record))
+
+            async def both() -> list[httpx.Response]:
+                a, b = await asyncio.gather(
+                    concurrently(one, 20, STREAM), concurrently(two, 20, STREAM)
+                )
+                return a + b
+
+            responses = asyncio.run(both())
+            ready = httpx.get(f"{one}/readyz").json()
+    finally:
+        for key in shared.scan_iter(match=f"{prefix}*"):
+            shared.delete(key)
+        shared.close()
+    assert [r.status_code for r in responses] == [200] * 40
+    assert len(upstream.calls(primary)) == 2  # the failure, and one probe between them
+    assert ready["state"] == "redis" and ready["state_degraded"] is False

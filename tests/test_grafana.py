@@ -1,0 +1,220 @@
+"""The Grafana dashboards: every panel asks for metrics the gateway exports, and a real
+Prometheus scraping a real gateway under injected faults answers every panel's query."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from routatic_asgi.telemetry.metrics import Metrics
+from tests.conftest import FakeUpstream, closed_port_url, gateway, gateway_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+METRIC = re.compile(r"\broutatic_[a-z_]+")
+RATE_INTERVAL = "30s"  # what Grafana's $__rate_interval becomes in these tests
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, PromQL) for every target of every panel."""
+    found = []
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                found.append((path.stem, panel["title"], target["expr"]))
+    return found
+
+
+def exported() -> set[str]:
+    return Metrics(CollectorRegistry()).names()
+
+
+def test_the_overview_and_resilience_dashboards_exist_and_are_provisioned() -> None:
+    titles = {json.loads(p.read_text())["uid"] for p in DASHBOARDS}
+    assert {"routatic-overview", "routatic-resilience"} <= titles
+    provisioning = ROOT / "grafana" / "provisioning"
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    assert datasources["datasources"][0]["type"] == "prometheus"
+    dashboards = yaml.safe_load((provisioning / "dashboards" / "routatic.yml").read_text())
+    assert dashboards["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/routatic"
+
+
+def test_every_metric_in_every_panel_and_alert_is_one_the_app_exports() -> None:
+    names = exported()
+    queries = [expr for _, _, expr in panel_queries()]
+    queries += [rule["expr"] for group in yaml.safe_load(ALERTS.read_text())["groups"]
+                for rule in group["rules"]]  # fmt: skip
+    used = {name for expr in queries for name in METRIC.findall(expr)}
+    assert used, "no routatic_ metric found in any query"
+    assert used <= names, f"not exported by the app: {sorted(used - names)}"
+    # and every metric family the issue names appears on a dashboard
+    families = {re.sub(r"_(total|bucket|sum|count|created)$", "", name) for name in used}
+    for family in (
+        "routatic_breaker_state",
+        "routatic_credential_state",
+        "routatic_state_store_degraded",
+        "routatic_short_circuits",
+        "routatic_upstream_ttfb_seconds",
+        "routatic_tokens",
+        "routatic_fallbacks",
+    ):
+        assert family in families  # fmt: skip
+
+
+# --- a real Prometheus --------------------------------------------------------------------
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Wait for Prometheus (its own scrape clock, not ours) to reach a state."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"Prometheus never {what}"
+        time.sleep(0.05)
+
+
+@contextmanager
+def prometheus(target: str, tmp_path: Path) -> Iterator[httpx.Client]:
+    assert PROMETHEUS is not None
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "250ms", "scrape_timeout": "200ms"},
+                "scrape_configs": [
+                    {"job_name": "routatic", "static_configs": [{"targets": [target]}]}
+                ],
+            }
+        )
+    )
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+    try:
+
+        def ready() -> bool:
+            try:
+                return client.get("/-/ready").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _until(ready, "became ready")
+        yield client
+    finally:
+        client.close()
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def _query(client: httpx.Client, expr: str) -> list[dict[str, Any]]:
+    response = client.get("/api/v1/query", params={"query": expr})
+    assert response.status_code == 200, (expr, response.text)
+    result: list[dict[str, Any]] = response.json()["data"]["result"]
+    return result
+
+
+def _scalar(client: httpx.Client, expr: str) -> float:
+    result = _query(client, expr)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+SCRAPES = 'count_over_time(up{job="routatic"}[10m])'
+TOTAL = "sum(routatic_requests_total)"
+
+
+def _more_scrapes(client: httpx.Client, count: int = 2) -> None:
+    before = _scalar(client, SCRAPES)
+    _until(lambda: _scalar(client, SCRAPES) >= before + count, "scraped the gateway")
+
+
+def _faulty_config(upstream: FakeUpstream) -> tuple[Any, dict[str, str]]:
+    prefixes = {name: upstream.provider() for name in ("flaky", "keyed", "good")}
+    config = gateway_config(
+        {
+            "flaky": {"protocol": "anthropic", "base_url": upstream.url(prefixes["flaky"]), "auth": "none"},
+            "keyed": {"protocol": "anthropic", "base_url": upstream.url(prefixes["keyed"]), "keys": ["sk-keyed-000001"]},
+            "good": {"protocol": "anthropic", "base_url": upstream.url(prefixes["good"]), "auth": "none"},
+            "dead": {"protocol": "anthropic", "base_url": closed_port_url(), "auth": "none"},
+        },
+        [
+            {"match": "claude-*", "chain": ["flaky/{model}", "keyed/{model}", "good/{model}"]},
+            {"match": "dead-*", "chain": ["dead/{model}"]},
+        ],
+    )  # fmt: skip
+    return config, prefixes
+
+
+def _load(url: str) -> int:
+    """A short burst: served, streamed, fallen back, short-circuited and failing requests."""
+    body = {"max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    sent = 0
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for model, stream in [("claude-x", False), ("claude-x", True), ("dead-x", False)] * 2:
+            client.post("/v1/messages", json={**body, "model": model, "stream": stream})
+            sent += 1
+    return sent
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="no prometheus binary on PATH: apt-get install -y prometheus (.ci/run does)",
+)
+def test_prometheus_scraping_a_gateway_under_faults_answers_every_panel(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    config, prefixes = _faulty_config(upstream)
+    upstream.script(prefixes["flaky"], {"status": 529, "body": '{"type":"error","error":{}}'})
+    upstream.script(prefixes["keyed"], {"status": 401, "body": '{"type":"error","error":{}}'})
+    with gateway(config, registry=CollectorRegistry()) as url:
+        target = url.removeprefix("http://")
+        with prometheus(target, tmp_path) as client:
+            sent = 0
+            for _ in range(2):  # two bursts, each seen by scrapes before and after it
+                _more_scrapes(client)
+                sent += _load(url)
+                _until(lambda n=sent: _scalar(client, TOTAL) >= n, "saw every request")
+            _more_scrapes(client)
+
+            empty = []
+            for dashboard, title, expr in panel_queries():
+                result = _query(client, expr.replace("$__rate_interval", RATE_INTERVAL))
+                values = [float(sample["value"][1]) for sample in result]
+                if not any(math.isfinite(value) for value in values):
+                    empty.append(f"{dashboard}: {title}: {expr} -> {values}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
