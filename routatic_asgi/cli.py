@@ -118,24 +118,25 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "lifespan": "on",
     }
-    if args.workers > 1:
-        if args.config:
-            os.environ[_CONFIG_VARIABLE] = os.path.abspath(args.config)
-        made = _multiprocess_metrics()
-        try:
+    shared = args.workers > 1 or bool(os.environ.get(MULTIPROC_VARIABLE))
+    made = _multiprocess_metrics() if shared else None
+    try:
+        if args.workers > 1:
+            if args.config:
+                os.environ[_CONFIG_VARIABLE] = os.path.abspath(args.config)
             uvicorn.run(
                 "routatic_asgi.cli:app_from_environment",
                 factory=True,
                 workers=args.workers,
                 **options,
             )
-        finally:
-            if made:
-                shutil.rmtree(made, ignore_errors=True)
-    else:
-        from routatic_asgi.app import build_app
+        else:
+            from routatic_asgi.app import build_app
 
-        uvicorn.run(build_app(config, **_observability()), **options)
+            uvicorn.run(build_app(config, **_observability()), **options)
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
     return 0
 
 
