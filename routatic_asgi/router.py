@@ -9,6 +9,7 @@ and the answer when every target fails. It never speaks to an upstream itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -222,28 +223,31 @@ class _Flight:
 
     async def run(self) -> None:
         resilience = self.router.resilience
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._watch_disconnect, group.cancel_scope)
-            self.deadline.deadline = anyio.current_time() + resilience.deadline
-            with self.deadline:
-                await self._attempts()
-            if not self.committed:
-                answer = final_answer(
-                    self.request.protocol,
-                    self.request.attempts,
-                    self.router.clock(),
-                    deadline_passed=self.deadline.cancelled_caught,
-                )
-                answer.headers.append(self._attempts_header())
-                await send_answer(self.send, answer)
-            group.cancel_scope.cancel()
+        # A bare asyncio task, not an anyio task group: that cost a tenth of a short request.
+        with anyio.CancelScope() as flight:
+            watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(flight))
+            try:
+                self.deadline.deadline = anyio.current_time() + resilience.deadline
+                with self.deadline:
+                    await self._attempts()
+                if not self.committed:
+                    answer = final_answer(
+                        self.request.protocol,
+                        self.request.attempts,
+                        self.router.clock(),
+                        deadline_passed=self.deadline.cancelled_caught,
+                    )
+                    answer.headers.append(self._attempts_header())
+                    await send_answer(self.send, answer)
+            finally:
+                watcher.cancel()
 
-    async def _watch_disconnect(self, group_scope: anyio.CancelScope) -> None:
+    async def _watch_disconnect(self, flight: anyio.CancelScope) -> None:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 self.gone.set()
-                group_scope.cancel()
+                flight.cancel()
                 return
 
     async def _attempts(self) -> None:
