@@ -638,3 +638,38 @@ def test_models_answer_in_the_callers_shape(upstream: FakeUpstream, sdk: SDK) ->
     assert all(m.object == "model" for m in listed.data)
     assert [m.id for m in page.data] == ["claude-sonnet-4-6", "qwen3"]
     assert all(m.type == "model" for m in page.data)
+
+
+def test_unreadable_or_failing_translated_answers_fall_back(
+    upstream: FakeUpstream, sdk: SDK
+) -> None:
+    first, second = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "first": provider(upstream, "openai", first),
+            "second": provider(upstream, "openai", second),
+        },
+        [{"match": "*", "chain": ["first/a", "second/b"]}],
+    )
+    html = {"status": 200, "headers": {"content-type": "text/html"}, "body": "<html>login</html>"}
+    error = json.dumps({"error": {"message": "overloaded", "type": "server_error"}})
+    broken_stream = {"sse": [chunk({"role": "assistant", "content": ""}), f"data: {error}\n\n"]}
+    upstream.script(first, html, broken_stream)
+    clock = Clock()
+    with gateway(config, clock=clock) as url:
+        client = sdk.anthropic(url)
+        unstreamed = client.messages.with_raw_response.create(
+            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        clock.now += 3600  # past the first target's cooldown
+        with client.messages.stream(
+            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            streamed = stream.get_final_message()
+            headers = stream.response.headers
+    assert unstreamed.headers["x-routatic-fallback"] == "first/a=unreadable_answer"
+    assert unstreamed.parse().content[0].type == "text"
+    assert headers["x-routatic-target"] == "second/b"
+    assert headers["x-routatic-fallback"] == "first/a=status_500"  # the error chunk, classified
+    assert len(upstream.calls(first)) == 2
+    assert [b.type for b in streamed.content] == ["text"]
