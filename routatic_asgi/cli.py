@@ -1,7 +1,7 @@
-"""The `routatic-asgi` command: serve, check, schema.
+"""The `routatic-asgi` command: serve, check, schema, status.
 
-Exit codes: 0 done, 2 a configuration or usage problem (with a message naming the file, the
-key path and the fix). It never prints a key.
+Exit codes: 0 done, 1 a server that `status` could not read, 2 a configuration or usage
+problem (with a message naming the file, the key path and the fix). It never prints a key.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from routatic_asgi.telemetry.record import REQUEST_LOG
 __all__ = ["app_from_environment", "main"]
 
 _CONFIG_VARIABLE = "ROUTATIC_CONFIG"
+_KEY_VARIABLE = "ROUTATIC_KEY"
 
 
 def _load(path: str | None) -> Config:
@@ -163,6 +164,58 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    import httpx
+
+    key = args.key or os.environ.get(_KEY_VARIABLE)
+    headers = {"x-routatic-key": key} if key else {}
+    url = args.url.rstrip("/") + "/status"
+    try:
+        response = httpx.get(url, headers=headers, timeout=10, trust_env=False)
+    except httpx.HTTPError as exc:
+        print(f"routatic-asgi: cannot reach {url}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"routatic-asgi: {url} answered {response.status_code}", file=sys.stderr)
+        return 1
+    report = response.json()
+    print(json.dumps(report, indent=2) if args.json else _status_text(report))
+    return 0
+
+
+def _status_text(report: dict[str, Any]) -> str:
+    """Breakers and credentials, one per line, with times as UTC and as time left."""
+    now = float(report.get("now") or 0.0)
+    degraded = " (degraded: serving from memory)" if report.get("state_degraded") else ""
+    lines = [f"state: {report.get('state', '?')}{degraded}", "breakers:"]
+    for row in report.get("breakers", []):
+        lines.append(
+            f"  {row['target']}  {row['state']}  {row['reason']}  "
+            f"failures={row['consecutive_failures']}  {_span(row, now)}"
+        )
+    if not report.get("breakers"):
+        lines.append("  (every breaker is closed)")
+    lines.append("credentials:")
+    for row in report.get("credentials", []):
+        detail = f"  {row['reason']}  {_span(row, now)}" if row["state"] != "ok" else ""
+        lines.append(f"  {row['provider']}#{row['index']} {row['key']}  {row['state']}{detail}")
+    return "\n".join(lines)
+
+
+def _span(row: dict[str, Any], now: float) -> str:
+    from datetime import UTC, datetime
+
+    def moment(value: float) -> str:
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    since = f"since {moment(row['since'])}" if row.get("since") else ""
+    until = row.get("until")
+    if until is None:
+        return f"{since}  until cleared" if since else ""
+    left = max(until - now, 0.0)
+    return f"{since}  until {moment(until)} ({left:.0f}s left)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="routatic-asgi", description="An LLM gateway that falls back when a provider fails."
@@ -196,6 +249,11 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the configuration's JSON Schema")
     schema.set_defaults(run=_schema)
+    status = commands.add_parser("status", help="show every breaker and credential of a server")
+    status.add_argument("--url", default="http://127.0.0.1:8787", help="the server's base URL")
+    status.add_argument("--key", help=f"a proxy key (default: ${_KEY_VARIABLE})")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.set_defaults(run=_status)
     return parser
 
 
