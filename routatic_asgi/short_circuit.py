@@ -102,8 +102,9 @@ class Keyring:
     """The current key of every credential a `key_command` can refresh.
 
     Until the command has run, a credential is the configured one; a provider with only a
-    `key_command` gets credential #0 from its first run. One run at a time per provider, and
-    a 401 on a key that was already replaced uses the replacement instead of running again.
+    `key_command` gets credential #0 from its first run, and after a failed first run waits
+    `pause` seconds before running it again. One run at a time per provider, and a 401 on a
+    key that was already replaced uses the replacement instead of running again.
     """
 
     def __init__(
@@ -112,6 +113,8 @@ class Keyring:
         *,
         run: CommandRunner = run_key_command,
         timeout: float = KEY_COMMAND_TIMEOUT,
+        pause: float = 60.0,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.commands = {
             name: provider.key_command
@@ -120,8 +123,11 @@ class Keyring:
         }
         self.run = run
         self.timeout = timeout
+        self.pause = pause
+        self.clock = clock
         self._fresh: dict[str, Credential] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        self._failed_at: dict[str, float] = {}
 
     def can_refresh(self, provider: str) -> bool:
         return provider in self.commands
@@ -137,6 +143,9 @@ class Keyring:
         if fresh is not None:
             return fresh
         if credential is None:
+            failed_at = self._failed_at.get(target.provider)
+            if failed_at is not None and self.clock() - failed_at < self.pause:
+                return None
             return await self.refresh(target.provider, None)
         return credential
 
@@ -150,6 +159,8 @@ class Keyring:
                 return fresh
             secret = await self.run(self.commands[provider], self.timeout)
             if not secret or (stale is not None and secret == stale.secret):
+                if stale is None:
+                    self._failed_at[provider] = self.clock()
                 return None
             fresh = Credential(provider, index, secret, f"providers.{provider}.key_command")
             self._fresh[fresh.id] = fresh
@@ -181,6 +192,11 @@ class AuthShortCircuit:
         credential = await self.keyring.current(target)
         if credential is None:
             if self.keyring.can_refresh(target.provider):
+                # No key to send: say which command to check, as for a rejected key.
+                source = f"providers.{target.provider}.key_command"
+                attempt.target = replace(
+                    target, credential=Credential(target.provider, 0, "", source)
+                )
                 attempt.settle(Outcome(Kind.AUTH, "key_command_failed"))
                 return
             await self.app(scope, receive, send)  # auth: none

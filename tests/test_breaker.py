@@ -14,6 +14,7 @@ from routatic_asgi.classify import Kind, Outcome
 from routatic_asgi.config import CooldownConfig
 from routatic_asgi.state import MemoryStore, Record
 from tests.conftest import gateway_config
+from tests.fake_upstream import anthropic_stream
 from tests.resilience_kit import NOW, Clock, Upstreams, app_for, ask, client_for, error
 
 POLICY = CooldownConfig(base=30, max=900)
@@ -265,4 +266,32 @@ async def test_a_cancelled_probe_lets_the_next_request_probe(rig: Rig) -> None:
         group.cancel_scope.cancel()  # the client gives up while the probe hangs
     probe = await ask(rig.client)
     assert probe.headers["x-routatic-target"] == "a/claude-sonnet-4-6"
+    assert rig.upstreams.count("a.test") == 3
+
+
+class Hanging(httpx.AsyncByteStream):
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+        await anyio.sleep_forever()
+
+
+@pytest.mark.anyio
+async def test_a_streamed_probe_closes_the_breaker_at_its_first_content(rig: Rig) -> None:
+    rig.upstreams.script("a.test", 500)
+    await ask(rig.client)
+    rig.clock.now += 40
+    events = "".join(anthropic_stream("claude-sonnet-4-6")[:4]).encode()  # up to a text delta
+    stream = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=Hanging(events)
+    )
+    rig.upstreams.script("a.test", stream)
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: ask(rig.client, stream=True))
+        await anyio.wait_all_tasks_blocked()
+        assert (await rig.status())["breakers"] == []  # while the probe still streams
+        assert (await ask(rig.client)).headers["x-routatic-target"] == "a/claude-sonnet-4-6"
+        group.cancel_scope.cancel()
     assert rig.upstreams.count("a.test") == 3

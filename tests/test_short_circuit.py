@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from routatic_asgi import parse_config
-from routatic_asgi.attempt import Credential
+from routatic_asgi.attempt import Credential, Target
 from routatic_asgi.classify import Kind, Outcome
 from routatic_asgi.config import Config, ProviderConfig
 from routatic_asgi.short_circuit import Keyring, credential_record, run_key_command
@@ -342,3 +342,32 @@ async def test_status_shows_a_key_only_by_provider_index_and_last_four(rigs: lis
         ("zen", 0, "…0001", "ok"),
         ("zen", 1, "…0002", "ok"),
     ]
+
+
+async def test_a_failed_first_run_waits_before_running_again() -> None:
+    runs: list[str] = []
+    clock = Clock(0.0)
+
+    async def run(command: str, limit: float) -> str | None:
+        runs.append(command)
+        return None
+
+    keyring = Keyring({"z": provider("print-key")}, run=run, pause=60, clock=clock)
+    target = Target("z", "openai", "m", "http://z.test/v1")
+    assert await keyring.current(target) is None
+    clock.now += 59
+    assert await keyring.current(target) is None
+    assert len(runs) == 1
+    clock.now += 1
+    await keyring.current(target)
+    assert len(runs) == 2
+
+
+async def test_a_broken_key_command_answers_401_naming_it(rigs: list[Rig]) -> None:
+    rig = rig_for(rigs, config({"zen": openai("zen.test", key_command="exit 1")}, ["zen/a"]))
+    response = await ask(rig.client)
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == (
+        "provider 'zen' rejected its key (providers.zen.key_command)"
+    )
+    assert rig.upstreams.count("zen.test") == 0

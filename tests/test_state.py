@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
+from routatic_asgi import build_app
 from routatic_asgi.state import MemoryStore, Record, RedisStore, StateStore, store_for
-from tests.conftest import closed_port_url
+from tests.conftest import closed_port_url, gateway_config
+from tests.resilience_kit import Upstreams, ask, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -227,3 +230,28 @@ def test_the_configured_state_picks_the_store() -> None:
     redis = store_for("redis://127.0.0.1:6379/3?key_prefix=team-a:")
     assert isinstance(redis, RedisStore)
     assert redis.prefix == "team-a:" and redis.url == "redis://127.0.0.1:6379/3"
+
+
+async def test_requests_never_fail_because_redis_is_down() -> None:
+    down = f"redis{closed_port_url().removeprefix('http')}/0"
+    config = gateway_config(
+        {
+            "a": {"protocol": "anthropic", "base_url": "http://a.test", "keys": ["sk-a-000000001"]},
+            "b": {"protocol": "anthropic", "base_url": "http://b.test", "keys": ["sk-b-000000001"]},
+        },
+        [{"match": "*", "chain": ["a/{model}", "b/{model}"]}],
+        state=down,
+    )
+    upstreams = Upstreams()
+    upstreams.script("a.test", 500)
+    app = build_app(config, transport=httpx.MockTransport(upstreams))
+    async with client_for(app) as client:
+        assert (await ask(client)).status_code == 200
+        second = await ask(client)  # the breaker still works, in this process's memory
+        assert second.headers["x-routatic-fallback"] == "a/claude-sonnet-4-6=breaker_open"
+        ready = (await client.get("/readyz")).json()
+        status = (await client.get("/status")).json()
+    await app.aclose()
+    assert upstreams.count("a.test") == 1
+    assert ready["state"] == "redis" and ready["state_degraded"] is True
+    assert status["state_degraded"] is True and status["breakers"][0]["state"] == "open"
