@@ -147,7 +147,10 @@ async def test_a_degraded_store_sets_the_gauge() -> None:
 
 
 @pytest.mark.anyio
-async def test_through_the_app_a_failing_target_is_short_circuited_then_probed() -> None:
+@pytest.mark.parametrize("traced", [True, False])
+async def test_through_the_app_a_failing_target_is_short_circuited_then_probed(
+    traced: bool,
+) -> None:
     clock, registry = Clock(), CollectorRegistry()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -170,7 +173,7 @@ async def test_through_the_app_a_failing_target_is_short_circuited_then_probed()
     app = build_app(
         config,
         registry=registry,
-        tracer_provider=provider,
+        tracer_provider=provider if traced else None,
         clock=clock,
         transport=httpx.MockTransport(upstreams),
     )
@@ -197,9 +200,38 @@ async def test_through_the_app_a_failing_target_is_short_circuited_then_probed()
     for to_state in ("open", "half_open", "closed"):
         labels = {**down, "to_state": to_state}
         assert _value(registry, "routatic_breaker_transitions_total", **labels) == 1
+    await app.aclose()
+    if not traced:
+        return
     requests = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
     events = [[(e.name, dict(e.attributes or {})) for e in s.events] for s in requests]
     assert ("routatic.breaker", {"target": "down/claude-x#0", "to_state": "open",
             "reason": "overloaded"}) in events[0]  # fmt: skip
     assert [name for name, _ in events[2]] == ["routatic.breaker", "routatic.breaker"]
+
+
+@pytest.mark.anyio
+async def test_a_refreshed_key_counts_two_upstream_calls_once_each() -> None:
+    registry = CollectorRegistry()
+
+    async def upstreams(request: httpx.Request) -> httpx.Response:
+        if request.headers["x-api-key"] == "sk-stale-000001":
+            return _answer(401, {"type": "error", "error": {"type": "authentication_error"}})
+        return _answer(200, anthropic_message("claude-x"))
+
+    config = gateway_config(
+        {"p": {"protocol": "anthropic", "base_url": "http://p", "keys": ["sk-stale-000001"],
+               "key_command": "echo sk-fresh-000002"}},
+        [{"match": "*", "chain": ["p/{model}"]}],
+    )  # fmt: skip
+    app = build_app(config, registry=registry, transport=httpx.MockTransport(upstreams))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://gateway"
+    ) as client:
+        assert (await client.post("/v1/messages", json=REQUEST)).status_code == 200
     await app.aclose()
+    target = {"provider": "p", "model": "claude-x"}
+    for outcome in ("auth", "success"):
+        labels = {**target, "outcome": outcome}
+        assert _value(registry, "routatic_upstream_attempts_total", **labels) == 1
+    assert _value(registry, "routatic_upstream_ttfb_seconds_count", **target) == 1

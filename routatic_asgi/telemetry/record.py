@@ -139,12 +139,14 @@ class RequestRecord:
         outcome = attempt.outcome
         if span is None or outcome is None:
             return
+        if outcome.kind is Kind.SKIPPED and outcome.reason in SHORT_CIRCUITS:
+            self.telemetry.metrics.short_circuit(attempt.target.provider, outcome.reason)
+        if not span.is_recording():  # no tracing, or a second outcome of the same attempt
+            return
         span.set_attribute("routatic.outcome", outcome.kind.value)
         span.set_attribute("routatic.reason", outcome.reason)
         if outcome.status:
             span.set_attribute("http.response.status_code", outcome.status)
-        if outcome.kind is Kind.SKIPPED and outcome.reason in SHORT_CIRCUITS:
-            self.telemetry.metrics.short_circuit(attempt.target.provider, outcome.reason)
         if outcome.kind in _QUIET_FAILURES:
             if outcome.kind is not Kind.SUCCESS:
                 span.end()
@@ -230,6 +232,7 @@ class UpstreamWatch:
         )
         self.started = 0.0
         self.streaming = False
+        self.heard = False  # a layer may call the relay again for the same attempt
 
     def __enter__(self) -> UpstreamWatch:
         self.started = self.telemetry.timer()
@@ -238,8 +241,9 @@ class UpstreamWatch:
 
     def _settled(self, attempt: Attempt) -> None:
         outcome = attempt.outcome
-        if outcome is None:
+        if outcome is None or self.heard:
             return
+        self.heard = True
         target, metrics = attempt.target, self.telemetry.metrics
         metrics.attempt(target.provider, target.model, outcome.kind.value)
         if outcome.kind is not Kind.SUCCESS:
