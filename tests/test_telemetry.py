@@ -118,6 +118,7 @@ def _request(*outcomes: Outcome) -> InboundRequest:
     [
         (_request(Outcome(Kind.TRANSIENT, "overloaded", 529), SUCCESS), 200, "success"),
         (None, 415, "rejected"),
+        (_request(), 200, "success"),
         (_request(), 404, "rejected"),
         (_request(Outcome(Kind.CLIENT, "status_400", 400)), 400, "client_error"),
         (_request(Outcome(Kind.TRANSIENT, "rate_limited", 429)), 429, "rate_limited"),

@@ -39,6 +39,8 @@ def request_outcome(request: InboundRequest | None, status: int | None) -> str:
         return "success"
     if status is None:
         return "cancelled"
+    if status < 300:  # answered by the gateway itself, e.g. a local token count
+        return "success"
     if request is None or not request.attempts:
         return "rejected" if status < 500 else "upstream_error"
     last = request.attempts[-1].outcome
