@@ -318,3 +318,31 @@ def test_max_output_caps_a_translated_requests_max_tokens() -> None:
     )
     sent = orjson.loads(small.request_body())
     assert sent["max_tokens"] == 4096 and "thinking" not in sent
+
+
+def test_deepseek_is_told_whether_to_think_and_gets_reasoning_for_every_tool_call_turn() -> None:
+    plain = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    assert to_openai(plain, "deepseek-v4-flash", dialect="deepseek")["thinking"] == {
+        "type": "disabled"
+    }
+    assert "thinking" not in to_openai(plain, "qwen3")
+    thinking = {**plain, "thinking": {"type": "adaptive"}}
+    sent = to_openai(thinking, "deepseek-v4-flash", dialect="deepseek")
+    assert sent["thinking"] == {"type": "enabled"} and sent["reasoning_effort"] == "medium"
+    turns = []
+    for call in ("call_1", "call_2"):
+        use = {"type": "tool_use", "id": call, "name": "Read", "input": {}}
+        result = {"type": "tool_result", "tool_use_id": call, "content": "x"}
+        turns += [{"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}]
+    history = {**plain, "messages": [plain["messages"][0], *turns]}
+    notes = [
+        m["reasoning_content"]
+        for m in to_openai(history, "deepseek-v4-flash", dialect="deepseek")["messages"]
+        if m["role"] == "assistant"
+    ]
+    assert len(notes) == len(set(notes)) == 2 and "call_1" in notes[0]
+    assert all("reasoning_content" not in m for m in to_openai(history, "qwen3")["messages"])

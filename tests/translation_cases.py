@@ -45,7 +45,9 @@ def exchange(fixture: dict[str, Any]) -> Any:
         payload["model"],
         payload.get("stream") is True,
     )
-    base = "http://127.0.0.1:1" + ("/v1" if target == "openai" else "")
+    base = fixture.get("target_base_url") or (
+        "http://127.0.0.1:1" + ("/v1" if target == "openai" else "")
+    )
     model = fixture.get("target_model", "target-model")
     return exchange_for(request, Target("up", target, model, base), now=NOW)
 

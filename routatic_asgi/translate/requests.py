@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from routatic_asgi.translate.continuity import thinking_on
 
-__all__ = ["DEFAULT_MAX_TOKENS", "to_anthropic", "to_openai"]
+__all__ = ["DEFAULT_MAX_TOKENS", "Dialect", "dialect_of", "to_anthropic", "to_openai"]
+
+Dialect = Literal["openai", "deepseek", "openrouter"]
 
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires max_tokens; OpenAI clients often omit it
 TOOL_ERROR_PREFIX = "Error: "
@@ -113,7 +115,7 @@ def _user_messages(content: Any) -> list[dict[str, Any]]:
     return messages
 
 
-def _assistant_message(content: Any) -> dict[str, Any]:
+def _assistant_message(content: Any, placeholder: bool) -> dict[str, Any]:
     if not isinstance(content, list):
         return {"role": "assistant", "content": "\n\n".join(_texts(content))}
     texts, reasoning, calls = [], [], []
@@ -140,12 +142,21 @@ def _assistant_message(content: Any) -> dict[str, Any]:
         # DeepSeek's thinking mode requires the reasoning of tool-call turns to come back.
         if reasoning:
             message["reasoning_content"] = "".join(reasoning)
+        elif placeholder:
+            message["reasoning_content"] = _no_reasoning(calls)
     elif message["content"] is None:
         message["content"] = ""
     return message
 
 
-def _openai_messages(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _no_reasoning(calls: list[dict[str, Any]]) -> str:
+    """Stands in for reasoning another model never gave. Unique per turn (it names the call
+    ids): DeepSeek is known to collapse into empty answers on a repeated placeholder."""
+    named = ", ".join(f"{c['function']['name']} ({c['id']})" for c in calls)
+    return f"(No reasoning was recorded for this turn, which called {named}.)"
+
+
+def _openai_messages(payload: Mapping[str, Any], placeholder: bool) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     system = "\n\n".join(_texts(payload.get("system")))
     if system:
@@ -155,7 +166,7 @@ def _openai_messages(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         role, content = message.get("role"), message.get("content")
         if role == "assistant":
-            messages.append(_assistant_message(content))
+            messages.append(_assistant_message(content, placeholder))
         elif role == "system":
             messages.append({"role": "system", "content": "\n\n".join(_texts(content))})
         else:
@@ -199,9 +210,40 @@ def _reasoning_effort(payload: Mapping[str, Any]) -> str | None:
     return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
 
 
-def to_openai(payload: Mapping[str, Any], model: str, *, reasoning: bool = True) -> dict[str, Any]:
-    """An Anthropic Messages body as a Chat Completions body for `model`."""
-    body: dict[str, Any] = {"model": model, "messages": _openai_messages(payload)}
+def dialect_of(model: str, base_url: str) -> Dialect:
+    """Which reasoning option an OpenAI-protocol target understands, from its URL and model."""
+    if "openrouter.ai" in base_url.lower():
+        return "openrouter"
+    if "deepseek" in f"{model} {base_url}".lower():
+        return "deepseek"
+    return "openai"
+
+
+def _reasoning_option(body: dict[str, Any], effort: str | None, dialect: Dialect) -> None:
+    if dialect == "deepseek":  # thinks unless told not to; `thinking` says whether
+        body["thinking"] = {"type": "enabled" if effort else "disabled"}
+    if effort is None:
+        return
+    if dialect == "openrouter":
+        body["reasoning"] = {"effort": effort}
+    else:
+        body["reasoning_effort"] = effort
+
+
+def to_openai(
+    payload: Mapping[str, Any],
+    model: str,
+    *,
+    reasoning: bool = True,
+    dialect: Dialect = "openai",
+) -> dict[str, Any]:
+    """An Anthropic Messages body as a Chat Completions body for `model`.
+
+    `reasoning=False` asks for no reasoning; `dialect` picks how reasoning is asked for
+    (`reasoning_effort`, DeepSeek's `thinking`, OpenRouter's `reasoning`).
+    """
+    messages = _openai_messages(payload, placeholder=dialect == "deepseek")
+    body: dict[str, Any] = {"model": model, "messages": messages}
     if "max_tokens" in payload:
         body["max_tokens"] = payload["max_tokens"]
     for field in ("temperature", "top_p"):
@@ -221,9 +263,7 @@ def to_openai(payload: Mapping[str, Any], model: str, *, reasoning: bool = True)
     metadata = payload.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id"):
         body["user"] = str(metadata["user_id"])
-    effort = _reasoning_effort(payload) if reasoning else None
-    if effort is not None:
-        body["reasoning_effort"] = effort
+    _reasoning_option(body, _reasoning_effort(payload) if reasoning else None, dialect)
     if payload.get("stream") is True:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

@@ -16,7 +16,7 @@ from routatic_asgi.config import ModelCaps
 from routatic_asgi.exchange import Passthrough, StreamCodec
 from routatic_asgi.translate.continuity import anthropic_history
 from routatic_asgi.translate.errors import anthropic_error_as_openai, openai_error_as_anthropic
-from routatic_asgi.translate.requests import to_anthropic, to_openai
+from routatic_asgi.translate.requests import dialect_of, to_anthropic, to_openai
 from routatic_asgi.translate.responses import to_anthropic_message, to_openai_completion
 from routatic_asgi.translate.streams import AnthropicToOpenAI, OpenAIToAnthropic
 
@@ -57,7 +57,8 @@ class Translation:
     def request_body(self) -> bytes:
         payload, model = self.request.payload, self.target.model
         if self.target.protocol == "openai":
-            body = to_openai(payload, model, reasoning=self.reasoning)
+            dialect = dialect_of(model, self.target.base_url)
+            body = to_openai(payload, model, reasoning=self.reasoning, dialect=dialect)
         else:
             body = anthropic_history(to_anthropic(payload, model, reasoning=self.reasoning))
         limit = self.max_output
