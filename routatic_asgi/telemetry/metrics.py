@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,6 +60,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.model = LabelBound()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         # Called before every scrape, to publish state that changes with time alone.
         self.before_scrape: list[Callable[[], None]] = []
         r = self.registry
@@ -117,40 +119,51 @@ class Metrics:
             registry=r, multiprocess_mode="max",
         )  # fmt: skip
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, remembered: the hot path skips its validation and lock."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     # --- recording, one method per fact -----------------------------------------------
 
     def request(self, protocol: str, route: str, outcome: str, seconds: float | None) -> None:
         route = route or "none"
-        self.requests.labels(protocol, route, outcome).inc()
+        self._child(self.requests, protocol, route, outcome).inc()
         if seconds is not None:
-            self.request_duration.labels(protocol, route).observe(seconds)
+            self._child(self.request_duration, protocol, route).observe(seconds)
 
     def attempt(self, provider: str, model: str, outcome: str) -> None:
-        self.attempts.labels(provider, self.model(model), outcome).inc()
+        self._child(self.attempts, provider, self.model(model), outcome).inc()
 
     def first_byte(self, provider: str, model: str, seconds: float) -> None:
-        self.ttfb.labels(provider, self.model(model)).observe(seconds)
+        self._child(self.ttfb, provider, self.model(model)).observe(seconds)
 
     def fallback(self, from_provider: str, to_provider: str, reason: str) -> None:
-        self.fallbacks.labels(from_provider, to_provider, reason).inc()
+        self._child(self.fallbacks, from_provider, to_provider, reason).inc()
 
     def used(self, provider: str, model: str, kinds: Iterable[tuple[str, int]]) -> None:
         model = self.model(model)
         for kind, count in kinds:
             if count > 0:
-                self.tokens.labels(provider, model, kind).inc(count)
+                self._child(self.tokens, provider, model, kind).inc(count)
 
-    def breaker(self, provider: str, model: str, state: str, *, transition: bool) -> None:
-        model = self.model(model)
-        self.breaker_state.labels(provider, model).set(BREAKER_STATES.get(state, 1))
-        if transition:
-            self.breaker_transitions.labels(provider, model, state).inc()
+    def breaker(self, provider: str, model: str, state: str) -> None:
+        value = BREAKER_STATES.get(state, 1)
+        self._child(self.breaker_state, provider, self.model(model)).set(value)
+
+    def breaker_transition(self, provider: str, model: str, to_state: str) -> None:
+        self._child(self.breaker_transitions, provider, self.model(model), to_state).inc()
 
     def short_circuit(self, provider: str, reason: str) -> None:
-        self.short_circuits.labels(provider, reason).inc()
+        self._child(self.short_circuits, provider, reason).inc()
 
     def credential(self, provider: str, credential: str, state: str) -> None:
-        self.credential_state.labels(provider, credential).set(CREDENTIAL_STATES.get(state, 2))
+        self._child(self.credential_state, provider, credential).set(
+            CREDENTIAL_STATES.get(state, 2)
+        )
 
     def degraded(self, degraded: bool) -> None:
         self.state_store_degraded.set(1 if degraded else 0)

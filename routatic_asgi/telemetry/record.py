@@ -125,12 +125,14 @@ class RequestRecord:
                     "routatic.fallback",
                     {"from": previous.target.key, "to": attempt.target.key, "reason": reason},
                 )
-        span = self.telemetry.tracer.start_span(
-            f"{operation_name(self.endpoint)} {attempt.target.model}",
-            context=trace.set_span_in_context(self.span),
-            kind=SpanKind.CLIENT,
-            attributes=attempt_attributes(attempt, self.endpoint),
-        )
+        span: Span = trace.INVALID_SPAN
+        if self.span.is_recording():  # spare the attributes when nobody traces
+            span = self.telemetry.tracer.start_span(
+                f"{operation_name(self.endpoint)} {attempt.target.model}",
+                context=trace.set_span_in_context(self.span),
+                kind=SpanKind.CLIENT,
+                attributes=attempt_attributes(attempt, self.endpoint),
+            )
         self.attempt_spans[attempt] = span
         attempt.listeners.append(self._settled)
 
@@ -173,7 +175,10 @@ class RequestRecord:
         metrics.request(self.protocol, route, outcome, duration)
         if request is not None and request.attempts:
             metrics.proxy_overhead.observe(max(duration - self.upstream_seconds, 0.0))
-        self._end_spans(request, outcome)
+        if self.span.is_recording():
+            self._end_spans(request, outcome)
+        if not self.telemetry.log.isEnabledFor(logging.INFO):
+            return
         ttfb = None if self.first_byte is None else self.first_byte - self.started
         context = self.span.get_span_context()
         line = request_line(

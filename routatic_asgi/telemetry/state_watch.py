@@ -126,7 +126,7 @@ class WatchedStore:
 
     def _transition(self, target: str, to_state: str, reason: str) -> None:
         provider, model = breaker_labels(target)
-        self.metrics.breaker_transitions.labels(provider, self.metrics.model(model), to_state).inc()
+        self.metrics.breaker_transition(provider, model, to_state)
         trace.get_current_span().add_event(
             "routatic.breaker", {"target": target, "to_state": to_state, "reason": reason}
         )
@@ -152,7 +152,7 @@ class WatchedStore:
         phases = [self._phase(t, now) for t in self.breakers if breaker_labels(t) == labels]
         phases.append(self._phase(target, now))
         worst = max(phases, key=_SEVERITY.__getitem__)
-        self.metrics.breaker(*labels, worst, transition=False)
+        self.metrics.breaker(*labels, worst)
 
     def _degraded(self) -> None:
         self.metrics.degraded(self.store.degraded)
