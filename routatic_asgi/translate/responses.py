@@ -24,6 +24,7 @@ __all__ = [
     "stop_reason",
     "to_anthropic_message",
     "to_openai_completion",
+    "tool_arguments",
     "tool_id",
 ]
 
@@ -156,7 +157,7 @@ def to_anthropic_message(body: bytes) -> bytes:
                 "type": "tool_use",
                 "id": tool_id(call.get("id"), seed, position),
                 "name": str(function.get("name", "")),
-                "input": _arguments(function.get("arguments")),
+                "input": tool_arguments(function.get("arguments")),
             }
         )
     has_tools = any(block["type"] == "tool_use" for block in content)
@@ -173,7 +174,8 @@ def to_anthropic_message(body: bytes) -> bytes:
     return orjson.dumps(result)
 
 
-def _arguments(arguments: Any) -> Any:
+def tool_arguments(arguments: Any) -> dict[str, Any]:
+    """Tool-call arguments (a JSON string) as the object Anthropic wants; `{}` if unreadable."""
     if isinstance(arguments, dict):
         return arguments
     try:

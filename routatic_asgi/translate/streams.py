@@ -1,10 +1,10 @@
-"""Streams, event by event: OpenAI chunks → Anthropic events, and Anthropic events → chunks.
+"""Streams for an Anthropic client: an OpenAI-protocol target's chunks, as Anthropic events.
 
-Each codec reads the TARGET's events (as the SSE framer cut them) and writes the CLIENT's:
-`kind()` tells the relay hold-back, content (the commit point), error and end apart, and
-`translate()` returns the bytes to send, possibly none. State is one small object per stream
-(open block, tool calls seen, usage so far); memory does not grow with the stream's length.
-They never buffer content for later: what can be written is written at once.
+`OpenAIToAnthropic` reads the TARGET's chunks (as the SSE framer cut them) and writes the
+CLIENT's events: `kind()` tells the relay hold-back, content (the commit point), error and
+end apart, and `translate()` returns the bytes to send, possibly none. State is one small
+object per stream (open block, tool calls seen, usage so far); memory does not grow with the
+stream's length, and nothing is buffered for later: what can be written is written at once.
 """
 
 from __future__ import annotations
@@ -16,20 +16,17 @@ import orjson
 from routatic_asgi.exchange import EventKind, stream_error_event
 from routatic_asgi.sse import Event, encode_event
 from routatic_asgi.translate.errors import (
-    anthropic_error_event_as_openai,
     openai_error_chunk_as_anthropic,
 )
 from routatic_asgi.translate.responses import (
     anthropic_usage,
     as_dict,
-    finish_reason,
-    openai_usage,
     reasoning_of,
     stop_reason,
     tool_id,
 )
 
-__all__ = ["AnthropicToOpenAI", "OpenAIToAnthropic"]
+__all__ = ["OpenAIToAnthropic", "keepalive", "load"]
 
 _DONE = b"[DONE]"
 
@@ -38,12 +35,12 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
     return encode_event(name, orjson.dumps(payload))
 
 
-def _keepalive(event: Event) -> bytes:
+def keepalive(event: Event) -> bytes:
     """A comment line keeps an idle client's timer from firing; anything else is dropped."""
     return b": keep-alive\n\n" if event.raw.lstrip().startswith(b":") else b""
 
 
-def _load(data: bytes) -> dict[str, Any] | None:
+def load(data: bytes) -> dict[str, Any] | None:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -111,7 +108,7 @@ class OpenAIToAnthropic:
             return self._close()
         chunk = self._chunk(event)
         if chunk is None:
-            return _keepalive(event)
+            return keepalive(event)
         if "error" in chunk:
             self._failed = True
             return openai_error_chunk_as_anthropic(event.data)
@@ -145,7 +142,7 @@ class OpenAIToAnthropic:
 
     def _chunk(self, event: Event) -> dict[str, Any] | None:
         if self._parsed is None or self._parsed[0] is not event:
-            self._parsed = (event, _load(event.data) if event.data else None)
+            self._parsed = (event, load(event.data) if event.data else None)
         return self._parsed[1]
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
@@ -238,126 +235,3 @@ class OpenAIToAnthropic:
             + _event("message_delta", delta)
             + _event("message_stop", {"type": "message_stop"})
         )
-
-
-class AnthropicToOpenAI:
-    """An Anthropic target's events, as the chunks an OpenAI client expects, `[DONE]` last.
-
-    Thinking becomes `reasoning_content`; each tool_use block becomes a tool call with its own
-    index; with `stream_options.include_usage` a usage chunk precedes `[DONE]`.
-    """
-
-    _HOLD = frozenset({"message_start", "ping"})
-
-    def __init__(self, *, created: int, include_usage: bool) -> None:
-        self.seen = False
-        self.committed = False
-        self.created = created
-        self.include_usage = include_usage
-        self._id = ""
-        self._model = ""
-        self._usage: dict[str, Any] = {}
-        self._tools: dict[int, int] = {}  # Anthropic block index → OpenAI tool index
-
-    def kind(self, event: Event) -> EventKind:
-        self.seen = True
-        name = event.name
-        if name in self._HOLD or name is None:
-            return EventKind.HOLD
-        if name == "error":
-            return EventKind.END if self.committed else EventKind.ERROR
-        if name == "message_stop":
-            return EventKind.END
-        self.committed = True
-        return EventKind.CONTENT
-
-    def translate(self, event: Event) -> bytes:
-        name = event.name
-        if name == "ping":
-            return b": ping\n\n"
-        if name == "error":
-            return anthropic_error_event_as_openai(event.data)
-        if name == "message_stop":
-            tail = self._usage_chunk() if self.include_usage else b""
-            return tail + b"data: [DONE]\n\n"
-        payload = _load(event.data)
-        if payload is None:
-            return _keepalive(event)
-        if name == "message_start":
-            return self._message_start(payload)
-        if name == "content_block_start":
-            return self._block_start(payload)
-        if name == "content_block_delta":
-            return self._block_delta(payload)
-        if name == "message_delta":
-            return self._message_delta(payload)
-        return b""
-
-    def finish(self) -> bytes:
-        return b""
-
-    def error_event(self, message: str) -> bytes:
-        return stream_error_event("openai", message)
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        chunk = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-        return encode_event(None, orjson.dumps(chunk))
-
-    def _message_start(self, payload: dict[str, Any]) -> bytes:
-        message = as_dict(payload.get("message"))
-        self._id = str(message.get("id", ""))
-        self._model = str(message.get("model", ""))
-        self._usage.update(as_dict(message.get("usage")))
-        return self._chunk({"role": "assistant", "content": ""})
-
-    def _block_start(self, payload: dict[str, Any]) -> bytes:
-        block = payload.get("content_block")
-        if not isinstance(block, dict) or block.get("type") != "tool_use":
-            return b""
-        position = len(self._tools)
-        self._tools[int(payload.get("index", -1))] = position
-        call = {
-            "index": position,
-            "id": str(block.get("id", "")),
-            "type": "function",
-            "function": {"name": str(block.get("name", "")), "arguments": ""},
-        }
-        return self._chunk({"tool_calls": [call]})
-
-    def _block_delta(self, payload: dict[str, Any]) -> bytes:
-        delta = payload.get("delta")
-        if not isinstance(delta, dict):
-            return b""
-        kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return self._chunk({"content": str(delta["text"])})
-        if kind == "thinking_delta" and delta.get("thinking"):
-            return self._chunk({"reasoning_content": str(delta["thinking"])})
-        position = self._tools.get(int(payload.get("index", -1)))
-        if kind == "input_json_delta" and position is not None and delta.get("partial_json"):
-            call = {"index": position, "function": {"arguments": str(delta["partial_json"])}}
-            return self._chunk({"tool_calls": [call]})
-        return b""
-
-    def _message_delta(self, payload: dict[str, Any]) -> bytes:
-        usage = as_dict(payload.get("usage"))
-        self._usage.update({k: v for k, v in usage.items() if v is not None})
-        delta = as_dict(payload.get("delta"))
-        return self._chunk({}, finish_reason(delta.get("stop_reason")))
-
-    def _usage_chunk(self) -> bytes:
-        chunk = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self._model,
-            "choices": [],
-            "usage": openai_usage(self._usage),
-        }
-        return encode_event(None, orjson.dumps(chunk))

@@ -14,11 +14,13 @@ import orjson
 from routatic_asgi.attempt import InboundRequest, Target
 from routatic_asgi.config import ModelCaps
 from routatic_asgi.exchange import Passthrough, StreamCodec
+from routatic_asgi.translate.chat_requests import to_anthropic
+from routatic_asgi.translate.chat_streams import AnthropicToOpenAI
 from routatic_asgi.translate.continuity import anthropic_history
 from routatic_asgi.translate.errors import anthropic_error_as_openai, openai_error_as_anthropic
-from routatic_asgi.translate.requests import dialect_of, to_anthropic, to_openai
+from routatic_asgi.translate.requests import dialect_of, to_openai
 from routatic_asgi.translate.responses import to_anthropic_message, to_openai_completion
-from routatic_asgi.translate.streams import AnthropicToOpenAI, OpenAIToAnthropic
+from routatic_asgi.translate.streams import OpenAIToAnthropic
 
 __all__ = ["ANTHROPIC_VERSION", "Repaired", "Translation"]
 
