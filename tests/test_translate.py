@@ -346,3 +346,15 @@ def test_deepseek_is_told_whether_to_think_and_gets_reasoning_for_every_tool_cal
     ]
     assert len(notes) == len(set(notes)) == 2 and "call_1" in notes[0]
     assert all("reasoning_content" not in m for m in to_openai(history, "qwen3")["messages"])
+
+
+def test_stop_reason_follows_the_calls_actually_made() -> None:
+    def answer(finish: str, calls: list[Any]) -> str:
+        message = {"content": "x", "tool_calls": calls}
+        body = {"id": "c", "model": "m", "choices": [{"message": message, "finish_reason": finish}]}
+        return str(orjson.loads(to_anthropic_message(orjson.dumps(body)))["stop_reason"])
+
+    call = {"id": "c1", "function": {"name": "f", "arguments": "{}"}}
+    assert answer("stop", [call]) == "tool_use"
+    assert answer("tool_calls", []) == "end_turn"
+    assert answer("length", []) == "max_tokens"

@@ -77,10 +77,13 @@ def tool_id(raw: Any, seed: str, position: int) -> str:
 
 
 def stop_reason(finish: Any, has_tools: bool) -> str:
-    """OpenAI finish_reason → Anthropic stop_reason. Some servers say `stop` with tool calls."""
+    """OpenAI finish_reason → Anthropic stop_reason, decided by the calls actually made: some
+    servers say `stop` with tool calls, and `tool_use` without one would leave a client
+    waiting for a call that never comes."""
     if has_tools:
         return "tool_use"
-    return _STOP_REASONS.get(str(finish), "end_turn")
+    reason = _STOP_REASONS.get(str(finish), "end_turn")
+    return "end_turn" if reason == "tool_use" else reason
 
 
 def finish_reason(stop: Any) -> str:
