@@ -1,7 +1,7 @@
 """routatic-asgi: keep Anthropic and OpenAI clients working when their provider does not.
 
-A chain of pure ASGI middlewares: `InboundAuth` → `FallbackRouter` → `UpstreamRelay`, assembled
-by `build_app(config)`. Each class is usable alone.
+A chain of pure ASGI middlewares: `InboundAuth` → `FallbackRouter` → `AuthShortCircuit` →
+`CircuitBreaker` → `UpstreamRelay`, assembled by `build_app(config)`. Each class is usable alone.
 """
 
 from routatic_asgi.app import RoutaticApp, build_app

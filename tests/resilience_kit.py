@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -95,7 +95,7 @@ def error(status: int, message: str = "boom", **headers: str) -> httpx.Response:
 
 def app_for(
     config: Config,
-    upstreams: Upstreams,
+    upstreams: Callable[[httpx.Request], Coroutine[None, None, httpx.Response]],
     clock: Clock,
     *,
     store: StateStore | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from routatic_asgi.attempt import Attempt, Credential, Target
 from routatic_asgi.breaker import Phase, cooldown, counts_against, phase, tripped
 from routatic_asgi.classify import Kind, Outcome
-from routatic_asgi.config import CooldownConfig
+from routatic_asgi.config import Config, CooldownConfig
 from routatic_asgi.state import MemoryStore, Record
 from tests.conftest import gateway_config
 from tests.fake_upstream import anthropic_stream
@@ -104,7 +105,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def two_providers() -> object:
+def two_providers() -> Config:
     return gateway_config(
         {
             "a": {"protocol": "anthropic", "base_url": "http://a.test", "keys": ["sk-a-000000001"]},
@@ -120,13 +121,13 @@ class Rig:
         self.clock = Clock()
         self.upstreams = Upstreams()
         self.store = MemoryStore(clock=self.clock)
-        self.app = app_for(two_providers(), self.upstreams, self.clock, store=self.store)  # type: ignore[arg-type]
+        self.app = app_for(two_providers(), self.upstreams, self.clock, store=self.store)
         self.client = client_for(self.app)
 
-    async def status(self) -> dict[str, object]:
+    async def status(self) -> dict[str, Any]:
         response = await self.client.get("/status")
         assert response.status_code == 200
-        body: dict[str, object] = response.json()
+        body: dict[str, Any] = response.json()
         return body
 
 
@@ -149,7 +150,7 @@ async def test_a_failed_target_is_skipped_until_its_cooldown_ends(rig: Rig) -> N
     assert "breaker_open" in second.headers["x-routatic-fallback"]
     assert second.headers["x-routatic-attempts"] == "1"  # a skip is not an attempt
     assert rig.upstreams.count("a.test") == 1
-    [breaker] = (await rig.status())["breakers"]  # type: ignore[misc]
+    [breaker] = (await rig.status())["breakers"]
     assert breaker["target"] == "a/claude-sonnet-4-6#0"
     assert breaker["state"] == "open" and breaker["consecutive_failures"] == 1
     assert breaker["since"] == NOW and 27 <= breaker["until"] - NOW <= 33
@@ -160,7 +161,7 @@ async def test_a_successful_probe_closes_the_breaker(rig: Rig) -> None:
     rig.upstreams.script("a.test", 503)
     await ask(rig.client)
     rig.clock.now += 34
-    assert (await rig.status())["breakers"][0]["state"] == "half_open"  # type: ignore[index]
+    assert (await rig.status())["breakers"][0]["state"] == "half_open"
     probe = await ask(rig.client)
     assert probe.headers["x-routatic-target"] == "a/claude-sonnet-4-6"
     assert (await rig.status())["breakers"] == []
@@ -174,7 +175,7 @@ async def test_a_failed_probe_reopens_for_twice_as_long(rig: Rig) -> None:
     await ask(rig.client)
     rig.clock.now += 34
     await ask(rig.client)
-    [breaker] = (await rig.status())["breakers"]  # type: ignore[misc]
+    [breaker] = (await rig.status())["breakers"]
     assert breaker["consecutive_failures"] == 2 and breaker["state"] == "open"
     assert 54 <= breaker["until"] - rig.clock.now <= 66
     rig.clock.now += 50
@@ -186,7 +187,7 @@ async def test_a_failed_probe_reopens_for_twice_as_long(rig: Rig) -> None:
 async def test_retry_after_sets_the_cooldown(rig: Rig) -> None:
     rig.upstreams.script("a.test", error(429, "slow down", **{"retry-after": "300"}))
     await ask(rig.client)
-    [breaker] = (await rig.status())["breakers"]  # type: ignore[misc]
+    [breaker] = (await rig.status())["breakers"]
     assert breaker["until"] == NOW + 300 and breaker["reason"] == "rate_limited"
 
 
@@ -198,11 +199,11 @@ async def test_client_errors_unfit_answers_and_credential_problems_open_nothing(
     rig.upstreams.script("b.test", 404)  # unfit on the fallback
     await ask(rig.client)
     breakers = (await rig.status())["breakers"]
-    assert [b["target"] for b in breakers] == ["a/claude-sonnet-4-6#0"]  # type: ignore[attr-defined]
+    assert [b["target"] for b in breakers] == ["a/claude-sonnet-4-6#0"]
     rig.clock.now += 40
     rig.upstreams.script("a.test", error(402, "insufficient credit"))
     await ask(rig.client)
-    assert (await rig.status())["breakers"][0]["consecutive_failures"] == 1  # type: ignore[index]
+    assert (await rig.status())["breakers"][0]["consecutive_failures"] == 1
 
 
 @pytest.mark.anyio

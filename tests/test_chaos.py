@@ -98,7 +98,7 @@ async def test_random_failures_never_reach_the_client() -> None:
         [{"match": "*", "chain": ["a/{model}", "b/{model}", "c/{model}"]}],
         resilience={"cooldown": {"base": "1s", "max": "10s"}},
     )
-    app = app_for(config, chaos, clock)  # type: ignore[arg-type]
+    app = app_for(config, chaos, clock)
     statuses: Counter[int] = Counter()
     fallbacks = 0
     async with client_for(app) as client:
