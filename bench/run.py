@@ -148,7 +148,12 @@ class Bench:
             str(workers),
         ]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
+        # The request log (a JSON line per request on stdout) goes to a file, as in production.
+        log = (self.workdir / f"proxy-{workers}.log").open("ab")
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, start_new_session=True, stdout=log, stderr=log
+        )
+        log.close()
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -236,18 +236,33 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        if isinstance(request.stream, httpx.ByteStream):
+            body = request.content
+            head = _head(request.method, request.url, request.headers.raw, None)
+        else:  # a streamed body is sent with its length: upstream APIs want one
+            body = b"".join([chunk async for chunk in request.stream])  # type: ignore[union-attr]
+            head = _head(request.method, request.url, request.headers.raw, len(body))
+        return await self._exchange(request.url, head, body, timeouts)
+
+    async def post(
+        self,
+        url: httpx.URL,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: dict[str, Any],
+    ) -> httpx.Response:
+        """A POST without an `httpx.Request`: `host` and `content-length` are added here."""
+        fixed = [(b"host", url.netloc), *headers, (b"content-length", b"%d" % len(body))]
+        return await self._exchange(url, _head("POST", url, fixed, None), body, timeouts)
+
+    async def _exchange(
+        self, url: httpx.URL, head: bytes, body: bytes, timeouts: dict[str, Any]
+    ) -> httpx.Response:
         scheme = url.raw_scheme
         if scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
         origin = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        if isinstance(request.stream, httpx.ByteStream):
-            body = request.content
-            head = _head(request, None)
-        else:  # a streamed body is sent with its length: upstream APIs want one
-            body = b"".join([chunk async for chunk in request.stream])  # type: ignore[union-attr]
-            head = _head(request, len(body))
         connection = self._idle_connection(origin) or await self._connect(origin, timeouts)
         try:
             await connection.send(head, body, timeouts)
@@ -322,10 +337,14 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 connection.close()
 
 
-def _head(request: httpx.Request, length: int | None) -> bytes:
+def _head(
+    method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]], length: int | None
+) -> bytes:
     skip = _SKIP_HEADERS if length is None else _SKIP_HEADERS | _LENGTH_HEADERS
-    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
-    for name, value in request.headers.raw:
+    lines = [b"%s %s HTTP/1.1\r\n" % (method.encode(), url.raw_path)]
+    for name, value in headers:
+        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+            raise httpx.LocalProtocolError(f"header {name!r} has a line break in it")
         if name.lower() not in skip:
             lines.append(b"%s: %s\r\n" % (name, value))
     if length is not None:
