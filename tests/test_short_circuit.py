@@ -371,3 +371,12 @@ async def test_a_broken_key_command_answers_401_naming_it(rigs: list[Rig]) -> No
         "provider 'zen' rejected its key (providers.zen.key_command)"
     )
     assert rig.upstreams.count("zen.test") == 0
+
+
+async def test_an_ordered_pool_uses_its_first_healthy_key(rigs: list[Rig]) -> None:
+    pool = openai("zen.test", keys=[BAD, GOOD, FRESH], strategy="ordered")
+    rig = rig_for(rigs, config({"zen": pool}, ["zen/a"]))
+    rig.upstreams.script("zen.test", error(429, "You exceeded your current quota"))
+    for _ in range(4):
+        assert (await ask(rig.client)).status_code == 200
+    assert rig.upstreams.keys("zen.test") == [BAD, GOOD, GOOD, GOOD, GOOD]
