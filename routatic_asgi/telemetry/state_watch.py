@@ -62,6 +62,7 @@ class WatchedStore:
     def __init__(self, store: StateStore, metrics: Metrics, *, clock: Clock = time.time) -> None:
         self.store, self.metrics, self.clock = store, metrics, clock
         self.breakers: dict[str, Record | None] = {}  # by target key
+        self.pairs: dict[tuple[str, str], set[str]] = {}  # target keys by (provider, model)
         self.half_open: set[str] = set()
         self.credentials: dict[str, Record | None] = {}  # by state key
         metrics.before_scrape.append(self.refresh)
@@ -135,6 +136,8 @@ class WatchedStore:
         now = self.clock()
         if key.startswith(BREAKER):
             target = key.removeprefix(BREAKER)
+            if target not in self.breakers:
+                self.pairs.setdefault(breaker_labels(target), set()).add(target)
             self.breakers[target] = record
             if record is None or record.in_force(now):
                 self.half_open.discard(target)
@@ -149,9 +152,8 @@ class WatchedStore:
     def _publish_breaker(self, target: str, now: float) -> None:
         """One state per provider/model: the worst of its keys' breakers."""
         labels = breaker_labels(target)
-        phases = [self._phase(t, now) for t in self.breakers if breaker_labels(t) == labels]
-        phases.append(self._phase(target, now))
-        worst = max(phases, key=_SEVERITY.__getitem__)
+        keys = self.pairs.get(labels, set()) | {target}
+        worst = max((self._phase(key, now) for key in keys), key=_SEVERITY.__getitem__)
         self.metrics.breaker(*labels, worst)
 
     def _degraded(self) -> None:
@@ -160,8 +162,8 @@ class WatchedStore:
     def refresh(self) -> None:
         """Recompute what time alone changes: cooldowns that ran out, resets that came."""
         now = self.clock()
-        for target in list(self.breakers):
-            self._publish_breaker(target, now)
+        for keys in list(self.pairs.values()):
+            self._publish_breaker(next(iter(keys)), now)
         for state_key, record in list(self.credentials.items()):
             provider, credential = credential_labels(state_key)
             self.metrics.credential(provider, credential, _credential_state(record, now))
