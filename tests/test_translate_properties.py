@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from routatic_asgi.translate import to_anthropic, to_openai
 from tests.translation_cases import all_fixtures, exchange, load, stream_output
+from tests.translation_cases import events as events_of
 
 STREAMS = [p for p in all_fixtures() if load(p)["kind"] == "stream"]
 
@@ -110,3 +112,68 @@ def test_anthropic_to_openai_and_back_keeps_content_tools_and_ids(
     assert back["system"] == [{"type": "text", "text": system}]
     assert back["tools"] == tools
     assert talk(back["messages"]) == talk(messages)
+
+
+# --- any OpenAI chunk sequence becomes a well-formed Anthropic stream --------------------
+
+deltas = st.one_of(
+    st.fixed_dictionaries({"content": words}),
+    st.fixed_dictionaries({"reasoning_content": words}),
+    st.fixed_dictionaries(
+        {
+            "tool_calls": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "index": st.integers(0, 2),
+                        "function": st.fixed_dictionaries({"arguments": words}),
+                    },
+                    optional={
+                        "id": st.sampled_from(["call_a", "call_b", "call_c"]),
+                        "type": st.just("function"),
+                    },
+                ),
+                min_size=1,
+                max_size=2,
+            )
+        }
+    ),
+)
+
+
+def chunk_of(delta: dict[str, Any], finish: str | None = None) -> str:
+    body = {
+        "id": "c",
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    parts=st.lists(deltas, min_size=1, max_size=12),
+    finish=st.sampled_from(["stop", "length", "tool_calls", "content_filter"]),
+)
+def test_any_openai_stream_becomes_a_well_formed_anthropic_stream(
+    parts: list[dict[str, Any]], finish: str
+) -> None:
+    chunks = [chunk_of({"role": "assistant"}), *map(chunk_of, parts), chunk_of({}, finish)]
+    fixture = {"direction": "anthropic-to-openai", "kind": "stream", "request": {"stream": True}}
+    codec = exchange(fixture).stream()
+    events = events_of(stream_output(codec, [*chunks, "data: [DONE]\n\n"]))
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
+    open_index, next_index = None, 0
+    for name, data in events[1:-2]:
+        if name == "content_block_start":
+            assert open_index is None and data["index"] == next_index
+            open_index, next_index = data["index"], next_index + 1
+        elif name in ("content_block_delta", "content_block_stop"):
+            assert data["index"] == open_index
+            if name == "content_block_stop":
+                open_index = None
+    assert open_index is None
+    has_tools = any(
+        d["content_block"]["type"] == "tool_use" for n, d in events if n == "content_block_start"
+    )
+    assert (events[-2][1]["delta"]["stop_reason"] == "tool_use") == has_tools
