@@ -69,6 +69,11 @@ def skip_reason(record: Record) -> str:
     return "credential_auth" if record.until is None else "credential_exhausted"
 
 
+def skip_state(record: Record) -> str:
+    """How /status names a marked credential: bad (rejected) or cooling (used up)."""
+    return "bad" if record.until is None else "cooling"
+
+
 def state_key(credential: Credential) -> str:
     fingerprint = hashlib.sha256(credential.secret.encode()).hexdigest()[:16]
     return f"{PREFIX}{credential.id}:{fingerprint}"
@@ -274,20 +279,20 @@ class AuthShortCircuit:
         rows = []
         for credential in current.values():
             record = await self.store.get(state_key(credential))
-            live = record is not None and record.in_force(now)
+            if record is not None and not record.in_force(now):
+                record = None
+            state = "ok" if record is None else skip_state(record)
             rows.append(
                 {
                     "provider": credential.provider,
                     "index": credential.index,
                     "key": credential.hint,
                     "source": credential.source,
-                    "state": ("bad" if record.until is None else "cooling")
-                    if live and record is not None
-                    else "ok",
-                    "reason": record.reason if live and record is not None else None,
-                    "since": record.since if live and record is not None else None,
-                    "until": record.until if live and record is not None else None,
-                    "consecutive_failures": 0,
+                    "state": state,
+                    "reason": record.reason if record else None,
+                    "since": record.since if record else None,
+                    "until": record.until if record else None,
+                    "consecutive_failures": 1 if record else 0,
                 }
             )
         return rows
