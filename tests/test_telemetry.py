@@ -352,3 +352,27 @@ def test_metrics_never_land_in_the_global_registry(upstream: FakeUpstream) -> No
     assert "\nroutatic_requests_total{" not in scraped.text  # no request yet: no sample
     assert "# TYPE routatic_requests_total counter" in scraped.text
     assert not [name for name in REGISTRY._names_to_collectors if name.startswith("routatic_")]
+
+
+class _BrokenTracerProvider:
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a broken tracer")
+
+
+def test_broken_recorders_cost_the_telemetry_never_the_request(
+    upstream: FakeUpstream, request_lines: RequestLines, caplog: pytest.LogCaptureFixture
+) -> None:
+    config, _, _ = _two_providers(upstream)
+    with gateway(config, tracer_provider=_BrokenTracerProvider()) as url:
+        response = httpx.post(
+            f"{url}/v1/messages",
+            json={**REQUEST, "stream": True},
+            headers={"x-routatic-key": "proxy-key-0001"},
+        )
+        [line] = request_lines.wait(1)
+    assert response.status_code == 200 and "word2" in response.text
+    assert line["outcome"] == "success" and "trace_id" not in line
+    assert "starting a request span failed" in caplog.text

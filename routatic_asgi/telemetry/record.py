@@ -76,6 +76,18 @@ class Telemetry:
         return UpstreamWatch(self, scope.get(RECORD), scope.get(REQUEST), attempt)
 
 
+def _start_span(telemetry: Telemetry, endpoint: str, protocol: str) -> Span:
+    try:
+        return telemetry.tracer.start_span(
+            operation_name(endpoint),
+            kind=SpanKind.SERVER,
+            attributes={"routatic.protocol": protocol},
+        )
+    except Exception:  # a broken tracer provider costs the trace, never the request
+        logger.exception("starting a request span failed")
+        return trace.INVALID_SPAN
+
+
 class RequestRecord:
     """One request as the router sees it. Lives for one request only."""
 
@@ -88,11 +100,7 @@ class RequestRecord:
         self.first_byte: float | None = None
         self.upstream_seconds = 0.0
         self.attempt_spans: dict[Attempt, Span] = {}
-        self.span = telemetry.tracer.start_span(
-            operation_name(endpoint),
-            kind=SpanKind.SERVER,
-            attributes={"routatic.protocol": protocol},
-        )
+        self.span = _start_span(telemetry, endpoint, protocol)
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
 
     def watch(self, send: Send) -> Send:
@@ -264,6 +272,12 @@ class UpstreamWatch:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        try:
+            self._close()
+        except Exception:
+            logger.exception("recording an upstream call failed")
+
+    def _close(self) -> None:
         metrics = self.telemetry.metrics
         if self.streaming:
             metrics.active_streams.dec()
