@@ -6,6 +6,7 @@ Status codes are compared as whole numbers, never as substrings.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -79,14 +80,14 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     millis = headers.get("retry-after-ms")
     if millis is not None:
         try:
-            return max(float(millis) / 1000.0, 0.0)
+            return _finite(max(float(millis) / 1000.0, 0.0))
         except ValueError:
             pass
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        return _finite(max(float(value), 0.0))
     except ValueError:
         pass
     try:
@@ -95,12 +96,17 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         return None
 
 
+def _finite(seconds: float) -> float | None:
+    """An unbounded or undefined wait ("inf", "nan", 400 digits) is no wait we can honour."""
+    return seconds if math.isfinite(seconds) else None
+
+
 def parse_go_duration(text: str) -> float | None:
     """`6m0s`, `1h2m3.5s`, `250ms` (OpenAI's x-ratelimit-reset-* form) in seconds."""
     parts = _GO_DURATION.findall(text)
     if not parts or _GO_DURATION.sub("", text).strip():
         return None
-    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+    return _finite(sum(float(number) * _GO_UNITS[unit] for number, unit in parts))
 
 
 def classify_response(
@@ -241,7 +247,7 @@ def depleted_until(headers: Mapping[str, str], now: float) -> float | None:
             moments.append(_reset_header(name, headers.get(name, ""), now))
     if _unified_rejected(headers):
         moments.append(_unified_reset(headers, now))
-    future = [moment for moment in moments if moment is not None and moment > now]
+    future = [m for m in moments if m is not None and m > now and math.isfinite(m)]
     return max(future) if future else None
 
 
@@ -266,7 +272,7 @@ def usage_reset_at(headers: Mapping[str, str], body: bytes, now: float) -> float
     if retry_after is not None:
         candidates.append(now + retry_after)
     candidates.extend(_body_resets(body, now))
-    future = [moment for moment in candidates if moment > now]
+    future = [moment for moment in candidates if moment > now and math.isfinite(moment)]
     return max(future) if future else None
 
 
@@ -308,6 +314,8 @@ def _parse_moment(value: str, now: float) -> float | None:
     except ValueError:
         pass
     else:
+        if not math.isfinite(number):
+            return None
         # Epoch milliseconds are far in the future as seconds; small numbers are deltas.
         if number > 1e12:
             return number / 1000.0

@@ -8,6 +8,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from routatic_asgi.attempt import Attempt, Credential, Target
 from routatic_asgi.breaker import Phase, cooldown, counts_against, phase, tripped
@@ -296,3 +298,18 @@ async def test_a_streamed_probe_closes_the_breaker_at_its_first_content(rig: Rig
         assert (await ask(rig.client)).headers["x-routatic-target"] == "a/claude-sonnet-4-6"
         group.cancel_scope.cancel()
     assert rig.upstreams.count("a.test") == 3
+
+
+@given(
+    failures=st.integers(1, 200),
+    retry_after=st.none() | st.floats(0, 1e6),
+    jitter=st.floats(0.9, 1.1),
+)
+def test_the_cooldown_respects_retry_after_and_its_bounds(
+    failures: int, retry_after: float | None, jitter: float
+) -> None:
+    seconds = cooldown(failures, retry_after, POLICY, jitter)
+    assert seconds >= (retry_after or 0)
+    assert seconds >= POLICY.base * 0.9
+    assert seconds <= max(retry_after or 0, POLICY.max * 1.1)
+    assert cooldown(failures + 1, retry_after, POLICY, jitter) >= seconds

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from routatic_asgi.classify import Kind, classify_response, depleted_until, usage_reset_at
 
@@ -176,3 +178,41 @@ def test_a_usage_limit_outcome_carries_its_reset() -> None:
 )
 def test_a_success_with_nothing_left(headers: dict[str, str], until: float | None) -> None:
     assert depleted_until(headers, NOW) == until
+
+
+@given(
+    status=st.sampled_from([400, 402, 403, 429]),
+    body=st.binary(max_size=300),
+    value=st.text(max_size=40),
+)
+def test_any_answer_classifies_without_error(status: int, body: bytes, value: str) -> None:
+    headers = {
+        "retry-after": value,
+        "x-ratelimit-reset-requests": value,
+        "anthropic-ratelimit-tokens-reset": value,
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": value,
+    }
+    outcome = classify_response(
+        status, headers, body, fallback_on=FALLBACK_ON, first=False, now=NOW
+    )
+    assert outcome.kind in set(Kind)
+    reset = usage_reset_at(headers, body, NOW)
+    assert reset is None or reset > NOW
+    until = depleted_until(headers, NOW)
+    assert until is None or until > NOW
+
+
+@pytest.mark.parametrize("value", ["inf", "Infinity", "nan", "1e400", "9" * 400 + "s"])
+def test_an_unbounded_wait_is_no_wait(value: str) -> None:
+    headers = {
+        "retry-after": value,
+        "x-ratelimit-reset-requests": value,
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": value,
+    }
+    body = b'{"error": {"type": "usage_limit_reached", "resets_in_seconds": 1e400}}'
+    assert usage_reset_at(headers, body, NOW) is None
+    assert depleted_until(headers, NOW) is None
+    outcome = classify_response(429, headers, body, fallback_on=FALLBACK_ON, first=True, now=NOW)
+    assert outcome.retry_after is None and outcome.reset_at is None
