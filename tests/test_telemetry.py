@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -19,7 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from routatic_asgi.attempt import Attempt, InboundRequest, Target, Usage
 from routatic_asgi.classify import SUCCESS, Kind, Outcome
-from routatic_asgi.sse import SSEFramer
+from routatic_asgi.sse import Event, SSEFramer
 from routatic_asgi.telemetry import UsageReader, usage_from_body
 from routatic_asgi.telemetry.metrics import LabelBound
 from routatic_asgi.telemetry.request_log import request_outcome
@@ -376,3 +378,44 @@ def test_broken_recorders_cost_the_telemetry_never_the_request(
     assert response.status_code == 200 and "word2" in response.text
     assert line["outcome"] == "success" and "trace_id" not in line
     assert "starting a request span failed" in caplog.text
+
+
+@given(name=st.sampled_from(["message_start", "message_delta", None]), data=st.binary())
+def test_usage_reading_never_fails_on_arbitrary_events(name: str | None, data: bytes) -> None:
+    for protocol in ("anthropic", "openai"):
+        reader = UsageReader(_attempt(protocol), protocol)
+        reader.observe(Event(b"", name, b'{"usage":{' + data))
+        reader.observe(Event(b"", name, data))
+        usage = usage_from_body(protocol, data)
+        assert usage is None or isinstance(usage, Usage)
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text(),
+        lambda inner: (
+            st.lists(inner)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "usage",
+                        "model",
+                        "choices",
+                        "stop_reason",
+                        "prompt_tokens",
+                        "input_tokens",
+                        "finish_reason",
+                        "prompt_tokens_details",
+                        "cached_tokens",
+                    ]
+                ),
+                inner,
+            )
+        ),
+    )
+)
+def test_usage_from_any_json_shape_is_a_usage_or_none(payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    for protocol in ("anthropic", "openai"):
+        usage = usage_from_body(protocol, body)
+        assert usage is None or isinstance(usage, Usage)
