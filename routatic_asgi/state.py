@@ -59,9 +59,18 @@ class Record:
         return orjson.dumps(data)
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> Record:
-        data = orjson.loads(raw)
-        return cls(data["reason"], data["since"], data.get("until"), data.get("failures", 0))
+    def from_json(cls, raw: bytes | str) -> Record | None:
+        """The record stored as `raw`; None for anything unreadable (as if nothing were stored)."""
+        try:
+            data = orjson.loads(raw)
+            return cls(
+                str(data["reason"]),
+                float(data["since"]),
+                None if data.get("until") is None else float(data["until"]),
+                int(data.get("failures", 0)),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
 
 
 class StateStore(Protocol):
@@ -162,13 +171,15 @@ class MemoryStore:
 
 
 # KEYS[1] the record; ARGV[1] the new record as JSON; ARGV[2] its TTL in ms (0: none).
-# Keep the stored record when it ends later than the new one or never ends.
+# Keep the stored record when it ends later than the new one or never ends; an unreadable
+# one is replaced.
 _PUT = """
 local old = redis.call('GET', KEYS[1])
 if old then
-  local o = cjson.decode(old)
+  local readable, o = pcall(cjson.decode, old)
   local n = cjson.decode(ARGV[1])
-  if n['until'] ~= nil and (o['until'] == nil or o['until'] >= n['until']) then
+  if readable and type(o) == 'table' and n['until'] ~= nil
+     and (o['until'] == nil or o['until'] >= n['until']) then
     return old
   end
 end
@@ -266,7 +277,8 @@ class RedisStore:
             )
 
         raw = await self._shared(call, _MISSING)
-        return local if raw is _MISSING else Record.from_json(raw)
+        stored = None if raw is _MISSING else Record.from_json(raw)
+        return stored or local
 
     async def delete(self, key: str) -> None:
         await self.memory.delete(key)
@@ -292,11 +304,12 @@ class RedisStore:
             keys = [key async for key in client.scan_iter(match=pattern, count=500)]
             values = await client.mget(keys) if keys else []
             start = len(self._key("rec", ""))
-            return {
+            found = {
                 key.decode()[start:]: Record.from_json(raw)
                 for key, raw in zip(keys, values, strict=True)
                 if raw is not None
             }
+            return {key: record for key, record in found.items() if record is not None}
 
         found = await self._shared(call, None)
         return await self.memory.records() if found is None else found

@@ -255,3 +255,18 @@ async def test_requests_never_fail_because_redis_is_down() -> None:
     assert upstreams.count("a.test") == 1
     assert ready["state"] == "redis" and ready["state_degraded"] is True
     assert status["state_degraded"] is True and status["breakers"][0]["state"] == "open"
+
+
+async def test_an_unreadable_redis_record_counts_as_none() -> None:
+    state = RedisStore(redis_url(f"routatic-test-{uuid.uuid4().hex}:"))
+    try:
+        await state._redis().set(state._key("rec", "breaker:a"), b"not json")
+        assert await state.get("breaker:a") is None
+        assert await state.records() == {}
+        record = Record("status_500", NOW, NOW + 30, 1)
+        assert await state.put("breaker:a", record, now=NOW) == record
+        assert await state.get("breaker:a") == record
+        assert not state.degraded
+    finally:
+        await state.delete("breaker:a")
+        await state.aclose()
