@@ -358,3 +358,15 @@ def test_stop_reason_follows_the_calls_actually_made() -> None:
     assert answer("stop", [call]) == "tool_use"
     assert answer("tool_calls", []) == "end_turn"
     assert answer("length", []) == "max_tokens"
+
+
+def test_openais_own_api_gets_max_completion_tokens() -> None:
+    payload = {"model": "claude-sonnet-4-6", "max_tokens": 50000, "messages": []}
+    official = Translation(
+        request("anthropic", payload),
+        Target("oai", "openai", "gpt-5", "https://api.openai.com/v1"),
+        caps=ModelCaps(max_output=32000),
+    )
+    sent = orjson.loads(official.request_body())
+    assert sent["max_completion_tokens"] == 32000 and "max_tokens" not in sent
+    assert "max_tokens" in to_openai(payload, "qwen3")

@@ -17,7 +17,7 @@ from routatic_asgi.translate.continuity import thinking_on
 
 __all__ = ["Dialect", "dialect_of", "texts", "to_openai"]
 
-Dialect = Literal["openai", "deepseek", "openrouter"]
+Dialect = Literal["compatible", "openai", "deepseek", "openrouter"]
 TOOL_ERROR_PREFIX = "Error: "
 # Anthropic output_config.effort → OpenAI reasoning_effort.
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
@@ -203,12 +203,15 @@ def _reasoning_effort(payload: Mapping[str, Any]) -> str | None:
 
 
 def dialect_of(model: str, base_url: str) -> Dialect:
-    """Which reasoning option an OpenAI-protocol target understands, from its URL and model."""
-    if "openrouter.ai" in base_url.lower():
+    """Which options an OpenAI-protocol target understands, from its URL and model."""
+    url = base_url.lower()
+    if "openrouter.ai" in url:
         return "openrouter"
-    if "deepseek" in f"{model} {base_url}".lower():
+    if "deepseek" in f"{model} {url}".lower():
         return "deepseek"
-    return "openai"
+    if "api.openai.com" in url:
+        return "openai"  # its reasoning models refuse max_tokens
+    return "compatible"
 
 
 def _reasoning_option(body: dict[str, Any], effort: str | None, dialect: Dialect) -> None:
@@ -227,17 +230,19 @@ def to_openai(
     model: str,
     *,
     reasoning: bool = True,
-    dialect: Dialect = "openai",
+    dialect: Dialect = "compatible",
 ) -> dict[str, Any]:
     """An Anthropic Messages body as a Chat Completions body for `model`.
 
     `reasoning=False` asks for no reasoning; `dialect` picks how reasoning is asked for
-    (`reasoning_effort`, DeepSeek's `thinking`, OpenRouter's `reasoning`).
+    (`reasoning_effort`, DeepSeek's `thinking`, OpenRouter's `reasoning`) and OpenAI's own
+    API gets `max_completion_tokens`.
     """
     messages = _openai_messages(payload, placeholder=dialect == "deepseek")
     body: dict[str, Any] = {"model": model, "messages": messages}
     if "max_tokens" in payload:
-        body["max_tokens"] = payload["max_tokens"]
+        limit = "max_completion_tokens" if dialect == "openai" else "max_tokens"
+        body[limit] = payload["max_tokens"]
     for field in ("temperature", "top_p"):
         if field in payload:
             body[field] = payload[field]

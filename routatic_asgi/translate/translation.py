@@ -9,6 +9,8 @@ I/O and keeps nothing between requests.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
@@ -64,11 +66,8 @@ class Translation:
         else:
             body = anthropic_history(to_anthropic(payload, model, reasoning=self.reasoning))
         limit = self.max_output
-        if limit is not None and isinstance(body.get("max_tokens"), int):
-            body["max_tokens"] = min(body["max_tokens"], limit)
-            thinking = body.get("thinking")
-            if isinstance(thinking, dict) and thinking.get("budget_tokens", 0) >= limit:
-                body.pop("thinking")  # no room left for a budget below max_tokens
+        if limit is not None:
+            _cap(body, limit)
         return orjson.dumps(body)
 
     def response_body(self, body: bytes) -> bytes:
@@ -87,6 +86,16 @@ class Translation:
         options = self.request.payload.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         return AnthropicToOpenAI(created=self.created, include_usage=include_usage)
+
+
+def _cap(body: dict[str, Any], limit: int) -> None:
+    """Lower the body's output limit to the model's; drop a thinking budget that no longer fits."""
+    for field in ("max_tokens", "max_completion_tokens"):
+        if isinstance(body.get(field), int):
+            body[field] = min(body[field], limit)
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("budget_tokens", 0) >= limit:
+        body.pop("thinking")
 
 
 class Repaired(Passthrough):
