@@ -110,6 +110,10 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if capture:
+        print(
+            f"routatic-asgi: debug capture is on: every exchange goes to {capture}", file=sys.stderr
+        )
     options = {
         "host": host,
         "port": port,
