@@ -419,3 +419,22 @@ def test_usage_from_any_json_shape_is_a_usage_or_none(payload: Any) -> None:
     for protocol in ("anthropic", "openai"):
         usage = usage_from_body(protocol, body)
         assert usage is None or isinstance(usage, Usage)
+
+
+def test_a_translated_stream_counts_the_targets_usage(
+    upstream: FakeUpstream, request_lines: RequestLines
+) -> None:
+    prefix = upstream.provider()
+    config = gateway_config(
+        {"oai": {"protocol": "openai", "base_url": upstream.url(prefix), "auth": "none"}},
+        [{"match": "*", "chain": ["oai/deepseek-chat"]}],
+    )
+    registry = CollectorRegistry()
+    with gateway(config, registry=registry) as url:
+        response = httpx.post(f"{url}/v1/messages", json={**REQUEST, "stream": True})
+        [line] = request_lines.wait(1)
+    assert response.status_code == 200 and "event: message_stop" in response.text
+    served = {"provider": "oai", "model": "deepseek-chat"}
+    assert _value(registry, "routatic_tokens_total", **served, kind="input") == 12
+    assert _value(registry, "routatic_tokens_total", **served, kind="output") == 3
+    assert line["stop_reason"] == "stop" and line["served_model"] == "deepseek-chat"
