@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.answer import Answer, proxy_error
 from routatic_asgi.breaker import CircuitBreaker
-from routatic_asgi.config import Config
+from routatic_asgi.config import Config, iter_chain
 from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.relay import UpstreamRelay
@@ -229,13 +229,21 @@ def build_app(
     )
     routing = Routing(config)
     credentials = [c for pool in routing.credentials.values() for c in pool]
+    # The breakers /status lists even while closed: every target whose model is fixed.
+    fixed_targets = [
+        f"{provider}/{model}" + (f"#{c.index}" if c else "")
+        for route in config.routes
+        for provider, model in iter_chain(route, "{model}")
+        if "{model}" not in model
+        for c in routing.credentials[provider] or (None,)
+    ]
 
     async def status() -> dict[str, Any]:
         return {
             "now": clock(),
             "state": "memory" if config.state == "memory" else "redis",
             "state_degraded": store.degraded,
-            "breakers": await breaker.status(),
+            "breakers": await breaker.status(fixed_targets),
             "credentials": await short_circuit.status(credentials),
         }
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -168,21 +168,28 @@ class CircuitBreaker:
         opened = tripped(record, outcome, now, self.policy, self.jitter())
         await self.store.put(key, opened, now=now, linger=STREAK_MEMORY)
 
-    async def status(self) -> list[dict[str, Any]]:
-        """Every breaker that is not closed: target, state, reason, since, until, failures."""
+    async def status(self, targets: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Every breaker with state, and each of `targets` (target keys) closed if it has none.
+
+        Rows: target, state, reason, since, until, consecutive failures.
+        """
         now = self.clock()
+        records = {
+            key.removeprefix(PREFIX): record
+            for key, record in (await self.store.records()).items()
+            if key.startswith(PREFIX)
+        }
         rows = []
-        for key, record in sorted((await self.store.records()).items()):
-            if not key.startswith(PREFIX):
-                continue
+        for target in sorted(records.keys() | set(targets)):
+            record = records.get(target)
             rows.append(
                 {
-                    "target": key.removeprefix(PREFIX),
+                    "target": target,
                     "state": phase(record, now).value,
-                    "reason": record.reason,
-                    "since": record.since,
-                    "until": record.until,
-                    "consecutive_failures": record.failures,
+                    "reason": record.reason if record else None,
+                    "since": record.since if record else None,
+                    "until": record.until if record else None,
+                    "consecutive_failures": record.failures if record else 0,
                 }
             )
         return rows

@@ -193,12 +193,14 @@ def _status_text(report: dict[str, Any]) -> str:
     degraded = " (degraded: serving from memory)" if report.get("state_degraded") else ""
     lines = [f"state: {report.get('state', '?')}{degraded}", "breakers:"]
     for row in report.get("breakers", []):
-        lines.append(
-            f"  {row['target']}  {row['state']}  {row['reason']}  "
-            f"failures={row['consecutive_failures']}  {_span(row, now)}"
+        detail = (
+            f"  {row['reason']}  failures={row['consecutive_failures']}  {_span(row, now)}"
+            if row["state"] != "closed"
+            else ""
         )
+        lines.append(f"  {row['target']}  {row['state']}{detail}")
     if not report.get("breakers"):
-        lines.append("  (every breaker is closed)")
+        lines.append("  (none has failed yet)")
     lines.append("credentials:")
     for row in report.get("credentials", []):
         detail = f"  {row['reason']}  {_span(row, now)}" if row["state"] != "ok" else ""

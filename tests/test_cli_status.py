@@ -35,7 +35,7 @@ def test_status_lists_breakers_and_credentials(upstream: FakeUpstream) -> None:
             "down": {"protocol": "anthropic", "base_url": upstream.url(down), "auth": "none"},
             "zen": {"protocol": "anthropic", "base_url": upstream.url(zen), "keys": [BAD, GOOD]},
         },
-        [{"match": "*", "chain": ["down/{model}", "zen/{model}"]}],
+        [{"match": "*", "chain": ["down/{model}", "zen/{model}", "zen/fixed-model"]}],
         server={"keys": [PROXY_KEY]},
     )
     upstream.script(down, {"status": 529, "body": "{}"})
@@ -55,10 +55,11 @@ def test_status_lists_breakers_and_credentials(upstream: FakeUpstream) -> None:
         for line in lines
     )
     assert "  zen#0 …0001  bad  auth_rejected  since 2027-01-15T08:00:00Z  until cleared" in lines
+    assert "  zen/fixed-model#1  closed" in lines
     assert "  zen#1 …0002  ok" in lines
     assert BAD not in text.stdout + as_json.stdout and GOOD not in text.stdout + as_json.stdout
     report = json.loads(as_json.stdout)
-    assert [b["state"] for b in report["breakers"]] == ["open"]
+    assert [b["state"] for b in report["breakers"]] == ["open", "closed", "closed"]
     assert refused.returncode == 1 and "401" in refused.stderr
 
 

@@ -85,8 +85,12 @@ def test_one_probe_under_fifty_concurrent_requests(upstream: FakeUpstream) -> No
     assert sum("first_byte_timeout" in f for f in fallbacks) == 1
     skipped = sum("breaker_probing" in f or "breaker_open" in f for f in fallbacks)
     assert skipped == 49
-    [breaker] = status["breakers"]
+    backup_breaker, breaker = status["breakers"]  # sorted by target
+    assert breaker["target"] == f"primary/{MODEL}#0"
     assert breaker["state"] == "open" and breaker["consecutive_failures"] == 2
+    # A target with a fixed model is listed even while its breaker is closed.
+    assert backup_breaker["target"] == "backup/backup-model#0"
+    assert backup_breaker["state"] == "closed" and backup_breaker["until"] is None
 
 
 def test_a_bad_key_on_a_provider_with_two_models_costs_one_call(upstream: FakeUpstream) -> None:
@@ -251,7 +255,7 @@ state: "{REDIS_URL}{separator}key_prefix={prefix}"
             assert seen.headers["x-routatic-fallback"] == f"primary/{MODEL}=breaker_open"
             assert len(upstream.calls(primary)) == 1
             breakers = httpx.get(f"{two}/status").json()["breakers"]
-            assert [b["state"] for b in breakers] == ["open"]
+            assert [b["state"] for b in breakers] == ["closed", "open"]  # backup, primary
             # End the cooldown in the shared record, as if ten minutes had passed.
             key = f"{prefix}rec:breaker:primary/{MODEL}#0"
             record = json.loads(shared.get(key) or b"{}")
