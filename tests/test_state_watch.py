@@ -4,6 +4,7 @@ on a fake clock: unit level over a MemoryStore, then through the assembled app."
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -235,3 +236,30 @@ async def test_a_refreshed_key_counts_two_upstream_calls_once_each() -> None:
         labels = {**target, "outcome": outcome}
         assert _value(registry, "routatic_upstream_attempts_total", **labels) == 1
     assert _value(registry, "routatic_upstream_ttfb_seconds_count", **target) == 1
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_redis_shows_as_degraded_on_metrics_and_readyz() -> None:
+    with socket.socket() as sock:  # a loopback port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    config = gateway_config(
+        {"up": {"protocol": "anthropic", "base_url": "http://up", "auth": "none"}},
+        [{"match": "*", "chain": ["up/{model}"]}],
+        state=f"redis://127.0.0.1:{closed}/0",
+    )
+    registry = CollectorRegistry()
+
+    async def upstreams(request: httpx.Request) -> httpx.Response:
+        return _answer(200, anthropic_message("claude-x"))
+
+    app = build_app(config, registry=registry, transport=httpx.MockTransport(upstreams))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://gateway"
+    ) as client:
+        assert (await client.post("/v1/messages", json=REQUEST)).status_code == 200
+        ready = (await client.get("/readyz")).json()
+        scraped = (await client.get("/metrics")).text
+    await app.aclose()
+    assert ready["state_degraded"] is True
+    assert "\nroutatic_state_store_degraded 1.0\n" in scraped
