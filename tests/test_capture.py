@@ -43,8 +43,9 @@ def _post(app: Any, close: Any, body: dict[str, Any] = REQUEST, times: int = 1) 
             transport=httpx.ASGITransport(app), base_url="http://gateway"
         ) as client:
             headers = {"x-api-key": CLIENT_KEY, "x-routatic-key": PROXY_KEY}
+            path = "/v1/messages?beta=true&api_key=sk-in-the-query-0001"
             statuses = [
-                (await client.post("/v1/messages", json=body, headers=headers)).status_code
+                (await client.post(path, json=body, headers=headers)).status_code
                 for _ in range(times)
             ]
         await close()
@@ -63,18 +64,19 @@ def test_a_fallback_is_captured_with_every_upstream_exchange_and_no_credential(
 
     [path] = list(tmp_path.glob("*.json"))
     text = path.read_text()
-    for secret in (CLIENT_KEY, PROVIDER_KEY, PROXY_KEY):
+    for secret in (CLIENT_KEY, PROVIDER_KEY, PROXY_KEY, "sk-in-the-query-0001"):
         assert secret not in text
     capture = json.loads(text)
     request, answer, upstream_calls = capture["request"], capture["response"], capture["upstream"]
     assert request["method"] == "POST" and request["path"] == "/v1/messages"
+    assert request["query"] == "beta=true&api_key=[redacted]"
     assert json.loads(request["body"]["body"]) == REQUEST
     headers = dict(request["headers"])
     assert headers["x-api-key"] == headers["x-routatic-key"] == "[redacted]"
     assert answer["status"] == 200 and '"model": "backup"' in answer["body"]["body"]
     assert [(c["url"], c["status"]) for c in upstream_calls] == [
-        (f"{upstream.url(first)}/v1/messages", 529),
-        (f"{upstream.url(second)}/v1/messages", 200),
+        (f"{upstream.url(first)}/v1/messages?beta=true&api_key=[redacted]", 529),
+        (f"{upstream.url(second)}/v1/messages?beta=true&api_key=[redacted]", 200),
     ]
     assert '"type":"x"' in upstream_calls[0]["response_body"]["body"]
     assert json.loads(upstream_calls[1]["request_body"]["body"])["model"] == "backup"

@@ -53,12 +53,16 @@ def redact_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(name, REDACTED if _is_credential(name) else value) for name, value in headers]
 
 
+def _redact_query(query: str) -> str:
+    pairs = [(k, REDACTED if _is_credential(k) else v) for k, v in parse_qsl(query, True)]
+    return urlencode(pairs, safe="[]")
+
+
 def _redact_url(url: str) -> str:
     parts = urlsplit(url)
-    query = [(k, REDACTED if _is_credential(k) else v) for k, v in parse_qsl(parts.query, True)]
     # Userinfo may hold a password: keep only host and port.
     netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(query=urlencode(query, safe="[]"), netloc=netloc))
+    return urlunsplit(parts._replace(query=_redact_query(parts.query), netloc=netloc))
 
 
 @dataclass
@@ -149,7 +153,7 @@ class DebugCapture:
         capture.request = {
             "method": scope["method"],
             "path": scope["path"],
-            "query": scope.get("query_string", b"").decode("latin-1"),
+            "query": _redact_query(scope.get("query_string", b"").decode("latin-1")),
             "headers": redact_headers(headers),
             "body": request_body,
         }
