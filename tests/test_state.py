@@ -164,8 +164,22 @@ async def test_two_redis_stores_share_one_state() -> None:
         record = Record("status_503", NOW, NOW + 30, 1)
         await one.put("breaker:a", record, now=NOW)
         assert await two.get("breaker:a") == record
+        winners: list[RedisStore] = []
+
+        async def contend(store: RedisStore) -> None:
+            if await store.claim("breaker:a", ttl=30):
+                winners.append(store)
+
+        async with anyio.create_task_group() as group:
+            for n in range(50):
+                group.start_soon(contend, one if n % 2 else two)
+        assert len(winners) == 1  # one probe between the replicas
+        await winners[0].release("breaker:a")
         assert await one.claim("breaker:a", ttl=30)
         assert not await two.claim("breaker:a", ttl=30)
+        await one.put("breaker:a", Record("status_503", NOW, NOW + 600, 2), now=NOW)
+        await two.put("breaker:a", Record("status_500", NOW, NOW + 30, 1), now=NOW)
+        assert (await one.get("breaker:a")) == Record("status_503", NOW, NOW + 600, 2)
         await one.delete("breaker:a")
         await one.release("breaker:a")
     finally:
