@@ -33,7 +33,7 @@ from routatic_asgi.attempt import (
 from routatic_asgi.classify import Kind, Outcome
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.routing import Routing, request_traits
-from routatic_asgi.telemetry import RECORD, Telemetry
+from routatic_asgi.telemetry import RECORD, Telemetry, route_label
 from routatic_asgi.translate.tokens import estimate_tokens
 
 __all__ = ["FallbackRouter", "endpoint_for", "send_answer"]
@@ -183,7 +183,7 @@ class FallbackRouter:
                     "not_found_error",
                 )
             )
-        request.route = route.match
+        request.route = route_label(route)
         targets = self.routing.targets(route, request.model)
         if request.endpoint == "count_tokens":
             targets = [target for target in targets if target.protocol == "anthropic"]

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from routatic_asgi.attempt import Attempt, InboundRequest, Target, Usage
 from routatic_asgi.classify import SUCCESS, Kind, Outcome
 from routatic_asgi.sse import Event, SSEFramer
-from routatic_asgi.telemetry import UsageReader, usage_from_body
+from routatic_asgi.telemetry import UsageReader, route_label, usage_from_body
 from routatic_asgi.telemetry.metrics import LabelBound
 from routatic_asgi.telemetry.request_log import request_outcome
 from tests.conftest import FakeUpstream, gateway, gateway_config
@@ -438,3 +438,20 @@ def test_a_translated_stream_counts_the_targets_usage(
     assert _value(registry, "routatic_tokens_total", **served, kind="input") == 12
     assert _value(registry, "routatic_tokens_total", **served, kind="output") == 3
     assert line["stop_reason"] == "stop" and line["served_model"] == "deepseek-chat"
+
+
+def test_routes_with_the_same_glob_are_told_apart_by_their_traits() -> None:
+    config = gateway_config(
+        {"p": {"protocol": "anthropic", "base_url": "http://p", "auth": "none"}},
+        [
+            {"match": "claude-*", "when": {"background": True}, "chain": ["p/small"]},
+            {"match": "claude-*", "when": {"tokens_over": 1000}, "chain": ["p/big"]},
+            {"match": "claude-*", "chain": ["p/{model}"]},
+        ],
+    )
+    labels = [route_label(route) for route in config.routes]
+    assert labels == [
+        "claude-* when background=true",
+        "claude-* when tokens_over=1000",
+        "claude-*",
+    ]

@@ -6,6 +6,7 @@ tracer provider; nothing here uses the global Prometheus registry or tracer prov
 
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.record import RECORD, RequestRecord, Telemetry, UpstreamWatch
+from routatic_asgi.telemetry.request_log import route_label
 from routatic_asgi.telemetry.usage import UsageReader, usage_from_body
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "Telemetry",
     "UpstreamWatch",
     "UsageReader",
+    "route_label",
     "usage_from_body",
 ]

@@ -12,8 +12,9 @@ from typing import Any
 
 from routatic_asgi.attempt import Attempt, InboundRequest
 from routatic_asgi.classify import Kind
+from routatic_asgi.config import RouteConfig
 
-__all__ = ["OUTCOMES", "request_line", "request_outcome", "served_by"]
+__all__ = ["OUTCOMES", "request_line", "request_outcome", "route_label", "served_by"]
 
 OUTCOMES = (
     "success",
@@ -24,6 +25,14 @@ OUTCOMES = (
     "rejected",
     "cancelled",
 )
+
+
+def route_label(route: RouteConfig) -> str:
+    """A route's name in metrics and logs: its glob, and its traits when it has some."""
+    if route.when is None:
+        return route.match
+    traits = route.when.model_dump(exclude_none=True)
+    return f"{route.match} when " + ",".join(f"{k}={str(v).lower()}" for k, v in traits.items())
 
 
 def served_by(request: InboundRequest | None) -> Attempt | None:
