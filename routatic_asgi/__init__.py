@@ -11,10 +11,11 @@ from routatic_asgi.classify import Kind, Outcome, classify_response
 from routatic_asgi.config import Config, default_config, load_config, parse_config
 from routatic_asgi.errors import ConfigError, RoutaticError
 from routatic_asgi.inbound_auth import InboundAuth
+from routatic_asgi.keyring import Keyring
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
-from routatic_asgi.short_circuit import AuthShortCircuit, Keyring
+from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.telemetry import Telemetry
 from routatic_asgi.telemetry.capture import DebugCapture

@@ -21,10 +21,11 @@ from routatic_asgi.breaker import CircuitBreaker
 from routatic_asgi.config import Config, iter_chain
 from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
+from routatic_asgi.keyring import Keyring
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
 from routatic_asgi.routing import Routing
-from routatic_asgi.short_circuit import AuthShortCircuit, Keyring
+from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore, StateStore, store_for
 from routatic_asgi.telemetry import Telemetry
 from routatic_asgi.telemetry.capture import CaptureTransport, DebugCapture, secrets_of

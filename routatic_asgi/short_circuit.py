@@ -10,8 +10,9 @@ limit resets. After an attempt:
 - exhausted (usage or quota limit): it cools until the stated reset, else `quota_cooldown`;
 - success whose rate-limit headers say nothing is left: it cools until the stated reset.
 
-`Keyring` is the small registry of fresh keys: it swaps the credential in the attempt's
-target, so the relay sends whatever key is current without knowing about refreshes.
+The current key of a credential comes from a `Keyring` (keyring.py); this layer swaps it into
+the attempt's target, so the relay sends whatever key is current without knowing about
+refreshes.
 
 A passthrough credential (the client's own) is never marked: its 401 goes back to the client.
 No secret is logged, stored or shown; only `provider#index` and at most the last 4 characters.
@@ -19,35 +20,26 @@ No secret is logged, stored or shown; only `provider#index` and at most the last
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import logging
-import os
-import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, Attempt, Credential, Target
+from routatic_asgi.attempt import ATTEMPT, Attempt, Credential
 from routatic_asgi.classify import Kind, Outcome, depleted_until
-from routatic_asgi.config import ProviderConfig
+from routatic_asgi.keyring import Keyring
 from routatic_asgi.state import MemoryStore, Record, StateStore
 
-__all__ = ["AuthShortCircuit", "Keyring", "credential_record", "run_key_command"]
+__all__ = ["AuthShortCircuit", "credential_record"]
 
 Clock = Callable[[], float]
-CommandRunner = Callable[[str, float], Awaitable[str | None]]
-logger = logging.getLogger("routatic_asgi")
 
 PREFIX = "credential:"
 # A rejected key is tried again after a day at the latest, so a mark cannot outlive a fix.
 REJECTED_MEMORY = 86400.0
-KEY_COMMAND_TIMEOUT = 10.0
 
 
 def credential_record(
@@ -77,99 +69,6 @@ def skip_state(record: Record) -> str:
 def state_key(credential: Credential) -> str:
     fingerprint = hashlib.sha256(credential.secret.encode()).hexdigest()[:16]
     return f"{PREFIX}{credential.id}:{fingerprint}"
-
-
-async def run_key_command(command: str, limit: float) -> str | None:
-    """Run `command` in a shell; its first line of output is the key (None on any failure)."""
-    process = await asyncio.create_subprocess_shell(
-        command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, so a timeout kills its children too
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), limit)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        logger.warning("key_command timed out after %.0f s", limit)
-        return None
-    if process.returncode != 0:
-        logger.warning("key_command exited with status %s", process.returncode)
-        return None
-    lines = output.decode("utf-8", "replace").strip().splitlines()
-    return lines[0].strip() if lines and lines[0].strip() else None
-
-
-class Keyring:
-    """The current key of every credential a `key_command` can refresh.
-
-    Until the command has run, a credential is the configured one; a provider with only a
-    `key_command` gets credential #0 from its first run, and after a failed first run waits
-    `pause` seconds before running it again. One run at a time per provider, and a 401 on a
-    key that was already replaced uses the replacement instead of running again.
-    """
-
-    def __init__(
-        self,
-        providers: Mapping[str, ProviderConfig],
-        *,
-        run: CommandRunner = run_key_command,
-        timeout: float = KEY_COMMAND_TIMEOUT,
-        pause: float = 60.0,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.commands = {
-            name: provider.key_command
-            for name, provider in providers.items()
-            if provider.key_command and not provider.passthrough
-        }
-        self.run = run
-        self.timeout = timeout
-        self.pause = pause
-        self.clock = clock
-        self._fresh: dict[str, Credential] = {}
-        self._locks: dict[str, anyio.Lock] = {}
-        self._failed_at: dict[str, float] = {}
-
-    def can_refresh(self, provider: str) -> bool:
-        return provider in self.commands
-
-    def known(self) -> list[Credential]:
-        return list(self._fresh.values())
-
-    async def current(self, target: Target) -> Credential | None:
-        credential = target.credential
-        if target.provider not in self.commands:
-            return credential
-        fresh = self._fresh.get(credential.id if credential else f"{target.provider}#0")
-        if fresh is not None:
-            return fresh
-        if credential is None:
-            failed_at = self._failed_at.get(target.provider)
-            if failed_at is not None and self.clock() - failed_at < self.pause:
-                return None
-            return await self.refresh(target.provider, None)
-        return credential
-
-    async def refresh(self, provider: str, stale: Credential | None) -> Credential | None:
-        """A fresh key in place of `stale` (None: the command failed or printed the same)."""
-        index = stale.index if stale is not None else 0
-        lock = self._locks.setdefault(provider, anyio.Lock())
-        async with lock:
-            fresh = self._fresh.get(f"{provider}#{index}")
-            if fresh is not None and (stale is None or fresh.secret != stale.secret):
-                return fresh
-            secret = await self.run(self.commands[provider], self.timeout)
-            if not secret or (stale is not None and secret == stale.secret):
-                if stale is None:
-                    self._failed_at[provider] = self.clock()
-                return None
-            fresh = Credential(provider, index, secret, f"providers.{provider}.key_command")
-            self._fresh[fresh.id] = fresh
-            return fresh
 
 
 class AuthShortCircuit:

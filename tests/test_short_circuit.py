@@ -16,7 +16,8 @@ from routatic_asgi import parse_config
 from routatic_asgi.attempt import Credential, Target
 from routatic_asgi.classify import Kind, Outcome
 from routatic_asgi.config import Config, ProviderConfig
-from routatic_asgi.short_circuit import Keyring, credential_record, run_key_command
+from routatic_asgi.keyring import Keyring, run_key_command
+from routatic_asgi.short_circuit import credential_record
 from routatic_asgi.state import MemoryStore, Record
 from tests.resilience_kit import (
     NOW,
