@@ -155,18 +155,19 @@ def test_totals_stay_right_under_several_workers(upstream: FakeUpstream, tmp_pat
     prefix = upstream.provider()
     config = tmp_path / "routatic.yaml"
     config.write_text(CONFIG % upstream.url(prefix))
-    environment = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    environment = {"TMPDIR": str(tmp_path)}  # where serve makes its metrics directory
     with serve("--config", str(config), "--workers", "2", env=environment, workers=2) as (url, _):
         for _ in range(24):  # a new connection each: the workers share them out
             assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
         _settled(url, 24)
         scrapes = [httpx.get(f"{url}/metrics").text for _ in range(6)]
+        [directory] = tmp_path.glob("routatic-metrics-*")
+        # each worker writes files of its own: the totals are sums over processes
+        writers = {path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}
     assert [_total(scrape) for scrape in scrapes] == [24.0] * 6
     assert len(upstream.calls(prefix)) == 24
-    # each worker wrote its own file: the totals above are sums over processes
-    assert (
-        len({p.name.rsplit("_", 1)[-1] for p in (tmp_path / "metrics").glob("counter_*.db")}) == 2
-    )
+    assert len(writers) == 2
+    assert not directory.exists()  # removed when the server stops
 
 
 def test_serve_logs_one_json_line_per_request(upstream: FakeUpstream, tmp_path: Path) -> None:
