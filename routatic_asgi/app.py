@@ -103,6 +103,7 @@ class RoutaticApp:
     async def aclose(self) -> None:
         await self.upstreams.aclose()
         await self.store.aclose()
+        self.telemetry.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

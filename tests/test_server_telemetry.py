@@ -192,4 +192,7 @@ def test_one_worker_in_multiprocess_mode_makes_its_directory(
     with serve("--config", str(config), env=environment) as (url, _):
         assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
         _settled(url, 1)
+        assert list((tmp_path / "not-yet").glob("gauge_livesum_*.db"))
     assert list((tmp_path / "not-yet").glob("counter_*.db"))
+    # a worker that stops takes its live gauges (active streams) out of the totals
+    assert not list((tmp_path / "not-yet").glob("gauge_livesum_*.db"))

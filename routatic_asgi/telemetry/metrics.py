@@ -23,7 +23,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 __all__ = ["BREAKER_STATES", "CREDENTIAL_STATES", "LabelBound", "Metrics"]
 
@@ -181,6 +181,11 @@ class Metrics:
             else:
                 names.add(family.name)
         return names
+
+    def close(self) -> None:
+        """In multiprocess mode, drop this process's live gauges from every later scrape."""
+        if os.environ.get(MULTIPROC_VARIABLE):
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def exposition(self) -> tuple[bytes, str]:
         """The text a scrape gets: this registry, or every worker's values in multiprocess mode."""

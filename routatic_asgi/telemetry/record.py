@@ -67,6 +67,10 @@ class Telemetry:
         self.timer, self.clock = timer, clock
         self.log = log or logging.getLogger(REQUEST_LOG)
 
+    def close(self) -> None:
+        """At shutdown: a worker's live gauges (active streams) leave the shared totals."""
+        self.metrics.close()
+
     def request(self, scope: Scope, protocol: str, endpoint: str) -> RequestRecord:
         record = RequestRecord(self, scope, protocol, endpoint)
         scope[RECORD] = record
