@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-import orjson
-
 from routatic_asgi.translate.continuity import thinking_on
+from routatic_asgi.translate.responses import assistant_parts
 
 __all__ = ["Dialect", "dialect_of", "texts", "to_openai"]
 
@@ -110,24 +109,7 @@ def _user_messages(content: Any) -> list[dict[str, Any]]:
 def _assistant_message(content: Any, placeholder: bool) -> dict[str, Any]:
     if not isinstance(content, list):
         return {"role": "assistant", "content": "\n\n".join(texts(content))}
-    written, reasoning, calls = [], [], []
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "text":
-            written.append(str(block.get("text", "")))
-        elif kind == "thinking":
-            reasoning.append(str(block.get("thinking", "")))
-        elif kind == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            calls.append(
-                {
-                    "id": str(block.get("id", "")),
-                    "type": "function",
-                    "function": {"name": str(block.get("name", "")), "arguments": arguments},
-                }
-            )
+    written, reasoning, calls = assistant_parts(content)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(written) or None}
     if calls:
         message["tool_calls"] = calls

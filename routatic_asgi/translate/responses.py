@@ -188,13 +188,11 @@ def tool_arguments(arguments: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def to_openai_completion(body: bytes, created: int) -> bytes:
-    """An Anthropic Message as a Chat Completion (thinking as `reasoning_content`)."""
-    message = parse(body)
-    content = message.get("content")
-    if not isinstance(content, list):
-        raise TranslationError("the upstream's message has no content list")
-    texts, reasoning, calls = [], [], []
+def assistant_parts(content: list[Any]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """An Anthropic assistant turn's texts, reasoning and OpenAI `tool_calls`, in order."""
+    texts: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
     for block in content:
         if not isinstance(block, dict):
             continue
@@ -212,6 +210,16 @@ def to_openai_completion(body: bytes, created: int) -> bytes:
                     "function": {"name": str(block.get("name", "")), "arguments": arguments},
                 }
             )
+    return texts, reasoning, calls
+
+
+def to_openai_completion(body: bytes, created: int) -> bytes:
+    """An Anthropic Message as a Chat Completion (thinking as `reasoning_content`)."""
+    message = parse(body)
+    content = message.get("content")
+    if not isinstance(content, list):
+        raise TranslationError("the upstream's message has no content list")
+    texts, reasoning, calls = assistant_parts(content)
     reply: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         reply["tool_calls"] = calls
