@@ -17,7 +17,7 @@ from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
 from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
-from routatic_asgi.telemetry import Telemetry
+from routatic_asgi.telemetry import RequestRecording, Telemetry
 from routatic_asgi.telemetry.capture import DebugCapture
 from routatic_asgi.upstream import Upstreams
 
@@ -37,6 +37,7 @@ __all__ = [
     "MemoryStore",
     "Outcome",
     "RedisStore",
+    "RequestRecording",
     "RoutaticApp",
     "RoutaticError",
     "Routing",

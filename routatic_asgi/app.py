@@ -27,7 +27,7 @@ from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
 from routatic_asgi.routing import Routing
 from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore, StateStore, store_for
-from routatic_asgi.telemetry import Telemetry
+from routatic_asgi.telemetry import RequestRecording, Telemetry
 from routatic_asgi.telemetry.capture import CaptureTransport, DebugCapture, secrets_of
 from routatic_asgi.telemetry.state_watch import WatchedStore
 from routatic_asgi.upstream import Upstreams
@@ -258,6 +258,7 @@ def build_app(
         telemetry=telemetry,
     )
     chain: ASGIApp = InboundAuth(router, keys=config.server.keys)
+    chain = RequestRecording(chain, telemetry=telemetry, endpoint_for=endpoint_for)
     if debug_capture is not None:
         chain = DebugCapture(chain, directory=debug_capture, secrets=secrets_of(config))
     return RoutaticApp(config, chain, upstreams, telemetry, store=store, status=status)

@@ -455,3 +455,27 @@ def test_routes_with_the_same_glob_are_told_apart_by_their_traits() -> None:
         "claude-* when tokens_over=1000",
         "claude-*",
     ]
+
+
+def test_a_request_refused_for_its_proxy_key_is_counted_and_logged_once(
+    upstream: FakeUpstream, request_lines: RequestLines
+) -> None:
+    config, first, _ = _two_providers(upstream)
+    registry = CollectorRegistry()
+    with gateway(config, registry=registry) as url:
+        refused = httpx.post(f"{url}/v1/chat/completions", json=REQUEST)
+        [line] = request_lines.wait(1)
+        served = httpx.post(
+            f"{url}/v1/messages", json=REQUEST, headers={"x-routatic-key": "proxy-key-0001"}
+        )
+        lines = request_lines.wait(2)
+        again = httpx.get(f"{url}/metrics")  # the log line is written last: all is recorded
+    assert refused.status_code == 401 and served.status_code == 200 and again.status_code == 200
+    assert len(lines) == len(request_lines.lines) == 2  # one line each, though two layers record
+    assert line["status"] == 401 and line["outcome"] == "rejected" and line["actor"] is None
+    assert line["protocol"] == "openai" and line["attempts"] == []
+    labels = {"protocol": "openai", "route": "none", "outcome": "rejected"}
+    assert _value(registry, "routatic_requests_total", **labels) == 1
+    labels = {"protocol": "anthropic", "route": "claude-*", "outcome": "success"}
+    assert _value(registry, "routatic_requests_total", **labels) == 1
+    assert len(upstream.calls(first)) == 1

@@ -5,7 +5,13 @@ tracer provider; nothing here uses the global Prometheus registry or tracer prov
 """
 
 from routatic_asgi.telemetry.metrics import Metrics
-from routatic_asgi.telemetry.record import RECORD, RequestRecord, Telemetry, UpstreamWatch
+from routatic_asgi.telemetry.record import (
+    RECORD,
+    RequestRecord,
+    RequestRecording,
+    Telemetry,
+    UpstreamWatch,
+)
 from routatic_asgi.telemetry.request_log import route_label
 from routatic_asgi.telemetry.usage import UsageReader, usage_from_body
 
@@ -13,6 +19,7 @@ __all__ = [
     "RECORD",
     "Metrics",
     "RequestRecord",
+    "RequestRecording",
     "Telemetry",
     "UpstreamWatch",
     "UsageReader",

@@ -20,7 +20,7 @@ import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from starlette.types import Message, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.attempt import ACTOR, REQUEST, Attempt, InboundRequest
 from routatic_asgi.classify import Kind
@@ -33,7 +33,7 @@ from routatic_asgi.telemetry.spans import (
     usage_attributes,
 )
 
-__all__ = ["RECORD", "RequestRecord", "Telemetry", "UpstreamWatch"]
+__all__ = ["RECORD", "RequestRecord", "RequestRecording", "Telemetry", "UpstreamWatch"]
 
 RECORD = "routatic.record"  # scope key: the RequestRecord of the request in flight
 REQUEST_LOG = "routatic_asgi.requests"
@@ -72,6 +72,10 @@ class Telemetry:
         self.metrics.close()
 
     def request(self, scope: Scope, protocol: str, endpoint: str) -> RequestRecord:
+        """The request's record: the one an outer `RequestRecording` opened, or a new one."""
+        record = scope.get(RECORD)
+        if isinstance(record, RequestRecord) and record.telemetry is self:
+            return record
         record = RequestRecord(self, scope, protocol, endpoint)
         scope[RECORD] = record
         return record
@@ -104,6 +108,7 @@ class RequestRecord:
         self.first_byte: float | None = None
         self.upstream_seconds = 0.0
         self.attempt_spans: dict[Attempt, Span] = {}
+        self.finished = False
         self.span = _start_span(telemetry, endpoint, protocol)
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
 
@@ -111,7 +116,7 @@ class RequestRecord:
         """`send`, noting the status the client got and when its first byte left."""
 
         async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and self.status is None:
                 self.status = message["status"]
                 self.first_byte = self.telemetry.timer()
             await send(message)
@@ -170,7 +175,11 @@ class RequestRecord:
         span.end()
 
     def finish(self) -> None:
-        """Record the request's metrics, end its spans and log its line. Call exactly once."""
+        """Record the request's metrics, end its spans and log its line; later calls do
+        nothing."""
+        if self.finished:
+            return
+        self.finished = True
         try:
             self._finish()
         except Exception:
@@ -229,6 +238,35 @@ class RequestRecord:
         if outcome not in _NOT_SERVER_ERRORS:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
+
+
+class RequestRecording:
+    """ASGI middleware: opens each request's record before the layers that may answer on
+    their own (InboundAuth's 401), so those requests are counted and logged too.
+
+    The router records into the same record and finishes it; this layer finishes it when
+    the router never ran. It never reads the body.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        telemetry: Telemetry,
+        endpoint_for: Callable[[str], tuple[str, str]],
+    ) -> None:
+        self.app, self.telemetry, self.endpoint_for = app, telemetry, endpoint_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        protocol, endpoint = self.endpoint_for(scope["path"])
+        record = self.telemetry.request(scope, protocol, endpoint)
+        try:
+            await self.app(scope, receive, record.watch(send))
+        finally:
+            record.finish()
 
 
 class UpstreamWatch:
