@@ -163,10 +163,12 @@ class RequestLines(logging.Handler):
 def request_lines() -> Iterator[RequestLines]:
     handler = RequestLines()
     log = logging.getLogger("routatic_asgi.requests")
+    level = log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     yield handler
     log.removeHandler(handler)
+    log.setLevel(level)
 
 
 def _two_providers(upstream: FakeUpstream) -> tuple[Any, str, str]:
