@@ -8,7 +8,7 @@ holds at most one incomplete event; it never parses JSON.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Event", "SSEFramer", "encode_event"]
 
@@ -16,17 +16,21 @@ _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _LINE = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):  # a tuple: made once per event, it must be cheap to build
     raw: bytes  # the event's bytes on the wire, blank-line terminator included
     name: str | None  # the `event:` field, or None
     data: bytes  # `data:` lines joined with "\n"
 
 
 def parse_event(raw: bytes) -> Event:
+    # The shape nearly every provider sends, `event: x\ndata: y\n\n`, without a line loop.
+    if raw[:7] == b"event: " and b"\r" not in raw:
+        head, found, rest = raw.partition(b"\ndata: ")
+        if found and rest[-2:] == b"\n\n" and rest.count(b"\n") == 2 and b"\n" not in head:
+            return Event(raw, head[7:].decode("utf-8", "replace"), rest[:-2])
     name: str | None = None
     data: list[bytes] = []
-    for line in _LINE.split(raw):
+    for line in raw.split(b"\n") if b"\r" not in raw else _LINE.split(raw):
         if not line or line[:1] == b":":
             continue
         field, _, value = line.partition(b":")
@@ -49,6 +53,8 @@ class SSEFramer:
 
     def feed(self, chunk: bytes) -> list[Event]:
         buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" not in buffer:
+            return self._feed_lf(buffer)
         events: list[Event] = []
         start = 0
         # A lone "\r" at the end may be half of "\r\n": wait for the next chunk to decide.
@@ -60,6 +66,21 @@ class SSEFramer:
             if raw.strip(b"\r\n"):
                 events.append(parse_event(raw))
             start = end
+        self._buffer = buffer[start:]
+        return events
+
+    def _feed_lf(self, buffer: bytes) -> list[Event]:
+        """`feed` for the usual stream with bare `\n` line ends: plain finds, no regex."""
+        events: list[Event] = []
+        start = 0
+        end = buffer.find(b"\n\n")
+        while end >= 0:
+            end += 2
+            raw = buffer[start:end]
+            if raw.strip(b"\n"):
+                events.append(parse_event(raw))
+            start = end
+            end = buffer.find(b"\n\n", start)
         self._buffer = buffer[start:]
         return events
 
