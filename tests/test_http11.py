@@ -8,6 +8,7 @@ surfaces as the httpx exception the relay classifies.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ class Scripted:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.connections = 0
+        self.ssl: ssl.SSLContext | None = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -35,7 +37,7 @@ class Scripted:
             writer.close()
 
     async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl)
         port = self.server.sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
@@ -282,5 +284,34 @@ def test_a_refused_connection_is_a_connect_error() -> None:
         async with httpx.AsyncClient(transport=Http11Transport()) as client:
             with pytest.raises(httpx.ConnectError):
                 await post(client, closed_port_url() + "/v1/messages")
+
+    run(main())
+
+
+def test_https_verifies_the_certificate_and_reuses_the_connection() -> None:
+    trustme = pytest.importorskip("trustme", reason="trustme makes the test certificates")
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            writer.write(answer(b"secret"))
+
+    async def main() -> None:
+        server = Scripted(handler)
+        server.ssl = server_context
+        async with server as url:
+            url = url.replace("http://127.0.0.1", "https://localhost")
+            transport = Http11Transport(ssl_context=trusting)
+            async with httpx.AsyncClient(transport=transport) as client:
+                assert (await post(client, url)).content == b"secret"
+                assert (await post(client, url)).content == b"secret"
+                assert server.connections == 1
+            async with httpx.AsyncClient(transport=Http11Transport()) as client:
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await post(client, url)
 
     run(main())
