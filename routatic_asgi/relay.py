@@ -8,6 +8,7 @@ which is the commit point the router waits for. It never retries and never picks
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -136,7 +137,8 @@ class UpstreamRelay:
         )
         timeout = self.resilience.first_byte_timeout if request.stream else self.resilience.deadline
         watch = self.telemetry.upstream(scope, attempt)
-        with watch, anyio.CancelScope(deadline=anyio.current_time() + timeout) as first_byte:
+        deadline = asyncio.get_running_loop().time() + timeout  # anyio's clock, without sniffio
+        with watch, anyio.CancelScope(deadline=deadline) as first_byte:
             try:
                 response = await self.upstreams.send(target.provider, upstream)
             except httpx.HTTPError as exc:

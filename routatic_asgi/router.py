@@ -218,7 +218,7 @@ class _Flight:
         self.router, self.scope, self.receive, self.send = router, scope, receive, send
         self.request, self.targets = request, targets
         self.committed = False
-        self.gone = anyio.Event()
+        self.gone = asyncio.Event()
         self.body_message: Message = {"type": "http.request", "body": request.body}
         self.deadline = anyio.CancelScope()
 
@@ -228,7 +228,8 @@ class _Flight:
         with anyio.CancelScope() as flight:
             watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(flight))
             try:
-                self.deadline.deadline = anyio.current_time() + resilience.deadline
+                now = asyncio.get_running_loop().time()  # anyio's clock, without sniffio
+                self.deadline.deadline = now + resilience.deadline
                 with self.deadline:
                     await self._attempts()
                 if not self.committed:
