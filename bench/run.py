@@ -244,6 +244,18 @@ def cpu_seconds(pid: int) -> float:
     return total / TICKS
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
+    return total / 1024
+
+
 def _tree(pid: int) -> list[int]:
     found, queue = [], [pid]
     while queue:
@@ -385,10 +397,12 @@ def translated(bench: Bench, proxy: str, pid: int, passthrough_rate: float | Non
 
 def held_streams(bench: Bench, proxy: str, pid: int) -> None:
     body = message("bench-hold", stream=True)
+    before = rss_mb(pid)
     result = bench.loadgen(
         "hold", proxy, body, "--streams", str(bench.args.streams), "--pids", str(pid)
     )
-    note = f"{result['open_at_sample']} open at sample, {result['errors']} errors"
+    note = f"{before:.0f} MB before; {result['open_at_sample']} open at sample"
+    note += f" after {result['open_seconds']:.1f} s, {result['errors']} errors"
     note += f" {result['first_error']}" if result["errors"] else ""
     bench.add(
         Figure(
