@@ -44,10 +44,12 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.parser = httptools.HttpResponseParser(self)
         self._begin()
 
     def _begin(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+        # One parser per connection: it starts over by itself after each complete response,
+        # and a connection whose parser failed is closed, never reused.
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.head: asyncio.Future[None] | None = None
@@ -161,8 +163,12 @@ class _Connection(asyncio.Protocol):
     async def body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
         while True:
             if self.chunks:
-                chunk = self.chunks.popleft()
-                self.buffered -= len(chunk)
+                # Whatever has arrived goes out as one piece: a burst of SSE events read in
+                # one go is framed and relayed once, not once per chunk of the encoding.
+                chunks = self.chunks
+                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self.buffered = 0
                 if self.paused and self.buffered < _LOW_WATER and self.transport is not None:
                     self.paused = False
                     self.transport.resume_reading()
@@ -342,12 +348,12 @@ def _head(
 ) -> bytes:
     skip = _SKIP_HEADERS if length is None else _SKIP_HEADERS | _LENGTH_HEADERS
     lines = [b"%s %s HTTP/1.1\r\n" % (method.encode(), url.raw_path)]
-    for name, value in headers:
-        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-            raise httpx.LocalProtocolError(f"header {name!r} has a line break in it")
-        if name.lower() not in skip:
-            lines.append(b"%s: %s\r\n" % (name, value))
+    lines += [name + b": " + value + b"\r\n" for name, value in headers if name.lower() not in skip]
     if length is not None:
         lines.append(b"content-length: %d\r\n" % length)
     lines.append(b"\r\n")
-    return b"".join(lines)
+    head = b"".join(lines)
+    # Exactly one line break per line: a name or value carrying one would smuggle in a header.
+    if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines):
+        raise httpx.LocalProtocolError("a request header has a line break in it")
+    return head

@@ -315,3 +315,28 @@ def test_https_verifies_the_certificate_and_reuses_the_connection() -> None:
                     await post(client, url)
 
     run(main())
+
+
+@pytest.mark.parametrize(
+    "header",
+    [(b"x-note", b"a\r\nx-injected: 1"), (b"x-note", b"a\nb"), (b"x-bad\r\nx-injected", b"1")],
+)
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
+    header: tuple[bytes, bytes],
+) -> None:
+    received: list[tuple[bytes, bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if request is not None:
+            received.append(request)
+
+    async def main() -> None:
+        transport = Http11Transport()
+        async with Scripted(handler) as url:
+            with pytest.raises(httpx.LocalProtocolError):
+                await transport.post(httpx.URL(url + "/v1/messages"), [header], b"{}", {})
+        await transport.aclose()
+
+    run(main())
+    assert received == []
