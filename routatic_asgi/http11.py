@@ -105,6 +105,9 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200:  # informational (100 Continue, 103 Early Hints): skip it
+            self.headers = []
+            return
         names = {name.lower() for name, _ in self.headers}
         self.until_close = (
             b"content-length" not in names
@@ -123,6 +126,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:
+            return  # the real response follows on the same connection
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
         self._wake()

@@ -340,3 +340,23 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
 
     run(main())
     assert received == []
+
+
+def test_informational_responses_are_skipped() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n")
+            writer.write(answer(b"final", b"x-final: yes\r\n"))
+
+    async def main() -> None:
+        server = Scripted(handler)
+        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+            for _ in range(2):
+                response = await post(client, url)
+                assert (response.status_code, response.content) == (200, b"final")
+                assert "link" not in response.headers
+                assert response.headers["x-final"] == "yes"
+            assert server.connections == 1
+
+    run(main())
