@@ -107,7 +107,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        self.pin = (os.cpu_count() or 1) >= 2 and not args.no_pin
+        self.pin = (os.cpu_count() or 1) >= 2 and not args.no_pin and bool(shutil.which("taskset"))
         self.processes: list[subprocess.Popen[bytes]] = []
         self.figures: list[Figure] = []
         self.wrk_script = workdir / "post.lua"
