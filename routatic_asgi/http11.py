@@ -74,8 +74,9 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"malformed response from upstream: {exc}"))
             self.close()
+            if not self.complete:
+                self._fail(httpx.RemoteProtocolError(f"malformed response from upstream: {exc}"))
 
     def eof_received(self) -> bool:
         return False
@@ -99,6 +100,11 @@ class _Connection(asyncio.Protocol):
             )
 
     # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second response nobody asked for: the connection is unusable
+            self.close()
+            raise httptools.HttpParserCallbackError("unrequested response")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))

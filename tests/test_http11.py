@@ -360,3 +360,18 @@ def test_informational_responses_are_skipped() -> None:
             assert server.connections == 1
 
     run(main())
+
+
+def test_bytes_after_a_complete_response_spoil_only_the_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            writer.write(answer(b"first") + answer(b"unasked"))
+
+    async def main() -> None:
+        server = Scripted(handler)
+        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+            assert (await post(client, url)).content == b"first"
+            assert (await post(client, url)).content == b"first"
+            assert server.connections == 2
+
+    run(main())
