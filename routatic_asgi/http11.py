@@ -1,6 +1,6 @@
 """`Http11Transport`: a lean HTTP/1.1 transport for `httpx.AsyncClient` on raw asyncio.
 
-httpx's default transport (httpcore over anyio streams) costs more CPU per request than the
+httpx's default transport (httpcore over anyio streams) cost more CPU per request than the
 rest of the gateway put together: its pool checks every idle connection with a `select()` on
 each request. This transport keeps httpx's client, request, response and exception types,
 and speaks HTTP/1.1 itself: an asyncio `Protocol` per connection, httptools (already there
@@ -27,7 +27,6 @@ import httpx
 __all__ = ["Http11Transport"]
 
 _HIGH_WATER = 256 * 1024  # unread response bytes at which reading pauses
-_LOW_WATER = 64 * 1024
 _COALESCE = 64 * 1024  # bodies up to this size go out in the same write as the head
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _SKIP_HEADERS = frozenset({b"connection", b"keep-alive", b"proxy-connection"})
@@ -180,7 +179,7 @@ class _Connection(asyncio.Protocol):
                 chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()
                 self.buffered = 0
-                if self.paused and self.buffered < _LOW_WATER and self.transport is not None:
+                if self.paused and self.transport is not None:  # all of it is taken: read on
                     self.paused = False
                     self.transport.resume_reading()
                 yield chunk
