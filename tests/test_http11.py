@@ -253,6 +253,7 @@ def test_reading_pauses_while_the_reader_falls_behind() -> None:
         ("close_before_answer", httpx.RemoteProtocolError),
         ("garbage", httpx.RemoteProtocolError),
         ("hang", httpx.ReadTimeout),
+        ("stall_mid_body", httpx.ReadTimeout),
     ],
 )
 def test_failures_surface_as_httpx_errors(behaviour: str, error: type[Exception]) -> None:
@@ -263,6 +264,10 @@ def test_failures_surface_as_httpx_errors(behaviour: str, error: type[Exception]
         elif behaviour == "garbage":
             writer.write(b"SMTP ready\r\n\r\n")
         elif behaviour == "hang":
+            await reader.read()
+        elif behaviour == "stall_mid_body":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+            await writer.drain()
             await reader.read()
         await writer.drain()
 
