@@ -22,6 +22,7 @@ import uvicorn
 
 from routatic_asgi import build_app, parse_config
 from routatic_asgi.config import Config
+from tests.fake_upstream import accept_lifespan
 
 HERE = Path(__file__).parent
 _prefixes = itertools.count()
@@ -63,6 +64,24 @@ def upstream() -> Iterator[FakeUpstream]:
     os.kill(process.pid, signal.SIGTERM)
     process.wait(timeout=10)
     process.stdout.close()
+
+
+def http_scope(headers: list[tuple[bytes, bytes]], path: str = "/v1/messages") -> dict[str, Any]:
+    """An ASGI HTTP scope for a POST, as uvicorn would pass it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8787),
+    }
 
 
 def closed_port_url() -> str:
@@ -125,11 +144,8 @@ class _Switch:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await accept_lifespan(receive, send)
+            return
         await self.app(scope, receive, send)
 
 

@@ -154,14 +154,19 @@ async def wait_disconnect(receive: Any, call: dict[str, Any]) -> None:
             return
 
 
+async def accept_lifespan(receive: Any, send: Any) -> None:
+    """Answer lifespan startup and shutdown; nothing to set up."""
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await accept_lifespan(receive, send)
         return
     path: str = scope["path"]
     body = await read_body(receive)

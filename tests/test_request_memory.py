@@ -15,31 +15,20 @@ from typing import Any
 import pytest
 
 from routatic_asgi import build_app
-from tests.conftest import FakeUpstream, gateway_config
+from tests.conftest import FakeUpstream, gateway_config, http_scope
 
 BODY = b'{"model":"claude-x","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}'
 
 
-def scope_for(body: bytes, stream: bool) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/messages",
-        "raw_path": b"/v1/messages",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
+def scope_for(body: bytes) -> dict[str, Any]:
+    return http_scope(
+        [
             (b"content-type", b"application/json"),
             (b"anthropic-version", b"2023-06-01"),
             (b"x-api-key", b"sk-client"),
             (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8787),
-    }
+        ]
+    )
 
 
 async def call(app: Any, body: bytes) -> list[dict[str, Any]]:
@@ -58,7 +47,7 @@ async def call(app: Any, body: bytes) -> list[dict[str, Any]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await app(scope_for(body, b'"stream":true' in body), receive, send)
+    await app(scope_for(body), receive, send)
     return sent
 
 

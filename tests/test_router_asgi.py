@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from routatic_asgi import build_app
-from tests.conftest import gateway_config
+from tests.conftest import gateway_config, http_scope
 from tests.fake_upstream import anthropic_stream
 
 pytestmark = pytest.mark.anyio
@@ -62,20 +62,7 @@ def app_with(handler: Callable[[httpx.Request], httpx.Response]) -> Any:
 
 
 def scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/messages",
-        "raw_path": b"/v1/messages",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-    }
+    return http_scope([(b"content-type", b"application/json")])
 
 
 class Recorder:
