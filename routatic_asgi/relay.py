@@ -156,6 +156,8 @@ class UpstreamRelay:
         if scope.get(PROXY_KEY_HEADER) == b"authorization":
             drop = drop | {b"authorization"}
         headers = [(k, v) for k, v in scope["headers"] if k not in drop and exchange.forwards(k)]
+        if target.passthrough and not exchange.passthrough and target.protocol == "anthropic":
+            headers = _bearer_as_api_key(headers)
         headers.append((b"accept-encoding", b"identity"))
         headers.extend(exchange.extra_headers)
         headers.extend(self.extra_headers[target.provider])
@@ -305,6 +307,23 @@ class UpstreamRelay:
         return classify_stream_error(
             data, fallback_on=self.fallback_on, first=attempt.first, now=self.clock()
         )
+
+
+def _bearer_as_api_key(headers: Headers) -> Headers:
+    """An OpenAI client's `Authorization: Bearer <Anthropic API key>`, as Anthropic wants it.
+
+    OpenAI clients can only send their key as a bearer token; Anthropic takes API keys in
+    `x-api-key` and bearer tokens only for OAuth (`sk-ant-oat…`), which stay as they are.
+    """
+    moved: Headers = []
+    for name, value in headers:
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            token = value[7:].strip()
+            if token.startswith(b"sk-ant-") and not token.startswith(b"sk-ant-oat"):
+                moved.append((b"x-api-key", token))
+                continue
+        moved.append((name, value))
+    return moved
 
 
 def _last(body: bytes) -> dict[str, object]:

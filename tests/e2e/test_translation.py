@@ -388,6 +388,31 @@ def test_openai_sdk_tool_loop_on_an_anthropic_target(upstream: FakeUpstream, sdk
     ]
 
 
+def test_an_openai_clients_anthropic_key_reaches_a_passthrough_provider_as_x_api_key(
+    upstream: FakeUpstream,
+) -> None:
+    ant = upstream.provider()
+    config = gateway_config(
+        {"ant": {"protocol": "anthropic", "base_url": upstream.url(ant), "auth": "passthrough"}},
+        [{"match": "*", "chain": ["ant/claude-sonnet-4-6"]}],
+    )
+    upstream.script(ant, {"status": 200, "json": anthropic_text_message("hi")})
+    upstream.script(ant, {"status": 200, "json": anthropic_text_message("hi")})
+    with gateway(config) as url:
+        for key in ("sk-ant-api03-client-key", "sk-ant-oat01-oauth-token"):
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+            reply = client.chat.completions.create(
+                model="gpt-5", messages=[{"role": "user", "content": "hi"}]
+            )
+            client.close()
+            assert reply.choices[0].message.content == "hi"
+    api_key, oauth = (dict(tuple(h) for h in call["headers"]) for call in upstream.calls(ant))
+    assert api_key["x-api-key"] == "sk-ant-api03-client-key"
+    assert "authorization" not in api_key
+    assert oauth["authorization"] == "Bearer sk-ant-oat01-oauth-token"
+    assert "x-api-key" not in oauth
+
+
 def test_anthropic_errors_reach_openai_clients_in_their_envelope(
     upstream: FakeUpstream, sdk: SDK
 ) -> None:
