@@ -133,21 +133,27 @@ class WatchedStore:
         )
 
     def _saw(self, key: str, record: Record | None) -> None:
-        now = self.clock()
+        """Publish what a record read or written means, when it differs from the last one seen
+        (most reads are of a closed breaker's missing record: nothing to publish)."""
+        self._degraded()
         if key.startswith(BREAKER):
             target = key.removeprefix(BREAKER)
+            if target in self.breakers and self.breakers[target] == record:
+                return
             if target not in self.breakers:
                 self.pairs.setdefault(breaker_labels(target), set()).add(target)
             self.breakers[target] = record
+            now = self.clock()
             if record is None or record.in_force(now):
                 self.half_open.discard(target)
             self._publish_breaker(target, now)
         elif key.startswith(CREDENTIAL):
             state_key = key.removeprefix(CREDENTIAL)
+            if state_key in self.credentials and self.credentials[state_key] == record:
+                return
             self.credentials[state_key] = record
             provider, credential = credential_labels(state_key)
-            self.metrics.credential(provider, credential, _credential_state(record, now))
-        self._degraded()
+            self.metrics.credential(provider, credential, _credential_state(record, self.clock()))
 
     def _publish_breaker(self, target: str, now: float) -> None:
         """One state per provider/model: the worst of its keys' breakers."""
