@@ -9,8 +9,10 @@ connections from the event loop instead of polling sockets.
 
 Memory per response is bounded (reading pauses above `_HIGH_WATER` unread bytes). A response
 not read to its end closes its connection; an idle connection is never handed out once the
-peer has closed it. It never follows redirects, never decodes bodies, never retries a request
-and never logs a header or a body.
+peer has closed it. It never follows redirects, never decodes bodies and never logs a header
+or a body. It sends a request twice only in the keep-alive race: a reused connection that
+the peer closed without a byte of answer never took the request, so it goes once more on a
+new connection (as Go's net/http does); any other failure is the caller's to handle.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self.until_close = False
         self.error: Exception | None = None
         self.paused = False
+        self.received = False  # any byte of an answer to this request
 
     # asyncio.Protocol
 
@@ -67,6 +70,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.received = True
         if self.head is None:  # bytes nobody asked for: the connection cannot be trusted
             self.close()
             return
@@ -279,7 +283,26 @@ class Http11Transport(httpx.AsyncBaseTransport):
         if scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
         origin = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
-        connection = self._idle_connection(origin) or await self._connect(origin, timeouts)
+        connection = self._idle_connection(origin)
+        if connection is not None:
+            try:
+                return await self._send(origin, connection, head, body, timeouts)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                if connection.received:
+                    raise
+                # The peer closed this idle connection as we reused it (the keep-alive race):
+                # it answered nothing, so it never took the request. Once more, on a new one.
+        connection = await self._connect(origin, timeouts)
+        return await self._send(origin, connection, head, body, timeouts)
+
+    async def _send(
+        self,
+        origin: Origin,
+        connection: _Connection,
+        head: bytes,
+        body: bytes,
+        timeouts: dict[str, Any],
+    ) -> httpx.Response:
         try:
             await connection.send(head, body, timeouts)
         except BaseException:

@@ -167,6 +167,44 @@ def test_a_connection_the_peer_closed_is_not_reused() -> None:
     run(main())
 
 
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_reused_connection_closed_as_the_request_goes_out_is_retried_once(how: str) -> None:
+    async def one_answer_then_drop(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await read_request(reader)
+        writer.write(answer(b"first"))
+        await writer.drain()
+        if await read_request(reader) is None:
+            return
+        if how == "reset":  # drop the request unanswered, the way a closing peer's kernel does
+            writer.transport.abort()
+        # "close": return, and Scripted closes the connection without an answer
+
+    async def main() -> None:
+        server = Scripted(one_answer_then_drop)
+        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+            assert (await post(client, url)).content == b"first"
+            assert (await post(client, url)).content == b"first"
+            assert server.connections == 2
+
+    run(main())
+
+
+def test_a_fresh_connection_closed_without_an_answer_is_not_retried() -> None:
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async def main() -> None:
+        server = Scripted(drop)
+        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await post(client, url)
+            assert server.connections == 1
+
+    run(main())
+
+
 def test_a_response_abandoned_midway_closes_its_connection() -> None:
     async def main() -> None:
         closed = asyncio.Event()
