@@ -44,6 +44,13 @@ class FakeUpstream:
     def script(self, prefix: str, *answers: dict[str, Any]) -> None:
         self.http.post(f"/_script/{prefix}", content=json.dumps(list(answers))).raise_for_status()
 
+    def disconnected(self, prefix: str) -> list[dict[str, Any]]:
+        """The prefix's calls, once its last one has seen its client go away."""
+        response = self.http.get(f"/_disconnected/{prefix}")
+        response.raise_for_status()
+        calls: list[dict[str, Any]] = response.json()
+        return calls
+
     def calls(self, prefix: str) -> list[dict[str, Any]]:
         response = self.http.get(f"/_calls/{prefix}")
         response.raise_for_status()

@@ -4,7 +4,8 @@
 
 Every path prefix is a provider of its own (`http://127.0.0.1:PORT/<prefix>`). A test queues
 answers for a prefix with `POST /_script/<prefix>` and reads what the prefix received with
-`GET /_calls/<prefix>`. With nothing queued a prefix answers like a healthy provider of the
+`GET /_calls/<prefix>`; `GET /_disconnected/<prefix>` answers the same once the prefix's
+last call has seen its client go away (or after 5 s). With nothing queued a prefix answers like a healthy provider of the
 protocol the path implies. Answers:
 
     {"status": 429, "headers": {...}, "body": "..."}             a plain answer
@@ -15,6 +16,7 @@ protocol the path implies. Answers:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sys
@@ -26,6 +28,7 @@ import uvicorn
 
 QUEUES: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
 CALLS: dict[str, list[dict[str, Any]]] = defaultdict(list)
+DISCONNECTED: list[asyncio.Event] = []  # set, and replaced, at each recorded disconnect
 
 
 def anthropic_message(model: str, text: str = "Hello from the fake upstream.") -> dict[str, Any]:
@@ -151,6 +154,8 @@ async def wait_disconnect(receive: Any, call: dict[str, Any]) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             call["disconnected_at"] = time.monotonic()
+            DISCONNECTED[0].set()
+            DISCONNECTED[0] = asyncio.Event()
             return
 
 
@@ -161,6 +166,16 @@ async def accept_lifespan(receive: Any, send: Any) -> None:
         await send({"type": message["type"] + ".complete"})
         if message["type"] == "lifespan.shutdown":
             return
+
+
+async def until_disconnected(prefix: str) -> None:
+    deadline = time.monotonic() + 5
+    while not (CALLS[prefix] and "disconnected_at" in CALLS[prefix][-1]):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(DISCONNECTED[0].wait(), remaining)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -176,6 +191,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path.startswith("/_calls/"):
         prefix = "/" + path.removeprefix("/_calls/")
+        await respond(send, 200, {}, json.dumps(CALLS[prefix]).encode())
+        return
+    if path.startswith("/_disconnected/"):
+        prefix = "/" + path.removeprefix("/_disconnected/")
+        await until_disconnected(prefix)
         await respond(send, 200, {}, json.dumps(CALLS[prefix]).encode())
         return
     prefix = "/" + path.split("/")[1]
@@ -239,7 +259,12 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(app, log_level="critical", lifespan="off")
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+    async def serve() -> None:
+        DISCONNECTED.append(asyncio.Event())
+        await uvicorn.Server(config).serve(sockets=[sock])
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

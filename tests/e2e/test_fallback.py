@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from typing import Any
 
@@ -286,14 +287,42 @@ def test_a_single_targets_own_failure_is_returned_as_is(upstream: FakeUpstream) 
 def test_a_client_disconnect_cancels_the_upstream_request(upstream: FakeUpstream) -> None:
     config, first, second = two_targets(upstream)
     upstream.script(first, {"sse": anthropic_stream(MODEL)[:4], "then": "hang"})
-    with gateway(config) as url, httpx.stream("POST", f"{url}/v1/messages", json=STREAM) as r:
-        lines = r.iter_lines()
-        assert next(lines) == "event: message_start"
-        closed_at = time.monotonic()
-    for _ in range(200):  # the fake records the disconnect as soon as it sees it
-        call = upstream.calls(first)[-1]
-        if "disconnected_at" in call:
-            break
-        time.sleep(0.005)  # polling the fake's record, not waiting for the gateway's behaviour
-    assert call["disconnected_at"] - closed_at < 0.1
+    with gateway(config) as url:
+        with httpx.stream("POST", f"{url}/v1/messages", json=STREAM) as r:
+            lines = r.iter_lines()
+            assert next(lines) == "event: message_start"
+            closed_at = time.monotonic()
+        call = upstream.disconnected(first)[-1]
+        assert call["disconnected_at"] - closed_at < 0.1
+        # Not the upstream's failure: the next request goes to the same target.
+        assert (
+            httpx.post(f"{url}/v1/messages", json=REQUEST).headers["x-routatic-target"]
+            == f"first/{MODEL}"
+        )
+    assert upstream.calls(second) == []
+
+
+def test_a_client_gone_before_the_commit_cancels_the_upstream_request(
+    upstream: FakeUpstream,
+) -> None:
+    config, first, second = two_targets(upstream)
+    upstream.script(first, {"sse": anthropic_stream(MODEL)[:1], "then": "hang"})
+    body = json.dumps(STREAM).encode()
+    with gateway(config) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as raw:
+            raw.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            # Each look is a round trip to the fake; the request reaches it in a few.
+            reached = any(upstream.calls(first) for _ in range(1000))
+            assert reached
+            closed_at = time.monotonic()
+        call = upstream.disconnected(first)[-1]
+        assert call["disconnected_at"] - closed_at < 0.1
+        assert (
+            httpx.post(f"{url}/v1/messages", json=REQUEST).headers["x-routatic-target"]
+            == f"first/{MODEL}"
+        )
     assert upstream.calls(second) == []
