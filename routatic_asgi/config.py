@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -347,16 +347,42 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
             source, "", f"cannot read the file: {exc.strerror}", "check the path"
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "the file"
-        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
-        fix = "fix the YAML syntax"
-        if "{model}" in line:
-            fix = 'inside [ ] quote each entry, e.g. chain: ["zen/{model}"], or list one per line'
-        raise ConfigError(source, "", f"invalid YAML at {where}", fix) from None
+        raise ConfigError(source, "", f"invalid YAML at {where}", "fix the YAML syntax") from None
     return parse_config(data, source=source, env=env)
+
+
+# `${VAR}`, `${VAR:-default}` and `{model}`: YAML reads `{` in a flow list (`[zen/{model}]`,
+# `[${KEY}]`) as the start of a mapping, so they are swapped for plain words while parsing.
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}\n]*)?\}|\{model\}")
+
+
+def _load_yaml(text: str) -> Any:
+    token = "__routatic_placeholder_"
+    while token in text:
+        token += "_"
+    found: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        found.append(match.group(0))
+        return f"{token}{len(found) - 1}__"
+
+    data = yaml.safe_load(_PLACEHOLDER.sub(hide, text))
+    if not found:
+        return data
+    hidden = re.compile(re.escape(token) + r"(\d+)__")
+    return _restore(data, lambda value: hidden.sub(lambda m: found[int(m.group(1))], value))
+
+
+def _restore(node: Any, restore: Callable[[str], str]) -> Any:
+    if isinstance(node, dict):
+        return {_restore(key, restore): _restore(value, restore) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_restore(value, restore) for value in node]
+    return restore(node) if isinstance(node, str) else node
 
 
 # --- the embedded default ------------------------------------------------------------------
