@@ -129,18 +129,15 @@ class UpstreamRelay:
         if exchange is None:
             attempt.settle(Outcome(Kind.SKIPPED, "no_translation"))
             return
-        upstream = self.upstreams.request(
-            target.provider,
-            target.base_url + exchange.path + _query(request, target),
-            self._headers(scope, target, exchange),
-            exchange.request_body(),
-        )
+        url = target.base_url + exchange.path + _query(request, target)
+        headers = self._headers(scope, target, exchange)
+        body = exchange.request_body()
         timeout = self.resilience.first_byte_timeout if request.stream else self.resilience.deadline
         watch = self.telemetry.upstream(scope, attempt)
         deadline = asyncio.get_running_loop().time() + timeout  # anyio's clock, without sniffio
         with watch, anyio.CancelScope(deadline=deadline) as first_byte:
             try:
-                response = await self.upstreams.send(target.provider, upstream)
+                response = await self.upstreams.post(target.provider, url, headers, body)
             except httpx.HTTPError as exc:
                 attempt.settle(classify_exception(exc))
                 return

@@ -4,34 +4,23 @@ Clients are made on first use inside the running event loop (so an app mounted i
 one, whose lifespan never reaches us, still works) and closed by `aclose()`. Redirects are
 never followed. Nothing here decides anything about a response.
 
-`request()` and `send()` are the relay's way in: the request `client.build_request()` would
-make (the client's default headers, its timeouts) and the streamed `httpx.Response` of
-`client.send(stream=True)`, for a fraction of the CPU: the URL is parsed once, and the
-default transport writes the request without building an `httpx.Request` at all. An
-injected transport (tests, capture) gets a real `httpx.Request` and the full `client.send()`.
+`post()` is the relay's way in: the request `client.build_request()` would make (the client's
+default headers, its timeouts) and the streamed `httpx.Response` of `client.send(stream=True)`,
+for a fraction of the CPU: the URL is parsed once, and the default transport writes the
+request without building an `httpx.Request` at all. An injected transport (tests, capture)
+gets a real `httpx.Request` and the full `client.send()`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import httpx
 
 from routatic_asgi.config import Config
 from routatic_asgi.http11 import Http11Transport
 
-__all__ = ["Outbound", "Upstreams"]
+__all__ = ["Upstreams"]
 
 _URL_CACHE = 1024  # distinct upstream URLs kept parsed; the query string makes them vary
-
-
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    """An upstream POST not yet sent: made by `Upstreams.request()`, sent by `send()`."""
-
-    url: str
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
 
 
 class Upstreams:
@@ -51,29 +40,26 @@ class Upstreams:
             client = self._clients[provider] = self._make(provider)
         return client
 
-    def request(
+    async def post(
         self, provider: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> Outbound:
-        """A POST to make with `send()`; `headers` override the client's default headers."""
-        return Outbound(url, headers, body)
-
-    async def send(self, provider: str, outbound: Outbound) -> httpx.Response:
-        """The response, its body still to be read; the caller closes it."""
+    ) -> httpx.Response:
+        """POST `body`; `headers` override the client's default headers. The response's body is
+        still to be read, and the caller closes it."""
         client = self.client(provider)
         defaults, timeout = self._defaults[provider]
-        names = {name.lower() for name, _ in outbound.headers}
-        headers = [header for header in defaults if header[0] not in names]
-        headers.extend(outbound.headers)
-        url = self._urls.get(outbound.url)
-        if url is None:
+        names = {name.lower() for name, _ in headers}
+        sent = [header for header in defaults if header[0] not in names]
+        sent.extend(headers)
+        parsed = self._urls.get(url)
+        if parsed is None:
             if len(self._urls) >= _URL_CACHE:
                 self._urls.clear()
-            url = self._urls[outbound.url] = httpx.URL(outbound.url)
+            parsed = self._urls[url] = httpx.URL(url)
         direct = self._direct.get(provider)
         if direct is not None:
-            return await direct.post(url, headers, outbound.body, timeout)
+            return await direct.post(parsed, sent, body, timeout)
         request = httpx.Request(
-            "POST", url, headers=headers, content=outbound.body, extensions={"timeout": timeout}
+            "POST", parsed, headers=sent, content=body, extensions={"timeout": timeout}
         )
         return await client.send(request, stream=True)
 
