@@ -71,10 +71,15 @@ def final_answer(
         )
         error_type = "rate_limit_error" if status == 429 else "overloaded_error"
         return proxy_error(protocol, status, message, error_type, wait)
-    overloaded = any(a.status == 529 for a in tried)
+    if all(a.outcome is not None and a.outcome.reason in _TIMEOUTS for a in tried):
+        return proxy_error(protocol, 504, f"every target timed out: {summary}", "timeout_error")
+    overloaded = any(a.outcome is not None and a.outcome.status == 529 for a in tried)
     status = 529 if overloaded else 503
     error_type = "overloaded_error" if overloaded else "api_error"
     return proxy_error(protocol, status, f"every target failed: {summary}", error_type, wait)
+
+
+_TIMEOUTS = frozenset({"first_byte_timeout", "read_timeout", "connect_timeout", "timeout"})
 
 
 def _returned_as_is(attempt: Attempt) -> bool:

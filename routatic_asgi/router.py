@@ -357,8 +357,11 @@ _ANSWER_LIMIT = 1024 * 1024
 
 
 def _keep_answer(attempt: Attempt, held: list[Message]) -> None:
-    """Keep a failed attempt's response (status, headers, body) so it can be returned as is."""
-    if not held or held[0]["type"] != "http.response.start":
+    """Keep a failed attempt's error response (status, headers, body) to return it as is.
+
+    A 2xx that failed (a stream that broke before its content) is no answer to give: the
+    client must never get a 200 for a request no target served."""
+    if not held or held[0]["type"] != "http.response.start" or held[0]["status"] < 300:
         return
     start = held[0]
     attempt.status = start["status"]

@@ -326,3 +326,39 @@ def test_a_client_gone_before_the_commit_cancels_the_upstream_request(
             == f"first/{MODEL}"
         )
     assert upstream.calls(second) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "kind"),
+    [
+        ({"sse": anthropic_stream(MODEL)[:2], "then": "hang"}, 504, "timeout_error"),
+        (
+            {
+                "sse": [
+                    anthropic_stream(MODEL)[0],
+                    f"event: error\ndata: {error_json('overloaded_error', 'Overloaded')}\n\n",
+                ]
+            },
+            529,
+            "overloaded_error",
+        ),
+        ({"sse": anthropic_stream(MODEL)[:2]}, 503, "api_error"),
+    ],
+    ids=["first-byte-timeout", "error-event", "early-end"],
+)
+def test_a_lone_stream_that_fails_before_content_is_an_error_not_a_200(
+    upstream: FakeUpstream, answer: dict[str, Any], status: int, kind: str
+) -> None:
+    prefix = upstream.provider()
+    config = gateway_config(
+        {"a": {"protocol": "anthropic", "base_url": upstream.url(prefix), "auth": "passthrough"}},
+        [{"match": "*", "chain": ["a/{model}"]}],
+        resilience={"first_byte_timeout": "50ms"},
+    )
+    upstream.script(prefix, answer)
+    with gateway(config) as url:
+        response = httpx.post(f"{url}/v1/messages", json=STREAM)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["type"] == kind
+    assert b"message_start" not in response.content
