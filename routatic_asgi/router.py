@@ -255,9 +255,15 @@ class _Flight:
     async def _attempts(self) -> None:
         tried = 0
         first_name = self.targets[0].name if self.targets else ""
+        # Provider/models that failed in a way another key of the pool cannot mend (down,
+        # overloaded, unfit): their other keys are not tried in this request. A rate limit is
+        # per key, so there the next key is tried.
+        spent: set[str] = set()
         for target in self.targets:
             if tried >= self.router.resilience.max_attempts:
                 return
+            if target.name in spent:
+                continue
             attempt = Attempt(target, len(self.request.attempts) + 1, target.name == first_name)
             self.request.attempts.append(attempt)
             self.scope[RECORD].attempt_started(attempt)
@@ -268,6 +274,8 @@ class _Flight:
                 return
             if outcome.kind is not Kind.SKIPPED:
                 tried += 1
+            if outcome.kind in _SPENT and outcome.reason != "rate_limited":
+                spent.add(target.name)
             if outcome.kind is Kind.CLIENT or (outcome.kind is Kind.AUTH and target.passthrough):
                 return
 
@@ -354,6 +362,7 @@ def _unlink(scope: Scope) -> None:
 
 
 _ANSWER_LIMIT = 1024 * 1024
+_SPENT = frozenset({Kind.TRANSIENT, Kind.UNFIT})
 
 
 def _keep_answer(attempt: Attempt, held: list[Message]) -> None:

@@ -362,3 +362,27 @@ def test_a_lone_stream_that_fails_before_content_is_an_error_not_a_200(
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"]["type"] == kind
     assert b"message_start" not in response.content
+
+
+@pytest.mark.parametrize(("status", "pool_calls"), [(503, 1), (429, 3)])
+def test_a_failing_pool_spends_one_call_unless_its_keys_are_rate_limited(
+    upstream: FakeUpstream, status: int, pool_calls: int
+) -> None:
+    pool, backup = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "pool": {
+                "protocol": "anthropic",
+                "base_url": upstream.url(pool),
+                "keys": ["sk-pool-k0", "sk-pool-k1", "sk-pool-k2"],
+            },
+            "backup": {"protocol": "anthropic", "base_url": upstream.url(backup), "auth": "none"},
+        },
+        [{"match": "*", "chain": ["pool/{model}", "backup/{model}"]}],
+    )
+    upstream.script(pool, *[{"status": status, "body": error_json("api_error", "no")}] * 3)
+    with gateway(config) as url:
+        response = httpx.post(f"{url}/v1/messages", json=REQUEST)
+    assert response.status_code == 200
+    assert response.headers["x-routatic-target"] == f"backup/{MODEL}"
+    assert len(upstream.calls(pool)) == pool_calls
