@@ -44,8 +44,8 @@ __all__ = ["UpstreamRelay", "classify_exception"]
 Clock = Callable[[], float]
 Headers = list[tuple[bytes, bytes]]
 
-# Hop-by-hop headers (RFC 9110 7.6.1) and those the relay sets itself.
-_REQUEST_DROP = frozenset(
+# Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded.
+_HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -55,29 +55,14 @@ _REQUEST_DROP = frozenset(
         b"trailer",
         b"transfer-encoding",
         b"upgrade",
-        b"host",
-        b"content-length",
-        b"accept-encoding",
-        b"x-routatic-key",
     }
 )
+# Beside those, what the relay or the server sets itself.
+_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"x-routatic-key"}
 _CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
-_RESPONSE_DROP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"content-encoding",
-        b"date",
-        b"server",
-    }
-)
+_RESPONSE_DROP = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
+# A translated body is ours: its encoding, type and length too.
+_TRANSLATED_DROP = frozenset({b"content-encoding", b"content-type"})
 _ERROR_BODY_LIMIT = 1024 * 1024
 _USAGE_BODY_LIMIT = 4 * 1024 * 1024  # a larger answer is relayed without reading its usage
 
@@ -340,7 +325,7 @@ def _response_headers(response: httpx.Response) -> Headers:
 
 def _translated_headers(response: httpx.Response, body: bytes) -> Headers:
     """The upstream's headers for a body re-encoded as JSON: its type and length are ours."""
-    headers = [(k, v) for k, v in _response_headers(response) if k != b"content-type"]
+    headers = [(k, v) for k, v in _response_headers(response) if k not in _TRANSLATED_DROP]
     headers.append((b"content-type", b"application/json"))
     headers.append((b"content-length", str(len(body)).encode()))
     return headers

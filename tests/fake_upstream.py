@@ -8,7 +8,9 @@ answers for a prefix with `POST /_script/<prefix>` and reads what the prefix rec
 last call has seen its client go away (or after 5 s). With nothing queued a prefix answers like a healthy provider of the
 protocol the path implies. Answers:
 
-    {"status": 429, "headers": {...}, "body": "..."}             a plain answer
+    {"status": 429, "headers": {...}, "body": "..."}             a plain answer ("json": {...}
+                                                                  for a JSON one; "gzip": true
+                                                                  compresses it)
     {"sse": ["event: ...\\ndata: ...\\n\\n", ...], "then": "hang"}  a stream, then hang or "break"
     {"hang": true}                                                never answer
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import sys
@@ -239,6 +242,9 @@ async def play(answer: dict[str, Any], send: Any, receive: Any, call: dict[str, 
         headers.setdefault("content-type", "application/json")
     else:
         body = answer.get("body", "").encode()
+    if answer.get("gzip"):  # as a provider that compresses whatever it was asked for
+        body = gzip.compress(body)
+        headers["content-encoding"] = "gzip"
     await respond(send, answer.get("status", 200), headers, body)
 
 

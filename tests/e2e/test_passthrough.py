@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.fake_upstream import anthropic_message, openai_completion
 
+MODEL = "claude-sonnet-4-6"
 REQUEST = {
     "model": "claude-sonnet-4-6",
     "max_tokens": 64,
@@ -211,3 +213,27 @@ def test_count_tokens_goes_to_the_routes_first_anthropic_target(upstream: FakeUp
     assert response.json() == {"input_tokens": 42}
     assert [c["path"] for c in upstream.calls(ant)] == ["/v1/messages/count_tokens"]
     assert upstream.calls(oai) == []
+
+
+def test_a_compressed_answer_keeps_its_encoding_or_is_decoded_to_translate(
+    upstream: FakeUpstream,
+) -> None:
+    ant, oai = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "ant": {"protocol": "anthropic", "base_url": upstream.url(ant), "auth": "passthrough"},
+            "oai": {"protocol": "openai", "base_url": f"{upstream.url(oai)}/v1", "auth": "none"},
+        },
+        [{"match": "claude-*", "chain": ["ant/{model}"]}, {"match": "*", "chain": ["oai/{model}"]}],
+    )
+    upstream.script(ant, {"status": 200, "json": anthropic_message(MODEL), "gzip": True})
+    upstream.script(oai, {"status": 200, "json": openai_completion("gpt-x"), "gzip": True})
+    with gateway(config) as url:
+        passed = httpx.post(f"{url}/v1/messages", json=REQUEST)
+        translated = httpx.post(f"{url}/v1/messages", json={**REQUEST, "model": "gpt-x"})
+    assert passed.headers["content-encoding"] == "gzip"
+    assert passed.json() == anthropic_message(MODEL)
+    assert "content-encoding" not in translated.headers
+    assert translated.json()["content"] == [
+        {"type": "text", "text": "Hello from the fake upstream."}
+    ]
