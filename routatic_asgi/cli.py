@@ -130,6 +130,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"routatic-asgi: debug capture is on: every exchange goes to {capture}", file=sys.stderr
         )
+    guard = f"{len(config.server.keys)} proxy key(s)" if config.server.keys else "no proxy keys"
+    state = "memory" if config.state == "memory" else "redis"
+    print(
+        f"routatic-asgi: {args.config or '<embedded default>'}, {guard}, state: {state}",
+        file=sys.stderr,
+    )
+    print("\n".join(f"routatic-asgi: {line}" for line in _chains(config)), file=sys.stderr)
     options = {
         "host": host,
         "port": port,
@@ -163,12 +170,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    print(f"{args.config or '<embedded default>'}: ok")
+def _chains(config: Config) -> list[str]:
+    """Each route and the targets it tries, in order, with how each one authenticates."""
+    lines = []
     for route in config.routes:
         when = f" when {route.when.model_dump(exclude_none=True)}" if route.when else ""
-        print(f"route {route.match!r}{when}:")
+        lines.append(f"route {route.match!r}{when}:")
         for provider_name, model in iter_chain(route, "{model}"):
             provider = config.providers[provider_name]
             if provider.auth:
@@ -177,7 +184,14 @@ def _check(args: argparse.Namespace) -> int:
                 credential = f"{len(provider.keys)} key(s)" + (
                     " + key_command" if provider.key_command else ""
                 )
-            print(f"  -> {provider_name}/{model}  ({provider.protocol}, {credential})")
+            lines.append(f"  -> {provider_name}/{model}  ({provider.protocol}, {credential})")
+    return lines
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"{args.config or '<embedded default>'}: ok")
+    print("\n".join(_chains(config)))
     return 0
 
 

@@ -88,7 +88,7 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
 
 
 @contextmanager
-def serve(*args: str, env: dict[str, str]) -> Iterator[str]:
+def serve(*args: str, env: dict[str, str], said: list[str] | None = None) -> Iterator[str]:
     process = subprocess.Popen(
         [*CLI, "serve", "--port", "0", *args],
         stderr=subprocess.PIPE,
@@ -98,6 +98,8 @@ def serve(*args: str, env: dict[str, str]) -> Iterator[str]:
     assert process.stderr is not None
     try:
         for line in process.stderr:  # uvicorn announces the port it bound
+            if said is not None:
+                said.append(line)
             found = re.search(r"Uvicorn running on (http://\S+)", line)
             if found:
                 yield found.group(1)
@@ -113,7 +115,8 @@ def serve(*args: str, env: dict[str, str]) -> Iterator[str]:
 def test_serve_runs_the_gateway(tmp_path: Path, upstream: FakeUpstream) -> None:
     prefix = upstream.provider()
     path = write(tmp_path, CONFIG % upstream.url(prefix))
-    with serve("--config", str(path), env={"ZEN_TEST_KEY": "k"}) as url:
+    said: list[str] = []
+    with serve("--config", str(path), env={"ZEN_TEST_KEY": "sk-zen-secret-9876"}, said=said) as url:
         assert httpx.head(f"{url}/").status_code == 200
         response = httpx.post(
             f"{url}/v1/messages?beta=true",
@@ -123,6 +126,10 @@ def test_serve_runs_the_gateway(tmp_path: Path, upstream: FakeUpstream) -> None:
     assert response.status_code == 200
     assert response.headers["x-routatic-target"] == "anthropic/claude-opus-4-7"
     assert upstream.calls(prefix)[-1]["query"] == "beta=true"
+    startup = "".join(said)
+    assert "no proxy keys, state: memory" in startup
+    assert "-> zen/deepseek-v4-flash  (openai, 1 key(s))" in startup
+    assert "sk-zen-secret-9876" not in startup
 
 
 def test_serve_without_a_config_runs_the_embedded_default(upstream: FakeUpstream) -> None:
