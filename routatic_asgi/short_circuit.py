@@ -14,7 +14,8 @@ The current key of a credential comes from a `Keyring` (keyring.py); this layer 
 the attempt's target, so the relay sends whatever key is current without knowing about
 refreshes.
 
-A passthrough credential (the client's own) is never marked: its 401 goes back to the client.
+A passthrough credential (the client's own) is never marked bad: its 401 goes back to the
+client. One that is used up cools like ours, keyed by a fingerprint of it.
 No secret is logged, stored or shown; only `provider#index` and at most the last 4 characters.
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, Attempt, Credential
+from routatic_asgi.attempt import ATTEMPT, PROXY_KEY_HEADER, Attempt, Credential
 from routatic_asgi.classify import Kind, Outcome, depleted_until
 from routatic_asgi.keyring import Keyring
 from routatic_asgi.state import MemoryStore, Record, StateStore
@@ -66,9 +67,24 @@ def skip_state(record: Record) -> str:
     return "bad" if record.until is None else "cooling"
 
 
+def _fingerprint(secret: bytes) -> str:
+    return hashlib.sha256(secret).hexdigest()[:16]
+
+
 def state_key(credential: Credential) -> str:
-    fingerprint = hashlib.sha256(credential.secret.encode()).hexdigest()[:16]
-    return f"{PREFIX}{credential.id}:{fingerprint}"
+    return f"{PREFIX}{credential.id}:{_fingerprint(credential.secret.encode())}"
+
+
+def client_state_key(scope: Scope, provider: str) -> str | None:
+    """The state key of the credential a client sends a passthrough provider, if it sends one:
+    a fingerprint of it, never the credential itself."""
+    headers = dict(scope["headers"])
+    secret = headers.get(b"x-api-key")
+    if secret is None and scope.get(PROXY_KEY_HEADER) != b"authorization":
+        secret = headers.get(b"authorization")  # unless it carried the proxy key
+    if not secret:
+        return None
+    return f"{PREFIX}{provider}#client:{_fingerprint(secret)}"
 
 
 class AuthShortCircuit:
@@ -89,8 +105,11 @@ class AuthShortCircuit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         attempt: Attempt | None = scope.get(ATTEMPT)
-        if scope["type"] != "http" or attempt is None or attempt.target.passthrough:
+        if scope["type"] != "http" or attempt is None:
             await self.app(scope, receive, send)
+            return
+        if attempt.target.passthrough:
+            await self._passthrough(scope, receive, send, attempt)
             return
         target = attempt.target
         credential = await self.keyring.current(target)
@@ -106,14 +125,10 @@ class AuthShortCircuit:
             await self.app(scope, receive, send)  # auth: none
             return
         attempt.target = replace(target, credential=credential)
-        record = await self.store.get(state_key(credential))
-        now = self.clock()
-        if record is not None and record.in_force(now):
-            wait = None if record.until is None else record.until - now
-            attempt.settle(Outcome(Kind.SKIPPED, skip_reason(record), retry_after=wait))
+        if await self._skipped(attempt, state_key(credential)):
             return
         retry = self.keyring.can_refresh(target.provider)
-        fresh = await self._call(scope, receive, send, attempt, retry=retry)
+        fresh = await self._call(scope, receive, send, attempt, state_key(credential), retry=retry)
         if fresh is None:
             return
         # The same target again with the fresh key: a second call of the inner chain, with a
@@ -121,10 +136,32 @@ class AuthShortCircuit:
         attempt.target = replace(target, credential=fresh)
         attempt.outcome = None
         attempt.upstream_headers = {}
-        await self._call(scope, receive, send, attempt, retry=False)
+        await self._call(scope, receive, send, attempt, state_key(fresh), retry=False)
+
+    async def _passthrough(
+        self, scope: Scope, receive: Receive, send: Send, attempt: Attempt
+    ) -> None:
+        """The client's own credential: a rejection is the client's to fix and is never marked,
+        but one used up (a subscription's 5-hour limit, say) cools like ours, so that client's
+        next requests go straight to a fallback until the reset."""
+        key = client_state_key(scope, attempt.target.provider)
+        if key is None:
+            await self.app(scope, receive, send)
+        elif not await self._skipped(attempt, key):
+            await self._call(scope, receive, send, attempt, key, retry=False)
+
+    async def _skipped(self, attempt: Attempt, key: str) -> bool:
+        """Settle the attempt as skipped if the credential under `key` is marked."""
+        record = await self.store.get(key)
+        now = self.clock()
+        if record is None or not record.in_force(now):
+            return False
+        wait = None if record.until is None else record.until - now
+        attempt.settle(Outcome(Kind.SKIPPED, skip_reason(record), retry_after=wait))
+        return True
 
     async def _call(
-        self, scope: Scope, receive: Receive, send: Send, attempt: Attempt, *, retry: bool
+        self, scope: Scope, receive: Receive, send: Send, attempt: Attempt, key: str, *, retry: bool
     ) -> Credential | None:
         """Call the chain and record the outcome as soon as it is settled.
 
@@ -142,7 +179,7 @@ class AuthShortCircuit:
             nonlocal recorded
             if not recorded and attempt.outcome is not None:
                 recorded = True
-                await self._record(attempt)
+                await self._record(attempt, key)
             if rejected():
                 held.append(message)
             else:
@@ -150,7 +187,7 @@ class AuthShortCircuit:
 
         await self.app(scope, receive, watching_send)
         if not recorded:
-            await self._record(attempt)
+            await self._record(attempt, key)
         if not rejected():
             return None
         fresh = await self.keyring.refresh(attempt.target.provider, attempt.target.credential)
@@ -159,16 +196,16 @@ class AuthShortCircuit:
                 await send(message)
         return fresh
 
-    async def _record(self, attempt: Attempt) -> None:
-        outcome, credential = attempt.outcome, attempt.target.credential
-        if outcome is None or credential is None:
+    async def _record(self, attempt: Attempt, key: str) -> None:
+        outcome = attempt.outcome
+        if outcome is None or (attempt.target.passthrough and outcome.kind is Kind.AUTH):
             return
         now = self.clock()
         record = credential_record(outcome, attempt.upstream_headers, now, self.quota_cooldown)
         if record is None:
             return
         linger = REJECTED_MEMORY if record.until is None else 0.0
-        await self.store.put(state_key(credential), record, now=now, linger=linger)
+        await self.store.put(key, record, now=now, linger=linger)
 
     async def status(self, credentials: list[Credential]) -> list[dict[str, Any]]:
         """Every credential: provider, index, last 4 characters, state, reason, since, until."""

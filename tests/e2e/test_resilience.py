@@ -142,6 +142,50 @@ def test_a_usage_limited_provider_is_skipped_until_its_reset(upstream: FakeUpstr
     assert len(upstream.calls(primary)) == 2
 
 
+def test_a_clients_used_up_subscription_is_skipped_for_that_client_until_its_reset(
+    upstream: FakeUpstream,
+) -> None:
+    anthropic, backup = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "anthropic": {
+                "protocol": "anthropic",
+                "base_url": upstream.url(anthropic),
+                "auth": "passthrough",
+            },
+            "backup": {"protocol": "anthropic", "base_url": upstream.url(backup), "keys": [GOOD]},
+        },
+        [{"match": "*", "chain": ["anthropic/{model}", "backup/backup-model"]}],
+    )
+    clock = Clock()
+    limited = error(429, "rate_limit_error")
+    limited["headers"] = {
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": str(int(NOW + 3600)),
+    }
+    upstream.script(anthropic, limited)
+    alice = {"authorization": "Bearer sk-ant-oat01-alice"}
+    bob = {"authorization": "Bearer sk-ant-oat01-bob"}
+    with gateway(config, clock=clock) as url:
+        first = httpx.post(f"{url}/v1/messages", json=REQUEST, headers=alice)
+        again = httpx.post(f"{url}/v1/messages", json=REQUEST, headers=alice)
+        other = httpx.post(f"{url}/v1/messages", json=REQUEST, headers=bob)
+        clock.now += 3600
+        reset = httpx.post(f"{url}/v1/messages", json=REQUEST, headers=alice)
+    assert [r.headers["x-routatic-target"] for r in (first, again, other, reset)] == [
+        "backup/backup-model",
+        "backup/backup-model",
+        f"anthropic/{MODEL}",
+        f"anthropic/{MODEL}",
+    ]
+    assert again.headers["x-routatic-fallback"] == f"anthropic/{MODEL}=credential_exhausted"
+    assert keys_sent(upstream, anthropic) == [
+        "sk-ant-oat01-alice",
+        "sk-ant-oat01-bob",
+        "sk-ant-oat01-alice",
+    ]
+
+
 def test_a_pool_of_bad_and_good_keys_serves_from_the_good_one(upstream: FakeUpstream) -> None:
     zen = upstream.provider()
     config = gateway_config(
