@@ -284,6 +284,17 @@ def test_a_single_targets_own_failure_is_returned_as_is(upstream: FakeUpstream) 
     assert response.headers["retry-after"] == "12"
 
 
+def assert_cancelled_and_blameless(
+    upstream: FakeUpstream, url: str, first: str, closed_at: float
+) -> None:
+    """The upstream saw the client go within 100 ms, and it was not the upstream's failure:
+    the next request goes to the same target."""
+    call = upstream.disconnected(first)[-1]
+    assert call["disconnected_at"] - closed_at < 0.1
+    target = httpx.post(f"{url}/v1/messages", json=REQUEST).headers["x-routatic-target"]
+    assert target == f"first/{MODEL}"
+
+
 def test_a_client_disconnect_cancels_the_upstream_request(upstream: FakeUpstream) -> None:
     config, first, second = two_targets(upstream)
     upstream.script(first, {"sse": anthropic_stream(MODEL)[:4], "then": "hang"})
@@ -292,13 +303,7 @@ def test_a_client_disconnect_cancels_the_upstream_request(upstream: FakeUpstream
             lines = r.iter_lines()
             assert next(lines) == "event: message_start"
             closed_at = time.monotonic()
-        call = upstream.disconnected(first)[-1]
-        assert call["disconnected_at"] - closed_at < 0.1
-        # Not the upstream's failure: the next request goes to the same target.
-        assert (
-            httpx.post(f"{url}/v1/messages", json=REQUEST).headers["x-routatic-target"]
-            == f"first/{MODEL}"
-        )
+        assert_cancelled_and_blameless(upstream, url, first, closed_at)
     assert upstream.calls(second) == []
 
 
@@ -319,12 +324,7 @@ def test_a_client_gone_before_the_commit_cancels_the_upstream_request(
             reached = any(upstream.calls(first) for _ in range(1000))
             assert reached
             closed_at = time.monotonic()
-        call = upstream.disconnected(first)[-1]
-        assert call["disconnected_at"] - closed_at < 0.1
-        assert (
-            httpx.post(f"{url}/v1/messages", json=REQUEST).headers["x-routatic-target"]
-            == f"first/{MODEL}"
-        )
+        assert_cancelled_and_blameless(upstream, url, first, closed_at)
     assert upstream.calls(second) == []
 
 
