@@ -171,9 +171,7 @@ class FallbackRouter:
         )
 
     def _targets(self, scope: Scope, request: InboundRequest) -> list[Target]:
-        traits = (
-            request_traits(request.payload, len(request.body)) if self.routing.uses_traits else {}
-        )
+        traits = request_traits(request.payload) if self.routing.uses_traits else {}
         route = self.routing.route_for(request.model, traits)
         if route is None:
             raise _Rejected(

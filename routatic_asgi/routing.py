@@ -93,12 +93,12 @@ def _traits_match(when: RouteWhen | None, traits: Mapping[str, Any]) -> bool:
     return when.tokens_over is None or int(traits.get("tokens", 0)) > when.tokens_over
 
 
-def request_traits(payload: Mapping[str, Any], body_size: int = 0) -> dict[str, Any]:
+def request_traits(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The traits a route's `when` can ask for, from the parsed body of either protocol.
 
-    `tokens` is the local estimate (an image costs a flat amount, not its base64 size, which
-    `body_size` would count). `background` marks the client's small/fast model: Claude Code
-    sends its background work (titles, summaries, quick checks) to Haiku.
+    `tokens` is the local estimate (an image costs a flat amount, not its base64 size).
+    `background` marks the client's small/fast model: Claude Code sends its background work
+    (titles, summaries, quick checks) to Haiku.
     """
     return {
         "thinking": _wants_thinking(payload),
