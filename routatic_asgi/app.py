@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import orjson
@@ -182,8 +183,6 @@ def _speaks_openai(scope: Scope) -> bool:
 
 
 def _query(scope: Scope) -> dict[str, str]:
-    from urllib.parse import parse_qsl
-
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
 
 

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
@@ -307,8 +308,6 @@ def _body_resets(body: bytes, now: float) -> list[float]:
 
 def _parse_moment(value: str, now: float) -> float | None:
     """An epoch-seconds number or an RFC 3339 / HTTP date, as epoch seconds."""
-    from datetime import datetime
-
     try:
         number = float(value)
     except ValueError:
