@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from routatic_asgi.attempt import Attempt, Protocol
-from routatic_asgi.classify import Kind
+from routatic_asgi.classify import TIMEOUTS, Kind, Reason
 from routatic_asgi.errors import error_body
 
 __all__ = ["Answer", "final_answer", "proxy_error"]
@@ -71,15 +71,12 @@ def final_answer(
         )
         error_type = "rate_limit_error" if status == 429 else "overloaded_error"
         return proxy_error(protocol, status, message, error_type, wait)
-    if all(a.outcome is not None and a.outcome.reason in _TIMEOUTS for a in tried):
+    if all(a.outcome is not None and a.outcome.reason in TIMEOUTS for a in tried):
         return proxy_error(protocol, 504, f"every target timed out: {summary}", "timeout_error")
     overloaded = any(a.outcome is not None and a.outcome.status == 529 for a in tried)
     status = 529 if overloaded else 503
     error_type = "overloaded_error" if overloaded else "api_error"
     return proxy_error(protocol, status, f"every target failed: {summary}", error_type, wait)
-
-
-_TIMEOUTS = frozenset({"first_byte_timeout", "read_timeout", "connect_timeout", "timeout"})
 
 
 def _returned_as_is(attempt: Attempt) -> bool:
@@ -95,16 +92,16 @@ def _key_rejected(attempt: Attempt) -> bool:
     outcome = attempt.outcome
     if outcome is None or attempt.target.passthrough:
         return False
-    return outcome.kind is Kind.AUTH or outcome.reason == "credential_auth"
+    return outcome.kind is Kind.AUTH or outcome.reason == Reason.CREDENTIAL_AUTH
 
 
 def _is_rate_limit(attempt: Attempt) -> bool:
     assert attempt.outcome is not None
-    return attempt.outcome.kind is Kind.EXHAUSTED or attempt.outcome.reason == "rate_limited"
+    return attempt.outcome.kind is Kind.EXHAUSTED or attempt.outcome.reason == Reason.RATE_LIMITED
 
 
 def _cooling_on_limit(attempt: Attempt) -> bool:
-    return attempt.outcome is not None and attempt.outcome.reason == "credential_exhausted"
+    return attempt.outcome is not None and attempt.outcome.reason == Reason.CREDENTIAL_EXHAUSTED
 
 
 def _soonest(attempts: Sequence[Attempt], now: float) -> float | None:

@@ -24,7 +24,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.attempt import ATTEMPT, Attempt
-from routatic_asgi.classify import Kind, Outcome
+from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.config import CooldownConfig
 from routatic_asgi.state import MemoryStore, Record, StateStore
 
@@ -124,11 +124,13 @@ class CircuitBreaker:
         current = phase(record, now)
         if current is Phase.OPEN:
             assert record is not None and record.until is not None
-            attempt.settle(Outcome(Kind.SKIPPED, "breaker_open", retry_after=record.until - now))
+            attempt.settle(
+                Outcome(Kind.SKIPPED, Reason.BREAKER_OPEN, retry_after=record.until - now)
+            )
             return
         probing = current is Phase.HALF_OPEN
         if probing and not await self.store.claim(PREFIX + key, ttl=self.probe_timeout):
-            attempt.settle(Outcome(Kind.SKIPPED, "breaker_probing", retry_after=PROBE_WAIT))
+            attempt.settle(Outcome(Kind.SKIPPED, Reason.BREAKER_PROBING, retry_after=PROBE_WAIT))
             return
         try:
             await self._watched(scope, receive, send, attempt, record)
@@ -164,7 +166,7 @@ class CircuitBreaker:
         if not counts_against(attempt):
             return
         now = self.clock()
-        outcome = attempt.outcome or Outcome(Kind.TRANSIENT, "no_answer")
+        outcome = attempt.outcome or Outcome(Kind.TRANSIENT, Reason.NO_ANSWER)
         opened = tripped(record, outcome, now, self.policy, self.jitter())
         await self.store.put(key, opened, now=now, linger=STREAK_MEMORY)
 

@@ -1,7 +1,9 @@
 """Every upstream outcome is classified here, once, and every layer acts on the class.
 
-Pure functions of a status, headers, a body and `now`: no I/O, no clock of their own.
-Status codes are compared as whole numbers, never as substrings.
+Pure functions of a status, headers, a body (or a transport exception) and `now`: no I/O,
+no clock of their own. Status codes are compared as whole numbers, never as substrings.
+Every reason an outcome can carry is a `Reason`; the layers compare members, never strings
+of their own, and a new reason is added here first.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
+import httpx
 import orjson
 
 __all__ = [
     "Kind",
     "Outcome",
+    "Reason",
+    "classify_exception",
     "classify_response",
     "classify_stream_error",
     "depleted_until",
     "parse_retry_after",
+    "status_reason",
     "usage_reset_at",
 ]
 
@@ -39,9 +45,74 @@ class Kind(StrEnum):
     CANCELLED = "cancelled"  # the client went away: nobody's failure
 
 
+class Reason(StrEnum):
+    """Why an attempt came to its outcome: a short, bounded label fit for a metric."""
+
+    OK = "ok"
+    # The upstream answered with an error status.
+    USAGE_LIMIT = "usage_limit"
+    AUTH_REJECTED = "auth_rejected"
+    TIMEOUT = "timeout"  # 408
+    RATE_LIMITED = "rate_limited"  # 429
+    OVERLOADED = "overloaded"  # 529
+    UNKNOWN_MODEL = "unknown_model"
+    CONTEXT_TOO_LONG = "context_too_long"
+    REJECTED = "rejected"  # another 4xx from a fallback target
+    # The upstream's stream or body let us down.
+    STREAM_ERROR = "stream_error"
+    STREAM_ENDED_EARLY = "stream_ended_early"
+    EMPTY_STREAM = "empty_stream"
+    UNREADABLE_ANSWER = "unreadable_answer"
+    FIRST_BYTE_TIMEOUT = "first_byte_timeout"
+    # The transport failed (see `classify_exception`).
+    CONNECT_TIMEOUT = "connect_timeout"
+    READ_TIMEOUT = "read_timeout"
+    TLS_ERROR = "tls_error"
+    CONNECT_ERROR = "connect_error"
+    PROTOCOL_ERROR = "protocol_error"
+    READ_ERROR = "read_error"
+    # The router's own verdicts.
+    DEADLINE = "deadline"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    INTERNAL_ERROR = "internal_error"
+    NO_ANSWER = "no_answer"
+    # Not tried: a layer spared the upstream a call.
+    BREAKER_OPEN = "breaker_open"
+    BREAKER_PROBING = "breaker_probing"
+    CREDENTIAL_AUTH = "credential_auth"
+    CREDENTIAL_EXHAUSTED = "credential_exhausted"
+    KEY_COMMAND_FAILED = "key_command_failed"
+    NO_TRANSLATION = "no_translation"
+    UNFIT_VISION = "unfit_vision"
+    UNFIT_TOOLS = "unfit_tools"
+    UNFIT_CONTEXT = "unfit_context"
+    # A success whose rate-limit headers say nothing is left (a credential record's reason).
+    DEPLETED = "depleted"
+
+
+# Skips that spare an upstream a call it would have failed: the resilience layers at work.
+SHORT_CIRCUITS = frozenset(
+    {
+        Reason.BREAKER_OPEN,
+        Reason.BREAKER_PROBING,
+        Reason.CREDENTIAL_AUTH,
+        Reason.CREDENTIAL_EXHAUSTED,
+    }
+)
+# Reasons that say the target was too slow rather than wrong.
+TIMEOUTS = frozenset(
+    {Reason.FIRST_BYTE_TIMEOUT, Reason.READ_TIMEOUT, Reason.CONNECT_TIMEOUT, Reason.TIMEOUT}
+)
+
+
+def status_reason(status: int) -> str:
+    """The reason of a status without a name of its own: `status_<code>`, still bounded."""
+    return f"status_{status}"
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one attempt came to. `reason` is a short, bounded label fit for a metric."""
+    """What one attempt came to. `reason` is a `Reason`, or `status_reason(code)`."""
 
     kind: Kind
     reason: str
@@ -54,9 +125,9 @@ class Outcome:
         return self.kind not in (Kind.SUCCESS, Kind.SKIPPED, Kind.CANCELLED)
 
 
-SUCCESS = Outcome(Kind.SUCCESS, "ok")
+SUCCESS = Outcome(Kind.SUCCESS, Reason.OK)
 
-_STATUS_REASONS = {408: "timeout", 429: "rate_limited", 529: "overloaded"}
+_STATUS_REASONS = {408: Reason.TIMEOUT, 429: Reason.RATE_LIMITED, 529: Reason.OVERLOADED}
 
 _USAGE_LIMIT = re.compile(
     r"usage[ _]limit|quota|insufficient[ _](?:credit|balance|funds)|credit balance|billing"
@@ -125,20 +196,20 @@ def classify_response(
     retry_after = parse_retry_after(headers, now)
     if _is_usage_limit(status, headers, body):
         reset_at = usage_reset_at(headers, body, now)
-        return Outcome(Kind.EXHAUSTED, "usage_limit", status, retry_after, reset_at)
+        return Outcome(Kind.EXHAUSTED, Reason.USAGE_LIMIT, status, retry_after, reset_at)
     if status in (401, 403):
-        return Outcome(Kind.AUTH, "auth_rejected", status)
+        return Outcome(Kind.AUTH, Reason.AUTH_REJECTED, status)
     if status in fallback_on:
-        reason = _STATUS_REASONS.get(status, f"status_{status}")
+        reason = _STATUS_REASONS.get(status) or status_reason(status)
         return Outcome(Kind.TRANSIENT, reason, status, retry_after)
     if not first:
         if status == 404:
-            return Outcome(Kind.UNFIT, "unknown_model", status)
+            return Outcome(Kind.UNFIT, Reason.UNKNOWN_MODEL, status)
         if _TOO_LONG.search(body.decode("utf-8", "replace")):
-            return Outcome(Kind.UNFIT, "context_too_long", status)
+            return Outcome(Kind.UNFIT, Reason.CONTEXT_TOO_LONG, status)
         if 400 <= status < 500:
-            return Outcome(Kind.UNFIT, "rejected", status)
-    return Outcome(Kind.CLIENT, f"status_{status}", status)
+            return Outcome(Kind.UNFIT, Reason.REJECTED, status)
+    return Outcome(Kind.CLIENT, status_reason(status), status)
 
 
 # The status an Anthropic error type stands for, to classify an `event: error` in a stream.
@@ -172,8 +243,23 @@ def classify_stream_error(
     outcome = classify_response(status, {}, data, fallback_on=fallback_on, first=first, now=now)
     if outcome.kind is Kind.CLIENT and status >= 500:
         # A 5xx-like error in a stream is the upstream's failure whatever fallback_on says.
-        return Outcome(Kind.TRANSIENT, "stream_error", status)
+        return Outcome(Kind.TRANSIENT, Reason.STREAM_ERROR, status)
     return outcome
+
+
+def classify_exception(exc: Exception) -> Outcome:
+    """Map a transport failure (an `httpx.HTTPError`) to a transient outcome."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        reason = Reason.CONNECT_TIMEOUT
+    elif isinstance(exc, httpx.TimeoutException):
+        reason = Reason.READ_TIMEOUT
+    elif isinstance(exc, httpx.ConnectError):
+        reason = Reason.TLS_ERROR if "SSL" in repr(exc) else Reason.CONNECT_ERROR
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        reason = Reason.PROTOCOL_ERROR
+    else:
+        reason = Reason.READ_ERROR
+    return Outcome(Kind.TRANSIENT, reason)
 
 
 _UNIFIED_WINDOWS = ("", "-5h", "-7d")

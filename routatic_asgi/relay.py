@@ -28,6 +28,8 @@ from routatic_asgi.classify import (
     SUCCESS,
     Kind,
     Outcome,
+    Reason,
+    classify_exception,
     classify_response,
     classify_stream_error,
 )
@@ -39,7 +41,7 @@ from routatic_asgi.translate.fit import unfit_reason
 from routatic_asgi.translate.responses import TranslationError
 from routatic_asgi.upstream import Upstreams
 
-__all__ = ["UpstreamRelay", "classify_exception"]
+__all__ = ["UpstreamRelay"]
 
 Clock = Callable[[], float]
 Headers = list[tuple[bytes, bytes]]
@@ -66,20 +68,6 @@ _TRANSLATED_DROP = frozenset({b"content-encoding", b"content-type"})
 _ERROR_BODY_LIMIT = 1024 * 1024
 _USAGE_BODY_LIMIT = 4 * 1024 * 1024  # a larger answer is relayed without reading its usage
 
-
-def classify_exception(exc: Exception) -> Outcome:
-    """Map a transport failure to a transient outcome with a bounded reason."""
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-        reason = "connect_timeout"
-    elif isinstance(exc, httpx.TimeoutException):
-        reason = "read_timeout"
-    elif isinstance(exc, httpx.ConnectError):
-        reason = "tls_error" if "SSL" in repr(exc) else "connect_error"
-    elif isinstance(exc, httpx.RemoteProtocolError):
-        reason = "protocol_error"
-    else:
-        reason = "read_error"
-    return Outcome(Kind.TRANSIENT, reason)
 
 
 class UpstreamRelay:
@@ -112,7 +100,7 @@ class UpstreamRelay:
             return
         exchange = exchange_for(request, target, now=self.clock(), caps=caps)
         if exchange is None:
-            attempt.settle(Outcome(Kind.SKIPPED, "no_translation"))
+            attempt.settle(Outcome(Kind.SKIPPED, Reason.NO_TRANSLATION))
             return
         url = target.base_url + exchange.path + _query(request, target)
         headers = self._headers(scope, target, exchange)
@@ -131,7 +119,7 @@ class UpstreamRelay:
             finally:
                 await response.aclose()
         if first_byte.cancelled_caught:
-            attempt.settle(Outcome(Kind.TRANSIENT, "first_byte_timeout"))
+            attempt.settle(Outcome(Kind.TRANSIENT, Reason.FIRST_BYTE_TIMEOUT))
 
     def _headers(self, scope: Scope, target: Target, exchange: Exchange) -> Headers:
         drop = _REQUEST_DROP if target.passthrough else _REQUEST_DROP | _CREDENTIALS
@@ -192,7 +180,7 @@ class UpstreamRelay:
             attempt.settle(classify_exception(exc))
             return
         except TranslationError:
-            attempt.settle(Outcome(Kind.TRANSIENT, "unreadable_answer", response.status_code))
+            attempt.settle(Outcome(Kind.TRANSIENT, Reason.UNREADABLE_ANSWER, response.status_code))
             return
         attempt.settle(SUCCESS)
         attempt.usage = usage_from_body(attempt.target.protocol, raw)
@@ -271,7 +259,7 @@ class UpstreamRelay:
             await send(_last(codec.error_event(f"the upstream stream broke: {type(exc).__name__}")))
             return
         if not attempt.succeeded:
-            reason = "stream_ended_early" if codec.seen else "empty_stream"
+            reason = Reason.STREAM_ENDED_EARLY if codec.seen else Reason.EMPTY_STREAM
             attempt.settle(Outcome(Kind.TRANSIENT, reason))
             return
         rest = framer.tail()

@@ -30,7 +30,7 @@ from routatic_asgi.attempt import (
     Protocol,
     Target,
 )
-from routatic_asgi.classify import Kind, Outcome
+from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.routing import Routing, request_traits
 from routatic_asgi.telemetry import RECORD, Telemetry, route_label
@@ -272,7 +272,7 @@ class _Flight:
                 return
             if outcome.kind is not Kind.SKIPPED:
                 tried += 1
-            if outcome.kind in _SPENT and outcome.reason != "rate_limited":
+            if outcome.kind in _SPENT and outcome.reason != Reason.RATE_LIMITED:
                 spent.add(target.name)
             if outcome.kind is Kind.CLIENT or (outcome.kind is Kind.AUTH and target.passthrough):
                 return
@@ -302,17 +302,17 @@ class _Flight:
             await self.router.app(self.scope, receive, send)
         except anyio.get_cancelled_exc_class():
             if self.gone.is_set():
-                attempt.settle(Outcome(Kind.CANCELLED, "client_disconnected"))
+                attempt.settle(Outcome(Kind.CANCELLED, Reason.CLIENT_DISCONNECTED))
             else:
-                attempt.settle(Outcome(Kind.TRANSIENT, "deadline"))
+                attempt.settle(Outcome(Kind.TRANSIENT, Reason.DEADLINE))
             raise
         except Exception:
             logger.exception("attempt on %s failed inside the proxy", attempt.target.name)
-            attempt.settle(Outcome(Kind.TRANSIENT, "internal_error"))
+            attempt.settle(Outcome(Kind.TRANSIENT, Reason.INTERNAL_ERROR))
             if self.committed:
                 raise
         if attempt.outcome is None:
-            attempt.settle(Outcome(Kind.TRANSIENT, "no_answer"))
+            attempt.settle(Outcome(Kind.TRANSIENT, Reason.NO_ANSWER))
         elif attempt.succeeded and not self.committed and held:
             await self._commit(attempt, held)
         elif not self.committed:

@@ -30,7 +30,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.attempt import ATTEMPT, PROXY_KEY_HEADER, Attempt, Credential
-from routatic_asgi.classify import Kind, Outcome, depleted_until
+from routatic_asgi.classify import Kind, Outcome, Reason, depleted_until
 from routatic_asgi.keyring import Keyring
 from routatic_asgi.state import MemoryStore, Record, StateStore
 
@@ -54,12 +54,12 @@ def credential_record(
         return Record(outcome.reason, now, until or now + quota_cooldown)
     if outcome.kind is Kind.SUCCESS:
         until = depleted_until(headers, now)
-        return None if until is None else Record("depleted", now, until)
+        return None if until is None else Record(Reason.DEPLETED, now, until)
     return None
 
 
-def skip_reason(record: Record) -> str:
-    return "credential_auth" if record.until is None else "credential_exhausted"
+def skip_reason(record: Record) -> Reason:
+    return Reason.CREDENTIAL_AUTH if record.until is None else Reason.CREDENTIAL_EXHAUSTED
 
 
 def skip_state(record: Record) -> str:
@@ -120,7 +120,7 @@ class AuthShortCircuit:
                 attempt.target = replace(
                     target, credential=Credential(target.provider, 0, "", source)
                 )
-                attempt.settle(Outcome(Kind.AUTH, "key_command_failed"))
+                attempt.settle(Outcome(Kind.AUTH, Reason.KEY_COMMAND_FAILED))
                 return
             await self.app(scope, receive, send)  # auth: none
             return

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import ssl
 
+import httpx
 import pytest
 
-from routatic_asgi.classify import Kind, classify_response, classify_stream_error, parse_retry_after
+from routatic_asgi.classify import (
+    Kind,
+    Reason,
+    classify_exception,
+    classify_response,
+    classify_stream_error,
+    parse_retry_after,
+)
 
 NOW = 1_800_000_000.0
 FALLBACK_ON = frozenset({408, 429, 500, 502, 503, 504, 529})
@@ -143,3 +152,29 @@ def test_error_events_inside_a_stream(error_type: str, kind: Kind) -> None:
 def test_an_unreadable_error_event_is_still_a_failure() -> None:
     outcome = classify_stream_error(b"not json", fallback_on=FALLBACK_ON, first=True, now=NOW)
     assert outcome.kind is Kind.TRANSIENT
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (httpx.ConnectTimeout("slow handshake"), Reason.CONNECT_TIMEOUT),
+        (httpx.PoolTimeout("no free connection"), Reason.CONNECT_TIMEOUT),
+        (httpx.ReadTimeout("silent"), Reason.READ_TIMEOUT),
+        (httpx.ConnectError("refused"), Reason.CONNECT_ERROR),
+        (httpx.ConnectError(repr(ssl.SSLError("bad cert"))), Reason.TLS_ERROR),
+        (httpx.RemoteProtocolError("garbage"), Reason.PROTOCOL_ERROR),
+        (httpx.ReadError("reset"), Reason.READ_ERROR),
+    ],
+)
+def test_a_transport_failure_is_transient_with_a_bounded_reason(
+    exc: Exception, reason: Reason
+) -> None:
+    outcome = classify_exception(exc)
+    assert (outcome.kind, outcome.reason) == (Kind.TRANSIENT, reason)
+
+
+def test_reasons_are_the_labels_metrics_and_headers_show() -> None:
+    # A member is its label: logs, metric labels and x-routatic-fallback read the same text.
+    assert Reason.RATE_LIMITED == "rate_limited"
+    assert f"{Reason.BREAKER_OPEN}" == "breaker_open"
+    assert classify(418)[1] == "status_418"

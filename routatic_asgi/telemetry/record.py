@@ -23,7 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.attempt import ACTOR, REQUEST, Attempt, InboundRequest
-from routatic_asgi.classify import Kind
+from routatic_asgi.classify import SHORT_CIRCUITS, Kind
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.request_log import request_line, request_outcome
 from routatic_asgi.telemetry.spans import (
@@ -41,10 +41,6 @@ REQUEST_LOG = "routatic_asgi.requests"
 Timer = Callable[[], float]
 logger = logging.getLogger("routatic_asgi")
 
-# Skips that spare an upstream a call it would have failed: the resilience layers at work.
-SHORT_CIRCUITS = frozenset(
-    {"breaker_open", "breaker_probing", "credential_auth", "credential_exhausted"}
-)
 _QUIET_FAILURES = (Kind.SUCCESS, Kind.SKIPPED, Kind.CANCELLED)
 _NOT_SERVER_ERRORS = ("success", "client_error", "rejected", "cancelled")
 

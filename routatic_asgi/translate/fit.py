@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from routatic_asgi.classify import Reason
 from routatic_asgi.config import ModelCaps
 from routatic_asgi.translate.tokens import estimate_tokens
 
@@ -39,14 +40,14 @@ def has_images(payload: Mapping[str, Any]) -> bool:
     return any(isinstance(m, dict) and _has_image(m.get("content")) for m in messages)
 
 
-def unfit_reason(payload: Mapping[str, Any], caps: ModelCaps | None) -> str | None:
+def unfit_reason(payload: Mapping[str, Any], caps: ModelCaps | None) -> Reason | None:
     """Why a model with `caps` cannot serve this body (`unfit_vision`...), or None if it can."""
     if caps is None:
         return None
     if not caps.vision and has_images(payload):
-        return "unfit_vision"
+        return Reason.UNFIT_VISION
     if not caps.tools and payload.get("tools"):
-        return "unfit_tools"
+        return Reason.UNFIT_TOOLS
     if caps.context is not None and estimate_tokens(payload) > caps.context:
-        return "unfit_context"
+        return Reason.UNFIT_CONTEXT
     return None
