@@ -10,14 +10,17 @@ connections from the event loop instead of polling sockets.
 Memory per response is bounded (reading pauses above `_HIGH_WATER` unread bytes). A response
 not read to its end closes its connection; an idle connection is never handed out once the
 peer has closed it. It never follows redirects, never decodes bodies and never logs a header
-or a body. It sends a request twice only in the keep-alive race: a reused connection that
-the peer closed without a byte of answer never took the request, so it goes once more on a
-new connection (as Go's net/http does); any other failure is the caller's to handle.
+or a body. It never sends a request twice: before a byte of a request goes out on a reused
+connection, the socket is polled, and one the peer has closed (or that holds bytes nobody
+asked for) is dropped for a new connection. Once any of the request is written, every
+failure (a reset, a close without an answer) is the caller's: the upstream may have taken
+the request, and only the caller can count a second try as an attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -46,6 +49,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.parser = httptools.HttpResponseParser(self)
+        self.fileno = -1
         self._begin()
 
     def _begin(self) -> None:
@@ -62,15 +66,15 @@ class _Connection(asyncio.Protocol):
         self.until_close = False
         self.error: Exception | None = None
         self.paused = False
-        self.received = False  # any byte of an answer to this request
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.fileno = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
-        self.received = True
         if self.head is None:  # bytes nobody asked for: the connection cannot be trusted
             self.close()
             return
@@ -158,6 +162,22 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+    def stale(self) -> bool:
+        """Whether this idle connection is unfit to carry a request: closed, or readable.
+
+        The event loop may not yet have delivered the peer's close (the keep-alive race);
+        the kernel knows. An idle connection has nothing to read unless its peer closed it
+        or sent bytes nobody asked for, so a readable one is never written to. One poll of
+        one descriptor: not a scan of the pool.
+        """
+        if self.closed or self.transport is None:
+            return True
+        if self.fileno < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.fileno, select.POLLIN)
+        return bool(poller.poll(0))
 
     @property
     def reusable(self) -> bool:
@@ -284,15 +304,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
         origin = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
         connection = self._idle_connection(origin)
-        if connection is not None:
-            try:
-                return await self._send(origin, connection, head, body, timeouts)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                if connection.received:
-                    raise
-                # The peer closed this idle connection as we reused it (the keep-alive race):
-                # it answered nothing, so it never took the request. Once more, on a new one.
-        connection = await self._connect(origin, timeouts)
+        if connection is None:
+            connection = await self._connect(origin, timeouts)
         return await self._send(origin, connection, head, body, timeouts)
 
     async def _send(
@@ -322,7 +335,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < self.keepalive_expiry:
+            if now - connection.idle_since < self.keepalive_expiry and not connection.stale():
                 return connection
             connection.close()
         return None

@@ -125,6 +125,7 @@ class UpstreamRelay:
         drop = _REQUEST_DROP if target.passthrough else _REQUEST_DROP | _CREDENTIALS
         if scope.get(PROXY_KEY_HEADER) == b"authorization":
             drop = drop | {b"authorization"}
+        drop = drop | _connection_named(scope["headers"])
         headers = [(k, v) for k, v in scope["headers"] if k not in drop and exchange.forwards(k)]
         if target.passthrough and not exchange.passthrough and target.protocol == "anthropic":
             headers = _bearer_as_api_key(headers)
@@ -306,9 +307,21 @@ def _query(request: InboundRequest, target: Target) -> str:
     return ""
 
 
+def _connection_named(headers: Headers) -> frozenset[bytes]:
+    """Headers a `Connection` header names: hop-by-hop for this one connection (RFC 9110
+    7.6.1), whatever they are called, so never forwarded."""
+    named = [v for k, v in headers if k == b"connection"]
+    if not named:
+        return frozenset()
+    return frozenset(
+        name.strip().lower() for value in named for name in value.split(b",") if name.strip()
+    )
+
+
 def _response_headers(response: httpx.Response) -> Headers:
     headers = [(k.lower(), v) for k, v in response.headers.raw]
-    return [(k, v) for k, v in headers if k not in _RESPONSE_DROP]
+    drop = _RESPONSE_DROP | _connection_named(headers)
+    return [(k, v) for k, v in headers if k not in drop]
 
 
 def _translated_headers(response: httpx.Response, body: bytes) -> Headers:

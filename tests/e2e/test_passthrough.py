@@ -127,6 +127,38 @@ def test_end_to_end_headers_are_forwarded_and_hop_by_hop_dropped(
     assert "x-routatic-key" not in headers
 
 
+def test_headers_named_in_connection_are_hop_by_hop_both_ways(upstream: FakeUpstream) -> None:
+    """`Connection: x-hop` makes x-hop belong to that one connection: the upstream never gets
+    the client's, and the client never gets the upstream's."""
+    prefix = upstream.provider()
+    config = gateway_config(
+        {"a": {"protocol": "anthropic", "base_url": upstream.url(prefix), "auth": "passthrough"}},
+        [{"match": "*", "chain": ["a/{model}"]}],
+    )
+    upstream.script(
+        prefix,
+        {
+            "status": 200,
+            "headers": {"connection": "x-upstream-hop", "x-upstream-hop": "secret", "x-kept": "1"},
+            "json": {"type": "message", "content": []},
+        },
+    )
+    sent = {
+        "x-api-key": "k",
+        "connection": "keep-alive, X-Client-Hop",
+        "x-client-hop": "do-not-forward",
+        "x-end-to-end": "forward",
+    }
+    with gateway(config) as url:
+        response = httpx.post(f"{url}/v1/messages", json=REQUEST, headers=sent)
+    assert response.status_code == 200
+    headers = dict(upstream.calls(prefix)[-1]["headers"])
+    assert "x-client-hop" not in headers
+    assert headers["x-end-to-end"] == "forward"
+    assert "x-upstream-hop" not in response.headers
+    assert response.headers["x-kept"] == "1"
+
+
 def test_upstream_response_headers_come_back(upstream: FakeUpstream) -> None:
     prefix = upstream.provider()
     config = gateway_config(
