@@ -38,7 +38,7 @@ from routatic_asgi.exchange import EventKind, Exchange, exchange_for
 from routatic_asgi.sse import SSEFramer, parse_event
 from routatic_asgi.telemetry import Telemetry, UsageReader, usage_from_body
 from routatic_asgi.translate.fit import unfit_reason
-from routatic_asgi.translate.responses import TranslationError
+from routatic_asgi.translate.pivot import TranslationError
 from routatic_asgi.upstream import Upstreams
 
 __all__ = ["UpstreamRelay"]

@@ -15,11 +15,10 @@ import pytest
 
 from routatic_asgi.attempt import InboundRequest, Target
 from routatic_asgi.config import ModelCaps
-from routatic_asgi.exchange import EventKind, Passthrough, exchange_for
+from routatic_asgi.exchange import EventKind, Passthrough, Repaired, exchange_for
 from routatic_asgi.sse import Event, parse_event
 from routatic_asgi.translate import (
     OpenAIToAnthropic,
-    Repaired,
     Translation,
     TranslationError,
     anthropic_history,
@@ -370,3 +369,15 @@ def test_openais_own_api_gets_max_completion_tokens() -> None:
     sent = orjson.loads(official.request_body())
     assert sent["max_completion_tokens"] == 32000 and "max_tokens" not in sent
     assert "max_tokens" in to_openai(payload, "qwen3")
+
+
+def test_the_codecs_do_not_import_the_exchange() -> None:
+    """The translate package stands below exchange.py: no import circle between them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, routatic_asgi.translate; "
+        "assert 'routatic_asgi.exchange' not in sys.modules, 'translate imports exchange'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,36 +1,41 @@
-"""Protocol translation between Anthropic Messages and OpenAI Chat Completions.
+"""Protocol translation: every wire protocol as codecs around one pivot.
 
-Pure code, one module per concern. For Anthropic clients on OpenAI-protocol targets:
-`requests` (the body sent) and `streams` (chunks to events); for OpenAI clients on Anthropic
-targets: `chat_requests` and `chat_streams`. Both ways: `responses` (non-streamed answers,
-usage, stop reasons), `errors` (envelopes and error events), `continuity` (history one
-provider wrote, made acceptable to the next), `tokens` (a local estimate), `fit` (model
-capabilities) and `translation` (the `Exchange` the relay uses). Nothing here performs I/O.
+The pivot is the Anthropic Messages shape (`pivot`). Each protocol is one package of codecs
+to and from it — request, answer, stream, error — described by a `Codec` (`codec`):
+`anthropic` (the pivot's own shape: history repair only), `chat` (OpenAI Chat Completions).
+`translation` composes a client's codec with a target's, so any client protocol reaches any
+target protocol; a same-protocol passthrough never comes here. Adding a protocol is one new
+package and one line in `translation.CODECS`. Beside them: `tokens` (a local estimate) and
+`fit` (model capabilities). Nothing here performs I/O.
 """
 
-from routatic_asgi.translate.chat_requests import to_anthropic
-from routatic_asgi.translate.chat_streams import AnthropicToOpenAI
-from routatic_asgi.translate.continuity import anthropic_history, has_foreign_thinking
-from routatic_asgi.translate.fit import unfit_reason
-from routatic_asgi.translate.requests import to_openai
-from routatic_asgi.translate.responses import (
-    TranslationError,
-    to_anthropic_message,
-    to_openai_completion,
+from routatic_asgi.translate.anthropic import anthropic_history, has_foreign_thinking
+from routatic_asgi.translate.chat import (
+    AnthropicToOpenAI,
+    OpenAIToAnthropic,
+    to_anthropic,
+    to_openai,
 )
-from routatic_asgi.translate.streams import OpenAIToAnthropic
+from routatic_asgi.translate.chat.answers import to_anthropic_message, to_openai_completion
+from routatic_asgi.translate.codec import Codec, EventKind, StreamCodec, stream_error_event
+from routatic_asgi.translate.fit import unfit_reason
+from routatic_asgi.translate.pivot import TranslationError
 from routatic_asgi.translate.tokens import estimate_tokens
-from routatic_asgi.translate.translation import Repaired, Translation
+from routatic_asgi.translate.translation import CODECS, Translation
 
 __all__ = [
+    "CODECS",
     "AnthropicToOpenAI",
+    "Codec",
+    "EventKind",
     "OpenAIToAnthropic",
-    "Repaired",
+    "StreamCodec",
     "Translation",
     "TranslationError",
     "anthropic_history",
     "estimate_tokens",
     "has_foreign_thinking",
+    "stream_error_event",
     "to_anthropic",
     "to_anthropic_message",
     "to_openai",

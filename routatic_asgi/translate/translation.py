@@ -1,10 +1,14 @@
-"""`Translation`: the `Exchange` for a client and a target that speak different protocols,
-and `Repaired`, the passthrough for Anthropic history that carries foreign thinking.
+"""`Translation`: the exchange for a client and a target that speak different protocols.
 
-It tells the relay where to post, which client headers may go (never `anthropic-*` to an
-OpenAI target; Anthropic targets always get `anthropic-version: 2023-06-01`, the version the
-translated body is written in), and turns bodies, errors and streams around. It performs no
-I/O and keeps nothing between requests.
+Any client protocol reaches any target protocol by composing two codecs: the client's
+decodes its request to the pivot and the target's encodes it; the target's answer, errors
+and stream are decoded to the pivot by the target's codec and encoded for the client by the
+client's. An Anthropic side is the pivot itself and costs nothing; only Chat ⇄ Responses
+goes through two steps, and its stream is re-framed between them (`Composed`).
+
+Headers: never `anthropic-*` to an OpenAI-protocol target; Anthropic targets always get
+`anthropic-version: 2023-06-01`, the version the translated body is written in. It
+performs no I/O and keeps nothing between requests.
 """
 
 from __future__ import annotations
@@ -15,22 +19,19 @@ import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
 from routatic_asgi.config import ModelCaps
-from routatic_asgi.exchange import Passthrough, StreamCodec
-from routatic_asgi.translate.chat_requests import to_anthropic
-from routatic_asgi.translate.chat_streams import AnthropicToOpenAI
-from routatic_asgi.translate.continuity import anthropic_history
-from routatic_asgi.translate.errors import anthropic_error_as_openai, openai_error_as_anthropic
-from routatic_asgi.translate.requests import dialect_of, to_openai
-from routatic_asgi.translate.responses import to_anthropic_message, to_openai_completion
-from routatic_asgi.translate.streams import OpenAIToAnthropic
+from routatic_asgi.sse import Event, SSEFramer
+from routatic_asgi.translate.anthropic import CODEC as ANTHROPIC
+from routatic_asgi.translate.chat import CODEC as CHAT
+from routatic_asgi.translate.codec import Codec, EventKind, StreamCodec
 
-__all__ = ["ANTHROPIC_VERSION", "Repaired", "Translation"]
+__all__ = ["CODECS", "Composed", "Translation"]
 
-ANTHROPIC_VERSION = b"2023-06-01"
+CODECS: dict[str, Codec] = {"anthropic": ANTHROPIC, "openai": CHAT}
+_OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 class Translation:
-    """Anthropic client ⇄ OpenAI-protocol target, or OpenAI client ⇄ Anthropic target."""
+    """A client of one protocol served by a target of another, through the pivot."""
 
     passthrough = False
 
@@ -43,54 +44,47 @@ class Translation:
         now: float = 0.0,
     ) -> None:
         self.request, self.target = request, target
+        self.client, self.upstream = CODECS[request.protocol], CODECS[target.protocol]
         self.reasoning = caps is None or caps.thinking
         self.max_output = caps.max_output if caps is not None else None
         self.created = int(now)
-        if target.protocol == "openai":
-            self.path = "/chat/completions"
-            self.extra_headers: list[tuple[bytes, bytes]] = []
-            self._foreign = b"anthropic-"
-        else:
-            self.path = "/v1/messages"
-            self.extra_headers = [(b"anthropic-version", ANTHROPIC_VERSION)]
-            self._foreign = b"openai-"
+        self.path = self.upstream.path
+        self.extra_headers: list[tuple[bytes, bytes]] = list(self.upstream.extra_headers)
+        self._foreign = self.upstream.foreign
 
     def forwards(self, header: bytes) -> bool:
         return not (header.startswith(self._foreign) or header == b"anthropic-version")
 
     def request_body(self) -> bytes:
-        payload, model = self.request.payload, self.target.model
-        if self.target.protocol == "openai":
-            dialect = dialect_of(model, self.target.base_url)
-            body = to_openai(payload, model, reasoning=self.reasoning, dialect=dialect)
-        else:
-            body = anthropic_history(to_anthropic(payload, model, reasoning=self.reasoning))
-        limit = self.max_output
-        if limit is not None:
-            _cap(body, limit)
+        target, reasoning = self.target, self.reasoning
+        pivot = self.client.request_to_pivot(self.request.payload, target.model, reasoning)
+        body = self.upstream.request_from_pivot(pivot, target, reasoning)
+        if self.max_output is not None:
+            _cap(body, self.max_output)
         return orjson.dumps(body)
 
     def response_body(self, body: bytes) -> bytes:
-        if self.target.protocol == "openai":
-            return to_anthropic_message(body)
-        return to_openai_completion(body, self.created)
+        pivot = self.upstream.answer_to_pivot(body)
+        return self.client.answer_from_pivot(pivot, self.request.payload, self.created)
 
     def error_body(self, status: int, body: bytes) -> bytes:
-        if self.target.protocol == "openai":
-            return openai_error_as_anthropic(status, body)
-        return anthropic_error_as_openai(status, body)
+        return self.client.error_from_pivot(status, self.upstream.error_to_pivot(status, body))
 
     def stream(self) -> StreamCodec:
-        if self.target.protocol == "openai":
-            return OpenAIToAnthropic()
-        options = self.request.payload.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return AnthropicToOpenAI(created=self.created, include_usage=include_usage)
+        decode = self.upstream.stream_to_pivot
+        encode = self.client.stream_from_pivot
+        if encode is None:
+            assert decode is not None  # the same protocol on both sides is no translation
+            return decode()
+        encoder = encode(self.request.payload, self.created)
+        if decode is None:
+            return encoder
+        return Composed(decode(), encoder)
 
 
 def _cap(body: dict[str, Any], limit: int) -> None:
     """Lower the body's output limit to the model's; drop a thinking budget that no longer fits."""
-    for field in ("max_tokens", "max_completion_tokens"):
+    for field in _OUTPUT_LIMITS:
         if isinstance(body.get(field), int):
             body[field] = min(body[field], limit)
     thinking = body.get("thinking")
@@ -98,10 +92,37 @@ def _cap(body: dict[str, Any], limit: int) -> None:
         body.pop("thinking")
 
 
-class Repaired(Passthrough):
-    """Anthropic to Anthropic, with thinking that Anthropic did not sign taken out first."""
+class Composed:
+    """A target's stream decoded to pivot events, re-framed, and encoded for the client.
 
-    def request_body(self) -> bytes:
-        body = anthropic_history(self.request.payload)
-        body["model"] = self.target.model
-        return orjson.dumps(body)
+    The commit point, errors and the end are the target's (the decoder decides); the encoder
+    sees every pivot event in order, so its own state (open items, usage) stays right.
+    """
+
+    def __init__(self, decoder: StreamCodec, encoder: StreamCodec) -> None:
+        self.decoder, self.encoder = decoder, encoder
+        self.framer = SSEFramer()
+        self.seen = False
+
+    def kind(self, event: Event) -> EventKind:
+        self.seen = True
+        return self.decoder.kind(event)
+
+    def translate(self, event: Event) -> bytes:
+        return self._encode(self.decoder.translate(event))
+
+    def finish(self) -> bytes:
+        return self._encode(self.decoder.finish()) + self.encoder.finish()
+
+    def error_event(self, message: str) -> bytes:
+        self.decoder.error_event(message)
+        return self.encoder.error_event(message)
+
+    def _encode(self, pivot: bytes) -> bytes:
+        if not pivot:
+            return b""
+        out = []
+        for event in self.framer.feed(pivot):
+            self.encoder.kind(event)
+            out.append(self.encoder.translate(event))
+        return b"".join(out)

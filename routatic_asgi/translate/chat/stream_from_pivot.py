@@ -1,4 +1,4 @@
-"""Streams for an OpenAI client: an Anthropic target's events, re-encoded as chunks.
+"""Chat Completions streams from the pivot: pivot events, re-encoded as chunks for a client.
 
 `AnthropicToOpenAI` reads the target's events (as the SSE framer cut them): `kind()` tells
 the relay hold-back, content (the commit point), error and end apart, and `translate()`
@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 
-from routatic_asgi.exchange import EventKind, stream_error_event
 from routatic_asgi.sse import Event, encode_event
-from routatic_asgi.translate.errors import anthropic_error_event_as_openai
-from routatic_asgi.translate.responses import as_dict, finish_reason, openai_usage
-from routatic_asgi.translate.streams import keepalive, load
+from routatic_asgi.translate.chat.answers import finish_reason, openai_usage
+from routatic_asgi.translate.chat.errors import anthropic_error_event_as_openai
+from routatic_asgi.translate.codec import EventKind, stream_error_event
+from routatic_asgi.translate.pivot import as_dict, keepalive, load
 
 __all__ = ["AnthropicToOpenAI"]
 

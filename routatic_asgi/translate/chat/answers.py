@@ -1,4 +1,4 @@
-"""Non-streamed response bodies: a Chat Completion ⇄ an Anthropic Message.
+"""Non-streamed answers: a Chat Completion to the pivot (an Anthropic Message) and back.
 
 Pure functions of a parsed body. A body that is not the expected shape raises
 `TranslationError`, so the relay can treat that answer as the upstream's failure instead of
@@ -7,25 +7,22 @@ handing the client something it cannot read.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from routatic_asgi.errors import RoutaticError
+from routatic_asgi.translate.pivot import TranslationError, as_dict, parse, tool_arguments, tool_id
 
 __all__ = [
     "TranslationError",
     "anthropic_usage",
+    "assistant_parts",
     "finish_reason",
     "openai_usage",
     "stop_reason",
     "to_anthropic_message",
     "to_openai_completion",
-    "tool_arguments",
-    "tool_id",
 ]
 
 _STOP_REASONS = {
@@ -44,36 +41,6 @@ _FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-_TOOL_ID = re.compile(r"[^A-Za-z0-9_-]")
-
-
-class TranslationError(RoutaticError):
-    """An upstream answer that cannot be read as its protocol's response."""
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def parse(body: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise TranslationError(f"the upstream's answer is not JSON: {exc.msg}") from exc
-    if not isinstance(payload, dict):
-        raise TranslationError("the upstream's answer is not a JSON object")
-    return payload
-
-
-def tool_id(raw: Any, seed: str, position: int) -> str:
-    """A tool id Anthropic accepts (`[A-Za-z0-9_-]+`), the same each time for the same input.
-
-    Servers that send no id get one derived from the response id and the call's position.
-    """
-    if isinstance(raw, str) and raw:
-        return _TOOL_ID.sub("_", raw)[:64]
-    digest = hashlib.sha256(f"{seed}:{position}".encode()).hexdigest()[:24]
-    return f"toolu_{digest}"
 
 
 def stop_reason(finish: Any, has_tools: bool) -> str:
@@ -175,17 +142,6 @@ def to_anthropic_message(body: bytes) -> bytes:
         "usage": anthropic_usage(completion.get("usage")),
     }
     return orjson.dumps(result)
-
-
-def tool_arguments(arguments: Any) -> dict[str, Any]:
-    """Tool-call arguments (a JSON string) as the object Anthropic wants; `{}` if unreadable."""
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        parsed = orjson.loads(arguments or "{}")
-    except (orjson.JSONDecodeError, TypeError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 def assistant_parts(content: list[Any]) -> tuple[list[str], list[str], list[dict[str, Any]]]:

@@ -1,4 +1,4 @@
-"""Error envelopes and in-stream error events, from one protocol's shape to the other's.
+"""Chat Completions errors to and from the pivot's (Anthropic's) envelope and error events.
 
 Pure functions of a status and a body. A body that is not the expected envelope still yields
 a well-formed one, with the upstream's text (truncated) as the message. Nothing here decides

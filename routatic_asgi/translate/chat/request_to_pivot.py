@@ -1,6 +1,6 @@
-"""Request bodies from an OpenAI client, for an Anthropic target.
+"""Chat Completions requests to the pivot: what a Chat Completions client asked for.
 
-`to_anthropic` turns a Chat Completions body into an Anthropic Messages body: system and
+`to_anthropic` turns a Chat Completions body into a pivot (Anthropic Messages) body: system and
 developer turns become `system`, tool messages become `tool_result` blocks, and
 `reasoning_effort` becomes a thinking budget. A pure function of a parsed body: fields with
 no counterpart are dropped (docs/compat-matrix.md says which), and nothing here raises.
@@ -12,8 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from routatic_asgi.translate.requests import texts
-from routatic_asgi.translate.responses import tool_arguments
+from routatic_asgi.translate.pivot import texts, tool_arguments
 
 __all__ = ["DEFAULT_MAX_TOKENS", "to_anthropic"]
 

@@ -20,7 +20,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["anthropic_history", "has_foreign_thinking", "is_anthropic_signature"]
+from routatic_asgi.translate.pivot import thinking_on
+
+__all__ = [
+    "anthropic_history",
+    "has_foreign_thinking",
+    "is_anthropic_signature",
+    "without_thinking",
+]
 
 _SIGNATURE = re.compile(r"[A-Za-z0-9+/_=-]{32,}")
 
@@ -77,11 +84,6 @@ def _open_tool_loop_lost_thinking(messages: list[Any]) -> bool:
         return False
     content = previous.get("content")
     return isinstance(content, list) and any(_foreign(block) for block in content)
-
-
-def thinking_on(payload: Mapping[str, Any]) -> bool:
-    thinking = payload.get("thinking")
-    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
 
 
 def without_thinking(payload: dict[str, Any]) -> dict[str, Any]:

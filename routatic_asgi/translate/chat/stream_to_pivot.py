@@ -1,4 +1,4 @@
-"""Streams for an Anthropic client: an OpenAI-protocol target's chunks, as Anthropic events.
+"""Chat Completions streams to the pivot: a target's chunks, as pivot (Anthropic) events.
 
 `OpenAIToAnthropic` reads the TARGET's chunks (as the SSE framer cut them) and writes the
 CLIENT's events: `kind()` tells the relay hold-back, content (the commit point), error and
@@ -11,41 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from routatic_asgi.sse import Event
+from routatic_asgi.translate.chat.answers import anthropic_usage, reasoning_of, stop_reason
+from routatic_asgi.translate.chat.errors import openai_error_chunk_as_anthropic
+from routatic_asgi.translate.codec import EventKind, stream_error_event
+from routatic_asgi.translate.pivot import as_dict, keepalive, load, sse, tool_id
 
-from routatic_asgi.exchange import EventKind, stream_error_event
-from routatic_asgi.sse import Event, encode_event
-from routatic_asgi.translate.errors import (
-    openai_error_chunk_as_anthropic,
-)
-from routatic_asgi.translate.responses import (
-    anthropic_usage,
-    as_dict,
-    reasoning_of,
-    stop_reason,
-    tool_id,
-)
-
-__all__ = ["OpenAIToAnthropic", "keepalive", "load"]
+__all__ = ["OpenAIToAnthropic"]
 
 _DONE = b"[DONE]"
-
-
-def _event(name: str, payload: dict[str, Any]) -> bytes:
-    return encode_event(name, orjson.dumps(payload))
-
-
-def keepalive(event: Event) -> bytes:
-    """A comment line keeps an idle client's timer from firing; anything else is dropped."""
-    return b": keep-alive\n\n" if event.raw.lstrip().startswith(b":") else b""
-
-
-def load(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _choice(chunk: dict[str, Any]) -> dict[str, Any]:
@@ -160,24 +134,24 @@ class OpenAIToAnthropic:
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        return _event("message_start", {"type": "message_start", "message": message})
+        return sse("message_start", {"type": "message_start", "message": message})
 
     def _open_block(self, key: str, block: dict[str, Any]) -> bytes:
         stop = self._stop_block()
         self._index += 1
         self._open = key
         start = {"type": "content_block_start", "index": self._index, "content_block": block}
-        return stop + _event("content_block_start", start)
+        return stop + sse("content_block_start", start)
 
     def _stop_block(self) -> bytes:
         if self._open is None:
             return b""
         self._open = None
-        return _event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        return sse("content_block_stop", {"type": "content_block_stop", "index": self._index})
 
     def _delta_event(self, delta: dict[str, Any]) -> bytes:
         body = {"type": "content_block_delta", "index": self._index, "delta": delta}
-        return _event("content_block_delta", body)
+        return sse("content_block_delta", body)
 
     def _text_delta(self, kind: str, text: str) -> bytes:
         opened = b""
@@ -232,6 +206,6 @@ class OpenAIToAnthropic:
         }
         return (
             self._stop_block()
-            + _event("message_delta", delta)
-            + _event("message_stop", {"type": "message_stop"})
+            + sse("message_delta", delta)
+            + sse("message_stop", {"type": "message_stop"})
         )

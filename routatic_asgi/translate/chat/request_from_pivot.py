@@ -1,6 +1,6 @@
-"""Request bodies from an Anthropic client, for an OpenAI-protocol target.
+"""Chat Completions requests from the pivot: what a Chat Completions target is sent.
 
-`to_openai` turns an Anthropic Messages body into a Chat Completions body, asking for
+`to_openai` turns a pivot (Anthropic Messages) body into a Chat Completions body, asking for
 reasoning in the target's own terms (`dialect_of`). A pure function of a parsed body: fields
 with no counterpart are dropped (docs/compat-matrix.md says which), and nothing here raises
 on a strange body; it translates what it recognises.
@@ -11,37 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from routatic_asgi.translate.continuity import thinking_on
-from routatic_asgi.translate.responses import assistant_parts
+from routatic_asgi.translate.chat.answers import assistant_parts
+from routatic_asgi.translate.pivot import texts, thinking_on
 
-__all__ = ["Dialect", "dialect_of", "texts", "to_openai"]
+__all__ = ["Dialect", "dialect_of", "to_openai"]
 
 Dialect = Literal["compatible", "openai", "deepseek", "openrouter"]
 TOOL_ERROR_PREFIX = "Error: "
 # Anthropic output_config.effort → OpenAI reasoning_effort.
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
-
-
-def texts(content: Any) -> list[str]:
-    """The texts of a string or of a list of blocks (text, and plain-text documents)."""
-    if isinstance(content, str):
-        return [content]
-    if not isinstance(content, list):
-        return []
-    out = []
-    for block in content:
-        if isinstance(block, dict) and block.get("type") == "text":
-            out.append(str(block.get("text", "")))
-        elif isinstance(block, dict) and block.get("type") == "document":
-            out.extend(_document_text(block))
-    return out
-
-
-def _document_text(block: Mapping[str, Any]) -> list[str]:
-    source = block.get("source")
-    if isinstance(source, dict) and source.get("type") == "text":
-        return [str(source.get("data", ""))]
-    return ["[a document was omitted: this provider cannot read it]"]
 
 
 def _image_part(block: Mapping[str, Any]) -> dict[str, Any] | None:

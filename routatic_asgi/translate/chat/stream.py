@@ -1,0 +1,68 @@
+"""A Chat Completions stream read as it passes through: bare `data:` chunks, `[DONE]` at the end.
+
+The watcher of a same-protocol passthrough: it finds the commit point (the first chunk with
+content or a finish reason) and an error chunk before it. Never rewrites a byte.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from routatic_asgi.sse import Event
+from routatic_asgi.translate.codec import EventKind, stream_error_event
+
+__all__ = ["OpenAIStream"]
+
+
+class OpenAIStream:
+    __slots__ = ("committed", "seen")
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.committed = False
+
+    def kind(self, event: Event) -> EventKind:
+        self.seen = True
+        data = event.data
+        if data == b"[DONE]":
+            return EventKind.END
+        if self.committed:
+            return EventKind.CONTENT
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return EventKind.HOLD
+        if not isinstance(chunk, dict):
+            return EventKind.HOLD
+        if "error" in chunk:
+            return EventKind.ERROR
+        if _has_content(chunk):
+            self.committed = True
+            return EventKind.CONTENT
+        return EventKind.HOLD
+
+    def translate(self, event: Event) -> bytes:
+        return event.raw
+
+    def finish(self) -> bytes:
+        return b""
+
+    def error_event(self, message: str) -> bytes:
+        return stream_error_event("openai", message)
+
+
+def _has_content(chunk: dict[str, object]) -> bool:
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(
+            delta.get(field) for field in ("content", "tool_calls", "reasoning_content", "refusal")
+        ):
+            return True
+    return False

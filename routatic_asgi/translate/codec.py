@@ -1,0 +1,80 @@
+"""What a protocol package provides: the codecs between its wire shapes and the pivot.
+
+A `Codec` is one protocol's set of pure functions — request, answer, stream and error, each
+way — plus where its generation endpoint lives and which client headers must not reach it.
+`StreamCodec` is what the relay drives for a stream: `kind()` tells hold-back, content (the
+commit point), error and end apart in the TARGET's events; `translate()` returns the bytes
+for the CLIENT. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from typing import Protocol as TypingProtocol
+
+from routatic_asgi.attempt import Protocol, Target
+from routatic_asgi.errors import error_body
+from routatic_asgi.sse import Event, encode_event
+
+__all__ = ["Codec", "EventKind", "StreamCodec", "stream_error_event"]
+
+
+class EventKind(Enum):
+    HOLD = 1  # held back before the commit: message_start, ping, a role-only chunk
+    CONTENT = 2  # the commit point
+    ERROR = 3  # the upstream reports a failure inside the stream
+    END = 4  # the stream is complete: message_stop, [DONE]
+
+
+class StreamCodec(TypingProtocol):
+    seen: bool
+
+    def kind(self, event: Event) -> EventKind: ...
+
+    def translate(self, event: Event) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+    def error_event(self, message: str) -> bytes: ...
+
+
+def stream_error_event(protocol: Protocol, message: str) -> bytes:
+    """The error a caller gets inside a stream that broke after its commit."""
+    if protocol == "openai":
+        return encode_event(None, error_body("openai", 502, message, "server_error"))
+    return encode_event("error", error_body("anthropic", 500, message, "api_error"))
+
+
+Payload = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """One wire protocol, to and from the pivot (the Anthropic Messages shape).
+
+    Client side: `request_to_pivot`, `answer_from_pivot`, `error_from_pivot`,
+    `stream_from_pivot` (None: the client reads pivot events as they are). Target side:
+    `request_from_pivot`, `answer_to_pivot`, `error_to_pivot`, `stream_to_pivot` (None: the
+    target's events are pivot events). `watch` reads this protocol's own stream for a
+    same-protocol passthrough, which never goes through the pivot.
+    """
+
+    protocol: Protocol
+    path: str  # the generation endpoint, after the provider's base_url
+    foreign: tuple[bytes, ...]  # client header prefixes never sent to this protocol's targets
+    extra_headers: tuple[tuple[bytes, bytes], ...]
+    # (client payload, target model, reasoning allowed) → pivot request
+    request_to_pivot: Callable[[Payload, str, bool], dict[str, Any]]
+    # (pivot request, target, reasoning allowed) → the target's request
+    request_from_pivot: Callable[[Payload, Target, bool], dict[str, Any]]
+    answer_to_pivot: Callable[[bytes], bytes]
+    # (pivot answer, the client's payload, now) → the client's answer
+    answer_from_pivot: Callable[[bytes, Payload, int], bytes]
+    error_to_pivot: Callable[[int, bytes], bytes]
+    error_from_pivot: Callable[[int, bytes], bytes]
+    stream_to_pivot: Callable[[], StreamCodec] | None
+    stream_from_pivot: Callable[[Payload, int], StreamCodec] | None
+    watch: Callable[[], StreamCodec]

@@ -1,0 +1,124 @@
+"""The pivot: the one shape every protocol is translated to and from.
+
+The pivot is the Anthropic Messages shape — a request body (`system`, `messages` of blocks,
+`tools`, `tool_choice`, `thinking`, `max_tokens`), an answer (a `message` with content
+blocks, `stop_reason` and `usage`) and a stream of events (`message_start`,
+`content_block_*`, `message_delta`, `message_stop`, `error`). It was chosen because the
+Anthropic shape is the richest of the three (typed blocks, signed thinking, cache usage) and
+an Anthropic target then needs no translation at all. Each protocol package holds codecs to
+and from it; this module holds what they share: reading bodies and events, tool ids and
+arguments, texts of blocks. Pure: nothing here performs I/O or keeps state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from routatic_asgi.errors import RoutaticError
+from routatic_asgi.sse import Event, encode_event
+
+__all__ = [
+    "TranslationError",
+    "as_dict",
+    "keepalive",
+    "load",
+    "parse",
+    "sse",
+    "texts",
+    "thinking_on",
+    "tool_arguments",
+    "tool_id",
+]
+
+_TOOL_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class TranslationError(RoutaticError):
+    """An upstream answer that cannot be read as its protocol's response."""
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def parse(body: bytes) -> dict[str, Any]:
+    """A whole answer body as a JSON object, or `TranslationError`."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise TranslationError(f"the upstream's answer is not JSON: {exc.msg}") from exc
+    if not isinstance(payload, dict):
+        raise TranslationError("the upstream's answer is not a JSON object")
+    return payload
+
+
+def load(data: bytes) -> dict[str, Any] | None:
+    """An event's data as a JSON object, or None (a stream goes on past a strange event)."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def sse(name: str, payload: dict[str, Any]) -> bytes:
+    return encode_event(name, orjson.dumps(payload))
+
+
+def keepalive(event: Event) -> bytes:
+    """A comment line keeps an idle client's timer from firing; anything else is dropped."""
+    return b": keep-alive\n\n" if event.raw.lstrip().startswith(b":") else b""
+
+
+def tool_id(raw: Any, seed: str, position: int) -> str:
+    """A tool id Anthropic accepts (`[A-Za-z0-9_-]+`), the same each time for the same input.
+
+    Servers that send no id get one derived from the response id and the call's position.
+    """
+    if isinstance(raw, str) and raw:
+        return _TOOL_ID.sub("_", raw)[:64]
+    digest = hashlib.sha256(f"{seed}:{position}".encode()).hexdigest()[:24]
+    return f"toolu_{digest}"
+
+
+def tool_arguments(arguments: Any) -> dict[str, Any]:
+    """Tool-call arguments (a JSON string) as the object Anthropic wants; `{}` if unreadable."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        parsed = orjson.loads(arguments or "{}")
+    except (orjson.JSONDecodeError, TypeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def texts(content: Any) -> list[str]:
+    """The texts of a string or of a list of blocks (text, and plain-text documents)."""
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    out = []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "text":
+            out.append(str(block.get("text", "")))
+        elif isinstance(block, dict) and block.get("type") == "document":
+            out.extend(_document_text(block))
+    return out
+
+
+def _document_text(block: Mapping[str, Any]) -> list[str]:
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "text":
+        return [str(source.get("data", ""))]
+    return ["[a document was omitted: this provider cannot read it]"]
+
+
+def thinking_on(payload: Mapping[str, Any]) -> bool:
+    thinking = payload.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
