@@ -18,6 +18,11 @@ __all__ = ["Answer", "final_answer", "proxy_error"]
 
 Headers = list[tuple[bytes, bytes]]
 
+# The gateway's own refusals that no retry can mend: the request, its key or its path is
+# wrong. Without `x-should-retry: false` the official SDKs and Claude Code retry them (a
+# missing proxy key for minutes).
+_FINAL_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415})
+
 
 @dataclass(slots=True)
 class Answer:
@@ -33,8 +38,13 @@ def proxy_error(
     error_type: str | None = None,
     retry_after: float | None = None,
 ) -> Answer:
-    """An error the proxy itself produces, in the caller's envelope."""
+    """An error the proxy itself produces, in the caller's envelope.
+
+    A refusal no retry can mend (400, 401, 403, 404, 405, 413, 415) says so in
+    `x-should-retry: false`."""
     headers: Headers = [(b"content-type", b"application/json")]
+    if status in _FINAL_STATUSES:
+        headers.append((b"x-should-retry", b"false"))
     if retry_after is not None:
         headers.append((b"retry-after", str(max(math.ceil(retry_after), 0)).encode()))
     return Answer(status, headers, error_body(protocol, status, message, error_type))

@@ -64,16 +64,20 @@ class RoutaticApp:
         self.telemetry = telemetry or Telemetry()
         self.store: StateStore = store if store is not None else MemoryStore()
         self.status = status
+        keys = config.server.keys
+        # With proxy keys, everything but health, readiness and metrics needs one.
+        models = InboundAuth(self._models, keys=keys)
+        root = InboundAuth(self._root, keys=keys)
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/messages": {"POST": chain},
             "/v1/messages/count_tokens": {"POST": chain},
             "/v1/chat/completions": {"POST": chain},
-            "/v1/models": {"GET": self._models},
+            "/v1/models": {"GET": models},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
-            "/status": {"GET": InboundAuth(self._status, keys=config.server.keys)},
+            "/status": {"GET": InboundAuth(self._status, keys=keys)},
             "/metrics": {"GET": self._metrics},
-            "/": {"GET": self._root, "HEAD": self._root},
+            "/": {"GET": root, "HEAD": root},
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

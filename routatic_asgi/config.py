@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from routatic_asgi.errors import ConfigError
 
@@ -78,6 +80,14 @@ def _size(value: Any) -> Any:
     return value
 
 
+def _not_blank(value: SecretStr) -> SecretStr:
+    """An empty key (`${KEY:-}` with KEY unset) would match an empty header, or be sent as one."""
+    if not value.get_secret_value().strip():
+        raise PydanticCustomError("blank_secret", "the key is empty or blank")
+    return value
+
+
+Secret = Annotated[SecretStr, AfterValidator(_not_blank)]
 Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 Bytes = Annotated[int, BeforeValidator(_size), Field(gt=0)]
 
@@ -90,7 +100,7 @@ class InboundKey(_Model):
     """A proxy key a client may present; `name` is the actor in logs."""
 
     name: str
-    key: SecretStr
+    key: Secret
 
 
 def _inbound_keys(value: Any) -> Any:
@@ -128,7 +138,7 @@ class ProviderConfig(_Model):
     protocol: Literal["anthropic", "openai"]
     base_url: str = Field(description="Anthropic: without /v1. OpenAI: with /v1.")
     auth: Literal["passthrough", "none"] | None = None
-    keys: list[SecretStr] = Field(default_factory=list)
+    keys: list[Secret] = Field(default_factory=list)
     key_command: str | None = Field(
         None, description="A command that prints a fresh key; run once on a 401."
     )
@@ -321,13 +331,18 @@ def parse_config(
         error = exc.errors()[0]
         path = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
-        raise ConfigError(source, path, message, _fix_for(error)) from None
+        fix = _fix_for(error, variables.get(path) or variables.get(path.rpartition(".")[0]))
+        raise ConfigError(source, path, message, fix) from None
     config._variables.update(variables)
     return config
 
 
-def _fix_for(error: Mapping[str, Any]) -> str:
+def _fix_for(error: Mapping[str, Any], variable: str | None = None) -> str:
     kind = error["type"]
+    if kind == "blank_secret":
+        if variable:
+            return f"export {variable} with the key, or remove the entry"
+        return "write the key, or remove the entry"
     if kind == "missing":
         return "add this key"
     if kind == "extra_forbidden":
