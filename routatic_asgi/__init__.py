@@ -4,6 +4,8 @@ A chain of pure ASGI middlewares: `InboundAuth` → `FallbackRouter` → `AuthSh
 `CircuitBreaker` → `UpstreamRelay`, assembled by `build_app(config)`. Each class is usable alone.
 """
 
+__version__ = "0.1.0"  # the one place the version is written; pyproject.toml reads it
+
 from routatic_asgi.app import RoutaticApp, build_app
 from routatic_asgi.attempt import Attempt, Credential, InboundRequest, Target
 from routatic_asgi.breaker import CircuitBreaker

@@ -1,7 +1,8 @@
 """The `routatic-asgi` command: serve, check, schema, status.
 
-Exit codes: 0 done, 1 a server that `status` could not read, 2 a configuration or usage
-problem (with a message naming the file, the key path and the fix). It never prints a key.
+Exit codes: 0 done; 1 a server that `status` could not read, or a provider `check --probe`
+found broken; 2 a configuration or usage problem (with a message naming the file, the key
+path and the fix). It never prints a key.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from routatic_asgi.config import Config, default_config, iter_chain, load_config
+from routatic_asgi import __version__
+from routatic_asgi.audit import config_warnings
+from routatic_asgi.config import (
+    Config,
+    config_schema,
+    default_config,
+    default_left_out,
+    iter_chain,
+    load_config,
+)
 from routatic_asgi.errors import ConfigError
 from routatic_asgi.telemetry.capture import CAPTURE_VARIABLE
 from routatic_asgi.telemetry.metrics import MULTIPROC_VARIABLE
@@ -29,10 +39,45 @@ __all__ = ["app_from_environment", "main"]
 
 _CONFIG_VARIABLE = "ROUTATIC_CONFIG"
 _KEY_VARIABLE = "ROUTATIC_KEY"
+_CONFIG_HELP = f"YAML file (default: ${_CONFIG_VARIABLE}, else the embedded default)"
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """--config, else ROUTATIC_CONFIG, else None (the embedded default)."""
+    return getattr(args, "config", None) or os.environ.get(_CONFIG_VARIABLE) or None
+
+
+def _shown(path: str | None) -> str:
+    """The file as the banner names it: absolute, so there is no doubt which one runs."""
+    return os.path.abspath(path) if path else "<embedded default>"
 
 
 def _load(path: str | None) -> Config:
     return load_config(path) if path else default_config()
+
+
+def _port(value: str) -> int:
+    """A TCP port for argparse: 0 (any free port) to 65535."""
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port: give a number 0-65535")
+    return int(value)
+
+
+def _banner(path: str | None, config: Config, workers: int) -> list[str]:
+    """What `serve` says at start: what runs, what was left out, what will surprise."""
+    guard = f"{len(config.server.keys)} proxy key(s)" if config.server.keys else "no proxy keys"
+    state = "memory" if config.state == "memory" else "redis"
+    lines = [f"{_shown(path)}, {guard}, state: {state}"]
+    if path is None:
+        lines += default_left_out()
+    if workers > 1 and state == "memory":
+        lines.append(
+            f"warning: --workers {workers} with state: memory keeps one set of breakers and "
+            "credential marks per worker; set state: redis://... to share them"
+        )
+    lines += [f"warning: {warning}" for warning in config_warnings(config)]
+    lines += _chains(config)
+    return lines
 
 
 def _is_loopback(host: str) -> bool:
@@ -104,7 +149,8 @@ def _multiprocess_metrics() -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    config = _load(args.config)
+    path = _config_path(args)
+    config = _load(path)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     if not config.server.keys and not _is_loopback(host) and not args.allow_unauthenticated:
@@ -130,13 +176,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"routatic-asgi: debug capture is on: every exchange goes to {capture}", file=sys.stderr
         )
-    guard = f"{len(config.server.keys)} proxy key(s)" if config.server.keys else "no proxy keys"
-    state = "memory" if config.state == "memory" else "redis"
-    print(
-        f"routatic-asgi: {args.config or '<embedded default>'}, {guard}, state: {state}",
-        file=sys.stderr,
-    )
-    print("\n".join(f"routatic-asgi: {line}" for line in _chains(config)), file=sys.stderr)
+    for line in _banner(path, config, args.workers):
+        print(f"routatic-asgi: {line}", file=sys.stderr)
     options = {
         "host": host,
         "port": port,
@@ -150,8 +191,8 @@ def _serve(args: argparse.Namespace) -> int:
     made = _multiprocess_metrics() if shared else None
     try:
         if args.workers > 1:
-            if args.config:
-                os.environ[_CONFIG_VARIABLE] = os.path.abspath(args.config)
+            if path:
+                os.environ[_CONFIG_VARIABLE] = os.path.abspath(path)
             uvicorn.run(
                 "routatic_asgi.cli:app_from_environment",
                 factory=True,
@@ -189,14 +230,25 @@ def _chains(config: Config) -> list[str]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    print(f"{args.config or '<embedded default>'}: ok")
+    path = _config_path(args)
+    config = _load(path)
+    print(f"{_shown(path)}: ok")
+    if path is None:
+        print("\n".join(default_left_out()))
+    print("\n".join(f"warning: {warning}" for warning in config_warnings(config)))
     print("\n".join(_chains(config)))
-    return 0
+    if not args.probe:
+        return 0
+    from routatic_asgi.probe import probe
+
+    results = probe(config)
+    for result in results:
+        print(f"probe {result.provider}: {result.verdict} ({result.url}: {result.detail})")
+    return 0 if all(result.ok for result in results) else 1
 
 
 def _schema(args: argparse.Namespace) -> int:
-    print(json.dumps(Config.model_json_schema(), indent=2))
+    print(json.dumps(config_schema(), indent=2))
     return 0
 
 
@@ -258,11 +310,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="routatic-asgi", description="An LLM gateway that falls back when a provider fails."
     )
+    parser.add_argument("--version", action="version", version=f"routatic-asgi {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
-    serve.add_argument("--config", help="YAML file (default: the embedded default)")
+    serve.add_argument("--config", help=_CONFIG_HELP)
     serve.add_argument("--host", help="listen address (default: server.host)")
-    serve.add_argument("--port", type=int, help="listen port (default: server.port)")
+    serve.add_argument("--port", type=_port, help="listen port (default: server.port)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
     serve.add_argument(
         "--allow-unauthenticated",
@@ -283,7 +336,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
     check = commands.add_parser("check", help="validate a config and print each route's chain")
-    check.add_argument("--config", help="YAML file (default: the embedded default)")
+    check.add_argument("--config", help=_CONFIG_HELP)
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="call each provider's models endpoint with its keys and say what answered",
+    )
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the configuration's JSON Schema")
     schema.set_defaults(run=_schema)
@@ -299,9 +357,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.run(args)
+        sys.stdout.flush()
     except ConfigError as exc:
-        print(f"routatic-asgi: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"routatic-asgi: {problem.line}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left (`schema | head`): nothing more to say, and no traceback at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -24,11 +25,13 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from routatic_asgi.config_errors import unknown_providers, validation_errors
 from routatic_asgi.errors import ConfigError
 
 __all__ = [
@@ -41,7 +44,9 @@ __all__ = [
     "RouteConfig",
     "RouteWhen",
     "ServerConfig",
+    "config_schema",
     "default_config",
+    "default_left_out",
     "load_config",
     "parse_config",
 ]
@@ -88,8 +93,23 @@ def _not_blank(value: SecretStr) -> SecretStr:
 
 
 Secret = Annotated[SecretStr, AfterValidator(_not_blank)]
-Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
-Bytes = Annotated[int, BeforeValidator(_size), Field(gt=0)]
+# The schema says what a file may hold (`30s`, `32MiB`, `${VAR}`), not what it becomes.
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "description": "e.g. 250ms, 30s, 15m, 1h, or ${VAR}"},
+    ]
+}
+_SIZE_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "exclusiveMinimum": 0},
+        {"type": "string", "description": "e.g. 512KiB, 32MiB, or ${VAR}"},
+    ]
+}
+Seconds = Annotated[
+    float, BeforeValidator(_duration), Field(ge=0), WithJsonSchema(_DURATION_SCHEMA)
+]
+Bytes = Annotated[int, BeforeValidator(_size), Field(gt=0), WithJsonSchema(_SIZE_SCHEMA)]
 
 
 class _Model(BaseModel):
@@ -101,6 +121,23 @@ class InboundKey(_Model):
 
     name: str
     key: Secret
+
+
+# A proxy key is a bare string (named key0, key1, ...) or {name, key}.
+_INBOUND_KEYS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "anyOf": [
+            {"type": "string"},
+            {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+                "required": ["name", "key"],
+                "additionalProperties": False,
+            },
+        ]
+    },
+}
 
 
 def _inbound_keys(value: Any) -> Any:
@@ -115,7 +152,9 @@ def _inbound_keys(value: Any) -> Any:
 class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
-    keys: Annotated[list[InboundKey], BeforeValidator(_inbound_keys)] = Field(
+    keys: Annotated[
+        list[InboundKey], BeforeValidator(_inbound_keys), WithJsonSchema(_INBOUND_KEYS_SCHEMA)
+    ] = Field(
         default_factory=list,
         description="Inbound proxy keys, sent as x-routatic-key (or Authorization: Bearer).",
     )
@@ -150,9 +189,29 @@ class ProviderConfig(_Model):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        # The value is not echoed: a URL may carry a password.
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL, e.g. https://api.anthropic.com")
+            raise ValueError("not an http(s) URL; write it like https://api.anthropic.com")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _api_root(self) -> ProviderConfig:
+        """A base_url that names an endpoint, or repeats what the gateway appends, fails
+        every request with a 404 that looks like an unknown model: refuse it here."""
+        path = urlsplit(self.base_url).path.rstrip("/")
+        if self.protocol == "anthropic" and re.search(r"/v1(/messages)?$", path):
+            raise ValueError(
+                "base_url: an anthropic base_url ends before /v1: the gateway appends "
+                "/v1/messages, so this would call .../v1/v1/messages; remove the trailing /v1"
+            )
+        endpoint = re.search(r"/(chat/completions|responses|completions|messages)$", path)
+        if self.protocol != "anthropic" and endpoint:
+            raise ValueError(
+                f"base_url: names the endpoint /{endpoint.group(1)}; give the API root "
+                "(e.g. https://api.openai.com/v1): the gateway appends /chat/completions "
+                "or /responses itself"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_credential_source(self) -> ProviderConfig:
@@ -236,26 +295,32 @@ class Config(_Model):
     @field_validator("state")
     @classmethod
     def _state_url(cls, value: str) -> str:
+        # The value is not echoed: a Redis URL may carry a password.
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"{value!r}: use memory or a redis:// URL")
+            raise ValueError("use memory or a redis:// (rediss://, unix://) URL")
         return value
 
     @model_validator(mode="after")
     def _chains_name_known_providers(self) -> Config:
-        for index, route in enumerate(self.routes):
-            for entry in route.chain:
-                provider = entry.partition("/")[0]
-                if provider not in self.providers:
-                    known = ", ".join(sorted(self.providers))
-                    raise ValueError(
-                        f"routes.{index}.chain: {entry!r} names provider {provider!r}, "
-                        f"which is not under providers (known: {known})"
-                    )
+        unknown = unknown_providers(self.model_dump(include={"providers", "routes"}), "")
+        if unknown:
+            raise ValueError("; ".join(f"{e.path}: {e.problem}" for e in unknown))
         return self
 
     def route_for(self, model: str) -> RouteConfig | None:
         """The first route whose glob matches `model` (traits are checked by the router)."""
         return next((route for route in self.routes if route.matches(model)), None)
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a configuration file as written, for editors and
+    validators: durations and sizes may be strings, `keys` may be bare strings."""
+    schema = Config.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "routatic-asgi configuration",
+    }
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -323,33 +388,22 @@ def parse_config(
     variables: dict[str, str] = {}
     missing: dict[str, str] = {}
     expanded = _expand(data, os.environ if env is None else env, "", variables, missing)
-    if missing:
-        raise _missing_error(source, missing)
+    errors = [_missing_error(source, missing)] if missing else []
     try:
         config = Config.model_validate(expanded)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        path = ".".join(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        fix = _fix_for(error, variables.get(path) or variables.get(path.rpartition(".")[0]))
-        raise ConfigError(source, path, message, fix) from None
+        # Every mistake at once; the cross-check of chains runs on the raw tree, since
+        # pydantic skips the model's own check when a field failed.
+        found = validation_errors(
+            exc, Config, source, skip=list(missing.values()), variables=variables
+        )
+        errors += [error for error in found if error.path]
+        errors += unknown_providers(expanded, source)
+    if errors:
+        first, *more = errors
+        raise ConfigError(first.source, first.path, first.problem, first.fix, more=more)
     config._variables.update(variables)
     return config
-
-
-def _fix_for(error: Mapping[str, Any], variable: str | None = None) -> str:
-    kind = error["type"]
-    if kind == "blank_secret":
-        if variable:
-            return f"export {variable} with the key, or remove the entry"
-        return "write the key, or remove the entry"
-    if kind == "missing":
-        return "add this key"
-    if kind == "extra_forbidden":
-        return "remove or rename this key (see `routatic-asgi schema`)"
-    if kind == "literal_error":
-        return f"use one of {error.get('ctx', {}).get('expected', 'the listed values')}"
-    return "see `routatic-asgi schema` for the expected shape"
 
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
@@ -361,13 +415,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         raise ConfigError(
             source, "", f"cannot read the file: {exc.strerror}", "check the path"
         ) from None
-    try:
-        data = _load_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "the file"
-        raise ConfigError(source, "", f"invalid YAML at {where}", "fix the YAML syntax") from None
-    return parse_config(data, source=source, env=env)
+    return parse_config(_load_yaml(text, source), source=source, env=env)
 
 
 # `${VAR}`, `${VAR:-default}` and `{model}`: YAML reads `{` in a flow list (`[zen/{model}]`,
@@ -375,7 +423,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}\n]*)?\}|\{model\}")
 
 
-def _load_yaml(text: str) -> Any:
+def _load_yaml(text: str, source: str) -> Any:
     token = "__routatic_placeholder_"
     while token in text:
         token += "_"
@@ -385,11 +433,38 @@ def _load_yaml(text: str) -> Any:
         found.append(match.group(0))
         return f"{token}{len(found) - 1}__"
 
-    data = yaml.safe_load(_PLACEHOLDER.sub(hide, text))
+    hidden = re.compile(re.escape(token) + r"(\d+)__")
+    parsed = _PLACEHOLDER.sub(hide, text)
+    try:
+        data = yaml.safe_load(parsed)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source, parsed, hidden, found) from None
     if not found:
         return data
-    hidden = re.compile(re.escape(token) + r"(\d+)__")
     return _restore(data, lambda value: hidden.sub(lambda m: found[int(m.group(1))], value))
+
+
+def _yaml_error(
+    exc: yaml.YAMLError, source: str, parsed: str, hidden: re.Pattern[str], found: list[str]
+) -> ConfigError:
+    """Line, column (of the file as written) and reason; never the offending text."""
+    mark = getattr(exc, "problem_mark", None)
+    reason = getattr(exc, "problem", None) or "not valid YAML"
+    if mark is None:
+        return ConfigError(source, "", f"invalid YAML: {reason}", "fix the YAML syntax")
+    column = mark.column
+    line = parsed.splitlines()[mark.line] if mark.line < len(parsed.splitlines()) else ""
+    for match in hidden.finditer(line):  # placeholders were swapped for longer words
+        if match.end() <= mark.column:
+            column -= len(match.group(0)) - len(found[int(match.group(1))])
+    context = getattr(exc, "context", None)
+    detail = f"{reason} ({context})" if context else reason
+    return ConfigError(
+        source,
+        "",
+        f"invalid YAML at line {mark.line + 1}, column {column + 1}: {detail}",
+        "fix the YAML syntax",
+    )
 
 
 def _restore(node: Any, restore: Callable[[str], str]) -> Any:
@@ -442,6 +517,16 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
             chain.append(f"{name}/{model}")
     data = {"providers": providers, "routes": [{"match": "*", "chain": chain}]}
     return parse_config(data, source="<embedded default>", env=env)
+
+
+def default_left_out(env: Mapping[str, str] | None = None) -> list[str]:
+    """The embedded default's fallback providers left out, and why."""
+    env = os.environ if env is None else env
+    return [
+        f"{name} left out: {variable} is not set"
+        for name, variable, _, _ in _FALLBACKS
+        if not env.get(variable)
+    ]
 
 
 def iter_chain(route: RouteConfig, model: str) -> Iterator[tuple[str, str]]:

@@ -6,6 +6,7 @@ envelope never carries a credential, a traceback or an upstream's raw exception 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import orjson
@@ -26,12 +27,20 @@ class RoutaticError(Exception):
 
 
 class ConfigError(RoutaticError):
-    """A configuration that cannot run: names the file, the key path and the fix."""
+    """A configuration that cannot run: names the file, the key path and the fix.
 
-    def __init__(self, source: str, path: str, problem: str, fix: str) -> None:
+    One error may carry others found in the same file (`more`), so a user fixes them all in
+    one pass; `problems` lists every one, this first, and `str()` is one line each.
+    """
+
+    def __init__(
+        self, source: str, path: str, problem: str, fix: str, *, more: Sequence[ConfigError] = ()
+    ) -> None:
         self.source, self.path, self.problem, self.fix = source, path, problem, fix
         where = f"{source}: {path}" if path else source
-        super().__init__(f"{where}: {problem} (fix: {fix})")
+        self.line = f"{where}: {problem} (fix: {fix})"
+        self.problems: list[ConfigError] = [self, *more]
+        super().__init__("\n".join(error.line for error in self.problems))
 
 
 # Anthropic's error types by status; anything else in 4xx is invalid_request_error.

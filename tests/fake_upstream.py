@@ -203,6 +203,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     prefix = "/" + path.split("/")[1]
     call: dict[str, Any] = {
+        "method": scope["method"],
         "path": path.removeprefix(prefix),
         "query": scope["query_string"].decode(),
         "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],

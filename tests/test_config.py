@@ -97,7 +97,7 @@ def test_a_missing_variable_names_itself_the_file_and_the_path() -> None:
             "providers.x.base_url",
             "http",
         ),
-        ({"routes": [{"match": "*", "chain": ["nobody/{model}"]}]}, "", "nobody"),
+        ({"routes": [{"match": "*", "chain": ["nobody/{model}"]}]}, "routes.0.chain", "nobody"),
         (
             {"routes": [{"match": "*", "chain": ["just-a-model"]}]},
             "routes.0.chain",
