@@ -72,6 +72,7 @@ class RoutaticApp:
             "/v1/messages": {"POST": chain},
             "/v1/messages/count_tokens": {"POST": chain},
             "/v1/chat/completions": {"POST": chain},
+            "/v1/responses": {"POST": chain},
             "/v1/models": {"GET": models},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},

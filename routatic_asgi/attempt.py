@@ -37,8 +37,8 @@ ATTEMPT = "routatic.attempt"
 ACTOR = "routatic.actor"
 PROXY_KEY_HEADER = "routatic.proxy_key_header"
 
-Protocol = Literal["anthropic", "openai"]
-Endpoint = Literal["messages", "count_tokens", "chat_completions"]
+Protocol = Literal["anthropic", "openai", "responses"]  # "openai" is Chat Completions
+Endpoint = Literal["messages", "count_tokens", "chat_completions", "responses"]
 
 logger = logging.getLogger("routatic_asgi")
 

@@ -174,8 +174,10 @@ class ModelCaps(_Model):
 
 
 class ProviderConfig(_Model):
-    protocol: Literal["anthropic", "openai"]
-    base_url: str = Field(description="Anthropic: without /v1. OpenAI: with /v1.")
+    protocol: Literal["anthropic", "openai", "responses"] = Field(
+        description="anthropic (Messages), openai (Chat Completions) or responses (Responses API)."
+    )
+    base_url: str = Field(description="Anthropic: without /v1. OpenAI and Responses: with /v1.")
     auth: Literal["passthrough", "none"] | None = None
     keys: list[Secret] = Field(default_factory=list)
     key_command: str | None = Field(

@@ -19,7 +19,7 @@ __all__ = [
     "openai_error_body",
 ]
 
-Protocol = Literal["anthropic", "openai"]
+Protocol = Literal["anthropic", "openai", "responses"]
 
 
 class RoutaticError(Exception):
@@ -94,7 +94,7 @@ def openai_error_body(status: int, message: str, error_type: str | None = None) 
 def error_body(
     protocol: Protocol, status: int, message: str, error_type: str | None = None
 ) -> bytes:
-    """An error body in the caller's protocol."""
-    if protocol == "openai":
+    """An error body in the caller's protocol (the Responses API uses OpenAI's envelope)."""
+    if protocol != "anthropic":
         return openai_error_body(status, message, error_type)
     return anthropic_error_body(status, message, error_type)

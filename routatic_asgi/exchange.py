@@ -26,12 +26,14 @@ from routatic_asgi.translate import (
     has_foreign_thinking,
     stream_error_event,
 )
+from routatic_asgi.translate.responses import has_foreign_reasoning, without_foreign_reasoning
 
 __all__ = [
     "EventKind",
     "Exchange",
     "Passthrough",
     "Repaired",
+    "RepairedResponses",
     "StreamCodec",
     "exchange_for",
     "stream_error_event",
@@ -58,6 +60,7 @@ _PATHS = {
     ("anthropic", "messages"): "/v1/messages",
     ("anthropic", "count_tokens"): "/v1/messages/count_tokens",
     ("openai", "chat_completions"): "/chat/completions",
+    ("responses", "responses"): "/responses",
 }
 
 
@@ -98,6 +101,15 @@ class Repaired(Passthrough):
         return orjson.dumps(body)
 
 
+class RepairedResponses(Passthrough):
+    """Responses to Responses, with reasoning items another protocol wrote taken out first."""
+
+    def request_body(self) -> bytes:
+        body = without_foreign_reasoning(self.request.payload)
+        body["model"] = self.target.model
+        return orjson.dumps(body)
+
+
 def exchange_for(
     request: InboundRequest, target: Target, *, now: float = 0.0, caps: ModelCaps | None = None
 ) -> Exchange | None:
@@ -111,6 +123,8 @@ def exchange_for(
             return None
         if target.protocol == "anthropic" and has_foreign_thinking(request.payload):
             return Repaired(request, target)
+        if target.protocol == "responses" and has_foreign_reasoning(request.payload):
+            return RepairedResponses(request, target)
         return Passthrough(request, target)
     if request.endpoint == "count_tokens":
         return None

@@ -45,6 +45,8 @@ logger = logging.getLogger("routatic_asgi")
 def endpoint_for(path: str) -> tuple[Protocol, Endpoint]:
     if path.endswith("/chat/completions"):
         return "openai", "chat_completions"
+    if path.endswith("/responses"):
+        return "responses", "responses"
     if path.endswith("/count_tokens"):
         return "anthropic", "count_tokens"
     return "anthropic", "messages"
@@ -144,6 +146,16 @@ class FallbackRouter:
         if not isinstance(model, str) or not model:
             raise _Rejected(
                 proxy_error(protocol, 400, "model: field required (a model name string)")
+            )
+        if endpoint == "responses" and payload.get("previous_response_id"):
+            # Stateless by design: any target may serve the next turn, so none holds the last.
+            raise _Rejected(
+                proxy_error(
+                    protocol,
+                    400,
+                    "previous_response_id is not supported by this gateway: send the whole "
+                    "conversation in input (with store: false), as Codex does",
+                )
             )
         stream = payload.get("stream") is True and endpoint != "count_tokens"
         return InboundRequest(

@@ -6,7 +6,7 @@ Every path prefix is a provider of its own (`http://127.0.0.1:PORT/<prefix>`). A
 answers for a prefix with `POST /_script/<prefix>` and reads what the prefix received with
 `GET /_calls/<prefix>`; `GET /_disconnected/<prefix>` answers the same once the prefix's
 last call has seen its client go away (or after 5 s). With nothing queued a prefix answers like a healthy provider of the
-protocol the path implies. Answers:
+protocol the path implies (`/v1/messages`, `/chat/completions`, `/responses`). Answers:
 
     {"status": 429, "headers": {...}, "body": "..."}             a plain answer ("json": {...}
                                                                   for a JSON one; "gzip": true
@@ -130,6 +130,171 @@ def openai_stream(model: str, deltas: int = 3) -> list[str]:
     return events
 
 
+def responses_response(
+    model: str,
+    text: str = "Hello from the fake upstream.",
+    call: tuple[str, str, str] | None = None,
+    reasoning: str = "",
+) -> dict[str, Any]:
+    """A Responses API answer: reasoning (with encrypted content), then text or a call."""
+    output: list[dict[str, Any]] = []
+    if reasoning:
+        summary = [{"type": "summary_text", "text": reasoning}]
+        output.append(
+            {
+                "type": "reasoning",
+                "id": "rs_fake01",
+                "summary": summary,
+                "encrypted_content": "gAAAAfake",
+            }
+        )
+    if call is not None:
+        call_id, name, arguments = call
+        output.append(
+            {
+                "type": "function_call",
+                "id": "fc_fake01",
+                "call_id": call_id,
+                "name": name,
+                "arguments": arguments,
+                "status": "completed",
+            }
+        )
+    else:
+        part = {"type": "output_text", "text": text, "annotations": []}
+        output.append(
+            {
+                "type": "message",
+                "id": "msg_fake01",
+                "status": "completed",
+                "role": "assistant",
+                "content": [part],
+            }
+        )
+    return {
+        "id": "resp_fake01",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": "completed",
+        "model": model,
+        "output": output,
+        "usage": {
+            "input_tokens": 12,
+            "input_tokens_details": {"cached_tokens": 4},
+            "output_tokens": 7,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 19,
+        },
+    }
+
+
+def responses_stream(
+    model: str,
+    deltas: int = 3,
+    call: tuple[str, str, str] | None = None,
+    reasoning: str = "",
+) -> list[str]:
+    """A Responses API stream, event for event as OpenAI writes one."""
+    sequence = iter(range(1000))
+
+    def event(name: str, data: dict[str, Any]) -> str:
+        body = {"type": name, "sequence_number": next(sequence), **data}
+        return f"event: {name}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+    text = "".join(f"word{n} " for n in range(deltas))
+    final = responses_response(model, text, call, reasoning)
+    start = {**final, "status": "in_progress", "output": [], "usage": None}
+    events = [
+        event("response.created", {"response": start}),
+        event("response.in_progress", {"response": start}),
+    ]
+    for index, item in enumerate(final["output"]):
+        where = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "reasoning":
+            events.append(
+                event(
+                    "response.output_item.added",
+                    {"output_index": index, "item": {**item, "summary": []}},
+                )
+            )
+            part = {"type": "summary_text", "text": ""}
+            events.append(
+                event(
+                    "response.reasoning_summary_part.added",
+                    {**where, "summary_index": 0, "part": part},
+                )
+            )
+            events.append(
+                event(
+                    "response.reasoning_summary_text.delta",
+                    {**where, "summary_index": 0, "delta": reasoning},
+                )
+            )
+            events.append(
+                event(
+                    "response.reasoning_summary_text.done",
+                    {**where, "summary_index": 0, "text": reasoning},
+                )
+            )
+        elif item["type"] == "function_call":
+            events.append(
+                event(
+                    "response.output_item.added",
+                    {
+                        "output_index": index,
+                        "item": {**item, "arguments": "", "status": "in_progress"},
+                    },
+                )
+            )
+            events.append(
+                event(
+                    "response.function_call_arguments.delta", {**where, "delta": item["arguments"]}
+                )
+            )
+            events.append(
+                event(
+                    "response.function_call_arguments.done",
+                    {**where, "arguments": item["arguments"]},
+                )
+            )
+        else:
+            events.append(
+                event(
+                    "response.output_item.added",
+                    {
+                        "output_index": index,
+                        "item": {**item, "content": [], "status": "in_progress"},
+                    },
+                )
+            )
+            part = {"type": "output_text", "text": "", "annotations": []}
+            events.append(
+                event("response.content_part.added", {**where, "content_index": 0, "part": part})
+            )
+            for n in range(deltas):
+                events.append(
+                    event(
+                        "response.output_text.delta",
+                        {**where, "content_index": 0, "delta": f"word{n} ", "logprobs": []},
+                    )
+                )
+            events.append(
+                event(
+                    "response.output_text.done",
+                    {**where, "content_index": 0, "text": text, "logprobs": []},
+                )
+            )
+            events.append(
+                event(
+                    "response.content_part.done",
+                    {**where, "content_index": 0, "part": {**part, "text": text}},
+                )
+            )
+        events.append(event("response.output_item.done", {"output_index": index, "item": item}))
+    events.append(event("response.completed", {"response": final}))
+    return events
+
+
 def default_answer(path: str, request: dict[str, Any]) -> dict[str, Any]:
     model = str(request.get("model", "unknown"))
     if path.endswith("/count_tokens"):
@@ -138,6 +303,10 @@ def default_answer(path: str, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("stream"):
             return {"sse": openai_stream(model)}
         return {"status": 200, "json": openai_completion(model)}
+    if path.endswith("/responses"):
+        if request.get("stream"):
+            return {"sse": responses_stream(model)}
+        return {"status": 200, "json": responses_response(model)}
     if request.get("stream"):
         return {"sse": anthropic_stream(model)}
     return {"status": 200, "json": anthropic_message(model)}

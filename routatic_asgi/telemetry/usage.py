@@ -1,7 +1,8 @@
 """Read token usage and the stop reason of a successful attempt, cheaply.
 
 A non-streamed body is parsed once. In a stream only the few events that carry usage are
-parsed: Anthropic's `message_start` and `message_delta` (picked by event name), and OpenAI
+parsed: Anthropic's `message_start` and `message_delta` and the Responses API's
+`response.completed`/`response.incomplete` (picked by event name), and Chat Completions
 chunks whose bytes show a non-null `finish_reason` or `usage`. Every other event costs a name
 compare or one regex scan. Nothing here performs I/O or ever fails a request: an unreadable
 event is ignored.
@@ -21,6 +22,7 @@ __all__ = ["UsageReader", "usage_from_body"]
 
 _OPENAI_INTERESTING = re.compile(rb'"(?:finish_reason|usage)"\s*:\s*[{"]')
 _ANTHROPIC_EVENTS = frozenset({"message_start", "message_delta"})
+_RESPONSES_EVENTS = frozenset({"response.completed", "response.incomplete"})
 
 
 def _int(value: Any) -> int | None:
@@ -59,6 +61,26 @@ def _openai_usage(usage: Any, into: Usage) -> None:
     into.cache_read, into.cache_write = cached, written
 
 
+def _responses(payload: dict[str, Any], into: Usage) -> None:
+    """A Response: input_tokens include the cached ones; the stop reason is its status."""
+    _model(payload, into)
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        details = usage.get("input_tokens_details")
+        cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+        into.cache_read = cached or 0
+        prompt = _int(usage.get("input_tokens"))
+        if prompt is not None:
+            into.input = max(prompt - into.cache_read, 0)
+        output = _int(usage.get("output_tokens"))
+        if output is not None:
+            into.output = output
+    status = payload.get("status")
+    incomplete = payload.get("incomplete_details")
+    reason = incomplete.get("reason") if isinstance(incomplete, dict) else None
+    into.stop_reason = str(reason) if isinstance(reason, str) else str(status) if status else None
+
+
 def _openai_choice(payload: dict[str, Any], into: Usage) -> None:
     choices = payload.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
@@ -83,7 +105,9 @@ def usage_from_body(protocol: Protocol, body: bytes) -> Usage | None:
         return None
     usage = Usage()
     _model(payload, usage)
-    if protocol == "anthropic":
+    if protocol == "responses":
+        _responses(payload, usage)
+    elif protocol == "anthropic":
         _anthropic_usage(payload.get("usage"), usage)
         reason = payload.get("stop_reason")
         usage.stop_reason = reason if isinstance(reason, str) else None
@@ -105,6 +129,12 @@ class UsageReader:
         if self.protocol == "anthropic":
             if event.name in _ANTHROPIC_EVENTS:
                 self._anthropic(event.data)
+        elif self.protocol == "responses":
+            if event.name in _RESPONSES_EVENTS:
+                payload = self._payload(event.data)
+                response = payload.get("response") if payload else None
+                if isinstance(response, dict):
+                    _responses(response, self._usage())
         elif _OPENAI_INTERESTING.search(event.data):
             self._openai(event.data)
 

@@ -15,6 +15,8 @@ from enum import Enum
 from typing import Any
 from typing import Protocol as TypingProtocol
 
+import orjson
+
 from routatic_asgi.attempt import Protocol, Target
 from routatic_asgi.errors import error_body
 from routatic_asgi.sse import Event, encode_event
@@ -45,6 +47,10 @@ def stream_error_event(protocol: Protocol, message: str) -> bytes:
     """The error a caller gets inside a stream that broke after its commit."""
     if protocol == "openai":
         return encode_event(None, error_body("openai", 502, message, "server_error"))
+    if protocol == "responses":
+        # The passthrough watcher and the codecs write their own, with a sequence number.
+        error = {"type": "error", "code": "server_error", "message": message, "param": None}
+        return encode_event("error", orjson.dumps(error))
     return encode_event("error", error_body("anthropic", 500, message, "api_error"))
 
 

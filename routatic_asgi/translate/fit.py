@@ -25,7 +25,7 @@ def _has_image(content: Any) -> bool:
     for block in content:
         if not isinstance(block, dict):
             continue
-        if block.get("type") in ("image", "image_url"):
+        if block.get("type") in ("image", "image_url", "input_image"):
             return True
         if block.get("type") == "tool_result" and _has_image(block.get("content")):
             return True
@@ -33,11 +33,13 @@ def _has_image(content: Any) -> bool:
 
 
 def has_images(payload: Mapping[str, Any]) -> bool:
-    """Whether any message of an Anthropic or OpenAI body carries an image."""
-    messages = payload.get("messages")
-    if not isinstance(messages, list):
-        return False
-    return any(isinstance(m, dict) and _has_image(m.get("content")) for m in messages)
+    """Whether any message of an Anthropic, Chat or Responses body carries an image."""
+    for messages in (payload.get("messages"), payload.get("input")):
+        if isinstance(messages, list) and any(
+            isinstance(m, dict) and _has_image(m.get("content")) for m in messages
+        ):
+            return True
+    return False
 
 
 def unfit_reason(payload: Mapping[str, Any], caps: ModelCaps | None) -> Reason | None:

@@ -42,7 +42,7 @@ def _block_tokens(block: Any) -> int:
     if not isinstance(block, dict):
         return 0
     kind = block.get("type")
-    if kind in ("image", "image_url", "document"):
+    if kind in ("image", "image_url", "input_image", "document"):
         return IMAGE_TOKENS
     total = 0
     for key in ("text", "thinking", "refusal"):
@@ -66,7 +66,7 @@ def _message_tokens(message: Any) -> int:
     if not isinstance(message, dict):
         return 0
     total = MESSAGE_TOKENS + _content_tokens(message.get("content"))
-    for field in ("reasoning_content", "reasoning"):
+    for field in ("reasoning_content", "reasoning", "arguments", "output"):
         value = message.get(field)
         if isinstance(value, str):
             total += text_tokens(value)
@@ -77,11 +77,14 @@ def _message_tokens(message: Any) -> int:
 
 
 def estimate_tokens(payload: Mapping[str, Any]) -> int:
-    """Estimated input tokens of an Anthropic or OpenAI request body (already parsed)."""
-    total = _content_tokens(payload.get("system"))
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        total += sum(_message_tokens(message) for message in messages)
+    """Estimated input tokens of an Anthropic, Chat or Responses request body (parsed)."""
+    total = _content_tokens(payload.get("system")) + _content_tokens(payload.get("instructions"))
+    items = payload.get("input")  # the Responses API's messages and items
+    if isinstance(items, str):
+        total += text_tokens(items)
+    for messages in (payload.get("messages"), items):
+        if isinstance(messages, list):
+            total += sum(_message_tokens(message) for message in messages)
     tools = payload.get("tools")
     if isinstance(tools, list):
         total += sum(TOOL_TOKENS + _json_tokens(tool) for tool in tools)

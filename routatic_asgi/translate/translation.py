@@ -23,10 +23,11 @@ from routatic_asgi.sse import Event, SSEFramer
 from routatic_asgi.translate.anthropic import CODEC as ANTHROPIC
 from routatic_asgi.translate.chat import CODEC as CHAT
 from routatic_asgi.translate.codec import Codec, EventKind, StreamCodec
+from routatic_asgi.translate.responses import CODEC as RESPONSES
 
 __all__ = ["CODECS", "Composed", "Translation"]
 
-CODECS: dict[str, Codec] = {"anthropic": ANTHROPIC, "openai": CHAT}
+CODECS: dict[str, Codec] = {"anthropic": ANTHROPIC, "openai": CHAT, "responses": RESPONSES}
 _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 

@@ -1,0 +1,203 @@
+"""End to end: the official openai SDK's `responses.create` through the gateway, failing over
+from a Responses target to Anthropic and Chat Completions targets and back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.e2e.test_translation import (
+    Clock,
+    anthropic_text_message,
+    anthropic_tool_stream,
+    body_of,
+    openai_text_stream,
+    provider,
+)
+from tests.fake_upstream import openai_completion, responses_response, responses_stream
+
+MODEL = "gpt-5"
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "name": "read",
+        "description": "Read a file",
+        "strict": True,
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+            "additionalProperties": False,
+        },
+    }
+]
+OVERLOADED = {"status": 503, "json": {"error": {"message": "busy", "type": "server_error"}}}
+ANT_OVERLOADED = {
+    "status": 529,
+    "json": {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+}
+
+
+def three_targets(upstream: FakeUpstream) -> tuple[Any, str, str, str]:
+    rsp, ant, oai = upstream.provider(), upstream.provider(), upstream.provider()
+    responses = {**provider(upstream, "openai", rsp), "protocol": "responses"}
+    config = gateway_config(
+        {
+            "rsp": responses,
+            "ant": provider(upstream, "anthropic", ant),
+            "oai": provider(upstream, "openai", oai),
+        },
+        [{"match": "*", "chain": ["rsp/{model}", "ant/claude-sonnet-4-6", "oai/deepseek-chat"]}],
+    )
+    return config, rsp, ant, oai
+
+
+@pytest.fixture
+def client_for() -> Iterator[Any]:
+    made: list[openai.OpenAI] = []
+
+    def make(url: str) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-client", max_retries=0)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def test_unstreamed_response_from_an_anthropic_fallback(
+    upstream: FakeUpstream, client_for: Any
+) -> None:
+    config, rsp, ant, _ = three_targets(upstream)
+    upstream.script(rsp, OVERLOADED)
+    upstream.script(ant, {"status": 200, "json": anthropic_text_message("Bonjour.")})
+    with gateway(config) as url:
+        raw = client_for(url).responses.with_raw_response.create(
+            model=MODEL, instructions="Be brief.", input="Say hello in French."
+        )
+    response = raw.parse()
+    assert raw.headers["x-routatic-target"] == "ant/claude-sonnet-4-6"
+    assert response.output_text == "Bonjour."
+    assert response.status == "completed"
+    assert response.usage is not None and response.usage.output_tokens > 0
+    sent = body_of(upstream.calls(ant)[-1])
+    assert sent["system"] == [{"type": "text", "text": "Be brief."}]
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Say hello in French."}]}
+    ]
+
+
+def test_streamed_response_from_a_chat_fallback(upstream: FakeUpstream, client_for: Any) -> None:
+    config, rsp, ant, oai = three_targets(upstream)
+    upstream.script(rsp, OVERLOADED)
+    upstream.script(ant, ANT_OVERLOADED)
+    upstream.script(oai, {"sse": openai_text_stream("Hallo Welt.")})
+    with gateway(config) as url:
+        stream = client_for(url).responses.create(model=MODEL, input="hi", stream=True)
+        events = list(stream)
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert "response.output_text.delta" in kinds and "response.output_item.done" in kinds
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    item_ids = {e.item_id for e in events if hasattr(e, "item_id")}
+    assert len(item_ids) == 1  # one message item, one stable id across its events
+    completed = events[-1].response
+    assert completed.output_text == "Hallo Welt."
+    assert completed.usage is not None
+
+
+def test_a_function_call_loop_fails_over_and_comes_back(
+    upstream: FakeUpstream, client_for: Any
+) -> None:
+    """Turn 1 on Anthropic (Responses target down), turn 2 on Chat, turn 3 back on Responses."""
+    config, rsp, ant, oai = three_targets(upstream)
+    clock = Clock()
+    upstream.script(rsp, OVERLOADED)
+    upstream.script(ant, {"sse": anthropic_tool_stream("toolu_01A", "a.txt", thinking="Read a.")})
+    conversation: list[Any] = [{"role": "user", "content": "What is in a.txt?"}]
+    with gateway(config, clock=clock) as url:
+        client = client_for(url)
+        with client.responses.stream(
+            model=MODEL, input=conversation, tools=TOOLS, reasoning={"effort": "low"}
+        ) as stream:
+            first = stream.get_final_response()
+        calls = [item for item in first.output if item.type == "function_call"]
+        assert [(c.name, json.loads(c.arguments)) for c in calls] == [("read", {"path": "a.txt"})]
+        conversation += [item.model_dump(exclude_none=True) for item in first.output]
+        conversation.append(
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": "alpha"}
+        )
+
+        upstream.script(rsp, OVERLOADED)
+        upstream.script(ant, ANT_OVERLOADED)
+        upstream.script(
+            oai, {"status": 200, "json": openai_completion("deepseek-chat", "It says alpha.")}
+        )
+        clock.now += 3600
+        second = client.responses.create(model=MODEL, input=conversation, tools=TOOLS)
+        assert second.output_text == "It says alpha."
+        conversation += [item.model_dump(exclude_none=True) for item in second.output]
+        conversation.append({"role": "user", "content": "Thanks."})
+
+        clock.now += 3600  # every cooldown has passed: back to the Responses target
+        upstream.script(rsp, {"status": 200, "json": responses_response(MODEL, "You are welcome.")})
+        third = client.responses.create(model=MODEL, input=conversation, tools=TOOLS)
+    assert third.output_text == "You are welcome."
+
+    # The Chat target got the call and its result, with the thinking as reasoning_content.
+    chat = body_of(upstream.calls(oai)[-1])
+    assistant = next(m for m in chat["messages"] if m["role"] == "assistant")
+    assert assistant["tool_calls"][0]["id"] == "toolu_01A"
+    assert assistant["reasoning_content"] == "Read a."
+    assert chat["messages"][-1] == {"role": "tool", "tool_call_id": "toolu_01A", "content": "alpha"}
+    # Back on the Responses target: Anthropic's signed reasoning is not sent to OpenAI.
+    back = body_of(upstream.calls(rsp)[-1])
+    kinds = [item.get("type", "message") for item in back["input"]]
+    assert "reasoning" not in kinds
+    assert kinds == ["message", "function_call", "function_call_output", "message", "message"]
+
+
+def test_responses_passthrough_is_byte_for_byte(upstream: FakeUpstream) -> None:
+    config, rsp, _, _ = three_targets(upstream)
+    body = b'{"model": "gpt-5",  "input": "hi", "store": false}'
+    answer = responses_response(MODEL, "exact")
+    upstream.script(rsp, {"status": 200, "body": json.dumps(answer, indent=1)})
+    with gateway(config) as url:
+        response = httpx.post(
+            f"{url}/v1/responses", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 200
+    assert response.content == json.dumps(answer, indent=1).encode()
+    call = upstream.calls(rsp)[-1]
+    assert call["path"] == "/v1/responses" and call["body"] == body.decode()
+    assert dict(call["headers"])["authorization"] == f"Bearer sk-{rsp.strip('/')}-key0001"
+
+
+def test_responses_stream_passthrough_and_a_break_after_commit(
+    upstream: FakeUpstream, client_for: Any
+) -> None:
+    config, rsp, _, _ = three_targets(upstream)
+    events = responses_stream(MODEL)
+    upstream.script(rsp, {"sse": events[:-3], "then": "break"})
+    with gateway(config) as url:
+        seen = list(client_for(url).responses.create(model=MODEL, input="hi", stream=True))
+    assert seen[-1].type == "response.failed"
+    assert seen[-1].sequence_number == len(seen) - 1
+    assert seen[-1].response.error is not None
+
+
+def test_previous_response_id_is_refused_with_advice(
+    upstream: FakeUpstream, client_for: Any
+) -> None:
+    config, _, _, _ = three_targets(upstream)
+    with gateway(config) as url, pytest.raises(openai.BadRequestError) as caught:
+        client_for(url).responses.create(model=MODEL, input="again", previous_response_id="resp_1")
+    assert "send the whole conversation in input" in str(caught.value)
