@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+# Any key serves the bench upstream; LiteLLM's proxy takes it as its master key.
+KEY = b"sk-bench-00000000000000000000000000000000"
 CONTENT_MARKERS = (b"content_block_delta", b'"content":"w')
 
 
@@ -41,9 +43,9 @@ class Client:
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.request = (
             b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
-            b"anthropic-version: 2023-06-01\r\nx-api-key: bench-key\r\n"
+            b"anthropic-version: 2023-06-01\r\nx-api-key: %s\r\n"
             b"content-length: %d\r\n\r\n%s"
-            % (parts.path.encode(), parts.netloc.encode(), len(body), body)
+            % (parts.path.encode(), parts.netloc.encode(), KEY, len(body), body)
         )
 
     async def connect(self) -> None:

@@ -35,6 +35,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 CONFIG = """\
 server: {{host: 127.0.0.1, port: {port}}}
+state: "{state}"
 providers:
   fast: {{protocol: anthropic, base_url: "{upstream}", auth: passthrough}}
   hold: {{protocol: anthropic, base_url: "{upstream}/hold", auth: passthrough}}
@@ -50,7 +51,7 @@ wrk.method = "POST"
 wrk.body = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
 wrk.headers["content-type"] = "application/json"
 wrk.headers["anthropic-version"] = "2023-06-01"
-wrk.headers["x-api-key"] = "bench-key"
+wrk.headers["x-api-key"] = "sk-bench-00000000000000000000000000000000"
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -116,6 +117,11 @@ def claude_code_request(size: int = 200_000) -> bytes:
 
 @dataclass
 class Figure:
+    """One figure of the run. `target` bounds its ratio to `direct` from the same run when
+    there is a direct figure, else the figure itself (an amount added over direct, a share of
+    another figure of the run, a size): a busier or slower machine slows both sides alike, so
+    the verdict does not turn on the machine."""
+
     name: str
     unit: str
     proxy: float | None
@@ -124,22 +130,35 @@ class Figure:
     higher_is_better: bool = True
     note: str = ""
 
+    def judged(self) -> float | None:
+        """What the target bounds: the ratio to direct, or the figure itself."""
+        if self.proxy is None:
+            return None
+        if self.direct is None:
+            return self.proxy
+        return self.proxy / self.direct if self.direct else None
+
+    def verdict(self) -> str:
+        value = self.judged()
+        if self.target is None or value is None:
+            return ""
+        met = value >= self.target if self.higher_is_better else value <= self.target
+        return "ok" if met else "MISS"
+
     def row(self) -> str:
         def fmt(value: float | None) -> str:
             return "n/a" if value is None else f"{value:,.3f}" if value < 10 else f"{value:,.0f}"
 
-        to_direct = f"{self.proxy / self.direct:.2f}x" if self.proxy and self.direct else "-"
-        if self.target is None or self.proxy is None:
-            to_target, verdict = "-", ""
-        else:
-            ratio = self.proxy / self.target if self.higher_is_better else self.target / self.proxy
-            to_target = f"{ratio:.2f}x"
-            verdict = "ok" if ratio >= 1 else "MISS"
-        limit = "" if self.target is None else ("≥ " if self.higher_is_better else "≤ ")
-        target = f"{limit}{fmt(self.target)}" if self.target is not None else "-"
+        to_direct = f"{self.proxy / self.direct:.3f}x" if self.proxy and self.direct else "-"
+        target = "-"
+        if self.target is not None:
+            limit = "≥ " if self.higher_is_better else "≤ "
+            target = limit + (
+                f"{self.target:.3g}x" if self.direct is not None else fmt(self.target)
+            )
         return (
             f"{self.name:<44} {fmt(self.proxy):>10} {self.unit:<9} {fmt(self.direct):>10} "
-            f"{to_direct:>8} {target:>10} {to_target:>7} {verdict:<4} {self.note}"
+            f"{to_direct:>8} {target:>10} {self.verdict():<4} {self.note}"
         )
 
 
@@ -152,6 +171,7 @@ class Bench:
         self.figures: list[Figure] = []
         self.wrk_script = workdir / "post.lua"
         self.wrk_script.write_text(WRK_SCRIPT)
+        self.upstream_pid = 0
 
     # processes
 
@@ -164,18 +184,21 @@ class Bench:
         command = [*self._cpus("load"), PYTHON, str(HERE / "upstream.py"), "--hold", "4"]
         process = subprocess.Popen(command, stdout=subprocess.PIPE)
         self.processes.append(process)
+        self.upstream_pid = process.pid
         assert process.stdout is not None
         port = int(process.stdout.readline())
         return f"http://127.0.0.1:{port}"
 
     @contextmanager
-    def proxy(self, upstream: str, workers: int = 1) -> Iterator[tuple[str, int]]:
+    def proxy(
+        self, upstream: str, workers: int = 1, state: str = "memory", pin: bool = True
+    ) -> Iterator[tuple[str, int]]:
         port = _free_port()
-        config = self.workdir / "bench.yaml"
-        config.write_text(CONFIG.format(port=port, upstream=upstream))
-        pin = self._cpus("proxy") if workers == 1 else []
+        config = self.workdir / f"bench-{port}.yaml"
+        config.write_text(CONFIG.format(port=port, upstream=upstream, state=state))
+        pin_to = self._cpus("proxy") if workers == 1 and pin else []
         command = [
-            *pin,
+            *pin_to,
             PYTHON,
             "-m",
             "routatic_asgi.cli",
@@ -189,7 +212,7 @@ class Bench:
         ]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         # The request log (a JSON line per request on stdout) goes to a file, as in production.
-        log = (self.workdir / f"proxy-{workers}.log").open("ab")
+        log = (self.workdir / f"proxy-{port}.log").open("ab")
         process = subprocess.Popen(
             command, cwd=REPO, env=env, start_new_session=True, stdout=log, stderr=log
         )
@@ -219,6 +242,8 @@ class Bench:
             "-t1",
             f"-c{connections}",
             f"-d{seconds or self.args.duration}s",
+            "--timeout",
+            "10s",  # a slow peer's answers are counted late, not dropped after wrk's 2 s
             "-s",
             str(self.wrk_script),
             url + "/v1/messages",
@@ -254,7 +279,7 @@ class Bench:
 
     def throughput(self, url: str, body: bytes, pid: int | None) -> tuple[dict[str, float], float]:
         """The best of `--rounds` wrk runs after a warm-up (the machine may be shared), and
-        the proxy's CPU milliseconds per request during that run (0 without a proxy)."""
+        the CPU milliseconds per request process `pid` spent in that run (0 without one)."""
         self.wrk(url, body, seconds=1)
         best: dict[str, float] | None = None
         best_cpu = 0.0
@@ -348,37 +373,47 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 # the figures of the performance issue
 
 
-def unstreamed(bench: Bench, upstream: str, proxy: str, pid: int, label: str = "") -> None:
+# The targets, as ratios to going direct in the same run. Direct, one core of Python answers
+# some 60,000 requests/s; 3,000 requests/s and 1,500 streams/s through the proxy were the
+# targets on the project's machine. CPU per request is compared with the upstream's own CPU
+# per request: the same Python on the same core, doing the least an HTTP server can.
+UNSTREAMED_SHARE = 0.05
+STREAMS_SHARE = 0.025
+CPU_TIMES_UPSTREAM = 20.0
+# Skipping an open target costs at most this share of serving a whole request in-process.
+SKIP_SHARE = 0.15
+
+
+def unstreamed(bench: Bench, upstream: str, proxy: str, pid: int, label: str = "") -> float:
     body = message("claude-bench-1", stream=False)
-    direct, _ = bench.throughput(upstream, body, None)
+    direct, upstream_cpu = bench.throughput(upstream, body, bench.upstream_pid)
     through, cpu_ms = bench.throughput(proxy, body, pid)
     errors = f"{int(through['errors'])} errors" if through["errors"] else ""
-    bench.add(
-        Figure(
-            f"unstreamed req/s{label}", "req/s", through["rate"], direct["rate"], 3000, note=errors
-        )
+    rate = Figure(
+        f"unstreamed req/s{label}", "req/s", through["rate"], direct["rate"], UNSTREAMED_SHARE
     )
+    rate.note = errors
+    bench.add(rate)
     bench.add(Figure(f"unstreamed p50 latency{label}", "ms", through["p50_ms"], direct["p50_ms"]))
     bench.add(Figure(f"unstreamed p99 latency{label}", "ms", through["p99_ms"], direct["p99_ms"]))
-    bench.add(Figure(f"proxy CPU per request{label}", "ms", cpu_ms, None, 0.35, False))
+    cpu = Figure(f"proxy CPU per request{label}", "ms", cpu_ms, upstream_cpu)
+    cpu.target, cpu.higher_is_better = CPU_TIMES_UPSTREAM, False
+    cpu.note = "direct: the upstream's CPU per request"
+    bench.add(cpu)
+    return float(through["rate"])
 
 
 def streams(bench: Bench, upstream: str, proxy: str, pid: int, label: str = "") -> float:
     body = message("claude-bench-1", stream=True)
-    direct, _ = bench.throughput(upstream, body, None)
+    direct, upstream_cpu = bench.throughput(upstream, body, bench.upstream_pid)
     through, cpu_ms = bench.throughput(proxy, body, pid)
     errors = f"{int(through['errors'])} errors" if through["errors"] else ""
-    bench.add(
-        Figure(
-            f"streams/s, 20 deltas{label}",
-            "streams/s",
-            through["rate"],
-            direct["rate"],
-            1500,
-            note=errors,
-        )
+    rate = Figure(
+        f"streams/s, 20 deltas{label}", "streams/s", through["rate"], direct["rate"], STREAMS_SHARE
     )
-    bench.add(Figure(f"proxy CPU per stream{label}", "ms", cpu_ms))
+    rate.note = errors
+    bench.add(rate)
+    bench.add(Figure(f"proxy CPU per stream{label}", "ms", cpu_ms, upstream_cpu))
     return float(through["rate"])
 
 
@@ -416,9 +451,24 @@ def large_request(bench: Bench, upstream: str, proxy: str) -> None:
     bench.add(Figure("200 KB request p50 added over direct", "ms", added, None, 1.0, False))
 
 
-def translated(bench: Bench, proxy: str, pid: int, passthrough_rate: float | None) -> None:
+def translated_share(bench: Bench, url: str) -> float:
+    """Translated streams/s over passthrough streams/s, the two measured in alternation (best
+    of each), so a burst of load on the machine does not land on one side only."""
+    passthrough, translated = (
+        message("claude-bench-1", stream=True),
+        message("bench-oai", stream=True),
+    )
+    best = {passthrough: 0.0, translated: 0.0}
+    bench.wrk(url, translated, seconds=1)
+    for _ in range(max(bench.args.rounds, 2)):
+        for body in best:
+            best[body] = max(best[body], bench.wrk(url, body)["rate"])
+    return best[translated] / best[passthrough] if best[passthrough] else 0.0
+
+
+def translated(bench: Bench, proxy: str) -> None:
     body = message("bench-oai", stream=True)
-    result, _ = bench.throughput(proxy, body, pid)
+    result = bench.wrk(proxy, body, seconds=1)
     if result["errors"] >= result["requests"] / 2:
         bench.add(
             Figure(
@@ -429,10 +479,8 @@ def translated(bench: Bench, proxy: str, pid: int, passthrough_rate: float | Non
             )
         )
         return
-    bench.add(Figure("Anthropic client -> OpenAI target streams/s", "streams/s", result["rate"]))
-    if passthrough_rate:
-        share = result["rate"] / passthrough_rate
-        bench.add(Figure("  share of passthrough streams/s", "share", share, None, 0.6))
+    share = translated_share(bench, proxy)
+    bench.add(Figure("Anthropic client -> OpenAI target, share", "share", share, None, 0.7))
 
 
 def held_streams(bench: Bench, proxy: str, pid: int) -> None:
@@ -465,11 +513,24 @@ def breaker_skip(bench: Bench) -> None:
         bench.add(Figure("breaker-open skip", "µs", None, note=last))
         return
     result = json.loads(output.stdout.splitlines()[-1])
-    bench.add(Figure("breaker-open skip, whole chain", "µs", result["skip_us"], None, 20, False))
+    skip = Figure("breaker-open skip, whole chain", "µs", result["skip_us"], result["request_us"])
+    skip.target, skip.higher_is_better = SKIP_SHARE, False
+    skip.note = "direct: one whole request in the same process"
+    bench.add(skip)
     bench.add(Figure("  the breaker layer alone", "µs", result["breaker_layer_us"]))
 
 
-SECTIONS = ["unstreamed", "streams", "ttfb", "large", "translated", "hold", "skip", "workers"]
+SECTIONS = [
+    "unstreamed",
+    "streams",
+    "ttfb",
+    "large",
+    "translated",
+    "hold",
+    "skip",
+    "workers",
+    "replicas",
+]
 
 
 def run(bench: Bench) -> None:
@@ -478,27 +539,33 @@ def run(bench: Bench) -> None:
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load}; proxy pinned to its own core: {bench.pin}")
     print(f"{'figure':<44} {'proxy':>10} {'unit':<9} {'direct':>10} {'/direct':>8}", end="")
-    print(f" {'target':>10} {'/target':>7}")
-    passthrough_rate = None
+    print(f" {'target':>10}")
+    one_worker = None
     with bench.proxy(upstream) as (proxy, pid):
         if "unstreamed" in only:
-            unstreamed(bench, upstream, proxy, pid)
+            one_worker = unstreamed(bench, upstream, proxy, pid)
         if "streams" in only:
-            passthrough_rate = streams(bench, upstream, proxy, pid)
+            streams(bench, upstream, proxy, pid)
         if "ttfb" in only:
             ttfb(bench, upstream, proxy)
         if "large" in only:
             large_request(bench, upstream, proxy)
         if "translated" in only:
-            translated(bench, proxy, pid, passthrough_rate)
+            translated(bench, proxy)
         if "hold" in only:
             held_streams(bench, proxy, pid)
     if "skip" in only:
         breaker_skip(bench)
     if "workers" in only and (os.cpu_count() or 1) >= 2:
         with bench.proxy(upstream, workers=2) as (proxy, pid):
-            unstreamed(bench, upstream, proxy, pid, " (2 workers)")
+            two = unstreamed(bench, upstream, proxy, pid, " (2 workers)")
             streams(bench, upstream, proxy, pid, " (2 workers)")
+        if one_worker:
+            bench.add(Figure("  2 workers over 1 worker, req/s", "x", two / one_worker))
+    if "replicas" in only and (os.cpu_count() or 1) >= 2:
+        from scale import replicas
+
+        replicas(bench, upstream, one_worker)
 
 
 def main() -> None:
