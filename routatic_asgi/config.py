@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from routatic_asgi.config_errors import unknown_providers, validation_errors
 from routatic_asgi.errors import ConfigError
+from routatic_asgi.state import parse_state_url
 
 __all__ = [
     "Config",
@@ -300,6 +301,8 @@ class Config(_Model):
         # The value is not echoed: a Redis URL may carry a password.
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("use memory or a redis:// (rediss://, unix://) URL")
+        if value != "memory":
+            parse_state_url(value)  # a bad staleness is a configuration error
         return value
 
     @model_validator(mode="after")

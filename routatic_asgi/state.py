@@ -8,7 +8,11 @@ leases for the single probe of a half-open breaker. Two rules hold in every stor
   at its reset, a breaker's record outlives its cooldown so the half-open probe knows the
   failure streak.
 
-`RedisStore` makes both atomic across replicas with one Lua script and `SET NX PX`. When Redis
+`RedisStore` makes both atomic across replicas with one Lua script and `SET NX PX`. A key it
+found absent in Redis (a closed breaker, an unmarked credential: every request's case) is taken
+as still absent for `staleness` seconds without asking again, so the common request costs no
+round trip; a record this process writes is seen at once, and one another replica writes is
+seen within `staleness`. A record found present is read from Redis every time. When Redis
 cannot be reached it serves from its in-process `MemoryStore` (which it keeps up to date on
 every write), says so in `degraded`, and tries Redis again a few seconds later: a request never
 fails because Redis is down. This module decides nothing about breakers or credentials and
@@ -26,10 +30,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-__all__ = ["MemoryStore", "Record", "RedisStore", "StateStore", "store_for"]
+__all__ = ["MemoryStore", "Record", "RedisStore", "StateStore", "parse_state_url", "store_for"]
 
 Clock = Callable[[], float]
 T = TypeVar("T")
+# How long a record another replica wrote may go unseen (see RedisStore).
+DEFAULT_STALENESS = 0.5
 logger = logging.getLogger("routatic_asgi")
 
 
@@ -196,7 +202,8 @@ class RedisStore:
     """State shared by every replica through Redis; in-process memory while Redis is down.
 
     `url` is a redis:// URL; a `key_prefix` query parameter (default `routatic:`) keeps
-    deployments sharing one Redis apart.
+    deployments sharing one Redis apart, and `staleness` (seconds, default 0.5; 0 asks Redis
+    on every read) bounds how long a record another replica wrote can go unseen here.
     """
 
     def __init__(
@@ -208,7 +215,7 @@ class RedisStore:
         timeout: float = 0.5,
         client: Any = None,
     ) -> None:
-        self.url, self.prefix = _split_prefix(url)
+        self.url, self.prefix, self.staleness = parse_state_url(url)
         self.clock = clock
         self.retry_every = retry_every
         self.timeout = timeout
@@ -217,6 +224,8 @@ class RedisStore:
         self._put_script: Any = None
         self._down_until = 0.0
         self._degraded = False
+        # key -> until when its absence in Redis is trusted without asking again
+        self._absent_until: dict[str, float] = {}
 
     @property
     def degraded(self) -> bool:
@@ -260,13 +269,21 @@ class RedisStore:
 
     async def get(self, key: str) -> Record | None:
         local = await self.memory.get(key)
+        if local is None and self._absent_until.get(key, 0.0) > self.clock():
+            return None
         raw = await self._shared(lambda: self._redis().get(self._key("rec", key)), _MISSING)
         if raw is _MISSING:
             return local
-        return None if raw is None else Record.from_json(raw)
+        record = None if raw is None else Record.from_json(raw)
+        if record is None and self.staleness > 0:
+            if len(self._absent_until) >= _ABSENT_LIMIT:  # client fingerprints are unbounded
+                self._absent_until.clear()
+            self._absent_until[key] = self.clock() + self.staleness
+        return record
 
     async def put(self, key: str, record: Record, *, now: float, linger: float = 0.0) -> Record:
         local = await self.memory.put(key, record, now=now, linger=linger)
+        self._absent_until.pop(key, None)
         ttl = _expiry(record, now, linger)
         millis = 0 if ttl is None else max(int(ttl * 1000), 1)
 
@@ -330,14 +347,21 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
+_ABSENT_LIMIT = 10_000
+_OPTIONS = ("key_prefix", "staleness")
 
 
-def _split_prefix(url: str) -> tuple[str, str]:
+def parse_state_url(url: str) -> tuple[str, str, float]:
+    """(the URL for redis-py, the key prefix, the staleness) from a state URL."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
-    prefix = next((value for name, value in query if name == "key_prefix"), "routatic:")
-    rest = urlencode([(name, value) for name, value in query if name != "key_prefix"])
-    return urlunsplit(parts._replace(query=rest)), prefix
+    options = {name: value for name, value in query if name in _OPTIONS}
+    rest = urlencode([(name, value) for name, value in query if name not in _OPTIONS])
+    staleness = float(options.get("staleness", DEFAULT_STALENESS))
+    if not 0 <= staleness <= 60:
+        raise ValueError(f"state staleness must be 0 to 60 seconds, not {staleness}")
+    prefix = options.get("key_prefix", "routatic:")
+    return urlunsplit(parts._replace(query=rest)), prefix, staleness
 
 
 def store_for(state: str, *, clock: Clock = time.time) -> StateStore:
