@@ -7,9 +7,10 @@ lifespan shutdown (or on `aclose()` when mounted where no lifespan reaches it).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +25,7 @@ from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.keyring import Keyring
 from routatic_asgi.relay import UpstreamRelay
+from routatic_asgi.reload import Generation, forget_providers
 from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
 from routatic_asgi.routing import Routing
 from routatic_asgi.short_circuit import AuthShortCircuit
@@ -37,6 +39,9 @@ __all__ = ["RoutaticApp", "build_app"]
 
 Clock = Callable[[], float]
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+Status = Callable[[], Awaitable[dict[str, Any]]]
+Assembly = tuple[ASGIApp, Upstreams, Status]
+Rebuild = Callable[[Config], Assembly]
 
 _JSON = [(b"content-type", b"application/json")]
 
@@ -57,13 +62,34 @@ class RoutaticApp:
         *,
         store: StateStore | None = None,
         status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        rebuild: Rebuild | None = None,
+        clock: Clock = time.time,
     ) -> None:
-        self.config = config
-        self.chain = chain
-        self.upstreams = upstreams
         self.telemetry = telemetry or Telemetry()
         self.store: StateStore = store if store is not None else MemoryStore()
+        self.clock = clock
+        self._rebuild = rebuild
+        # Tasks the server runs beside the requests (the config watcher), from startup on.
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._install(config, chain, upstreams, status)
+
+    def _install(
+        self,
+        config: Config,
+        chain: ASGIApp,
+        upstreams: Upstreams,
+        status: Callable[[], Awaitable[dict[str, Any]]] | None,
+    ) -> None:
+        """Make `config` the one new requests see. No await here: a request sees the old
+        configuration or the new one, never a mix, and one that started keeps its chain."""
+        self.config = config
+        self.loaded = {"source": config.source, "hash": config.digest, "loaded_at": self.clock()}
+        self.upstreams = upstreams
+        self.generation = Generation(chain, upstreams)
+        self.chain: ASGIApp = self.generation
         self.status = status
+        chain = self.generation
         keys = config.server.keys
         # With proxy keys, everything but health, readiness and metrics needs one.
         models = InboundAuth(self._models, keys=keys)
@@ -106,8 +132,29 @@ class RoutaticApp:
             return
         await handler(scope, receive, send)
 
+    async def reload(self, config: Config) -> None:
+        """Serve `config` from the next request on; requests in flight finish on the old one.
+
+        Breaker and credential state stays in the shared store; what providers that changed
+        or went away left there is forgotten, so a fixed provider starts afresh.
+        """
+        if self._rebuild is None:
+            raise RuntimeError("this app was not made by build_app: it cannot reload")
+        chain, upstreams, status = self._rebuild(config)
+        changed = [
+            name
+            for name, provider in self.config.providers.items()
+            if config.providers.get(name) != provider
+        ]
+        await forget_providers(self.store, changed)
+        retired = self.generation
+        self._install(config, chain, upstreams, status)
+        await retired.retire()
+
     async def aclose(self) -> None:
-        await self.upstreams.aclose()
+        for task in self._tasks:
+            task.cancel()
+        await self.generation.retire()
         await self.store.aclose()
         self.telemetry.close()
 
@@ -115,6 +162,7 @@ class RoutaticApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._tasks = [asyncio.create_task(job()) for job in self.background]
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -136,7 +184,7 @@ class RoutaticApp:
 
     async def _status(self, scope: Scope, receive: Receive, send: Send) -> None:
         report = await self.status() if self.status is not None else {}
-        await send_answer(send, _json(200, report))
+        await send_answer(send, _json(200, {**report, "config": self.loaded}))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body, content_type = self.telemetry.metrics.exposition()
@@ -212,13 +260,39 @@ def build_app(
         transport = CaptureTransport(
             transport or Http11Transport(max_keepalive=256, keepalive_expiry=60)
         )
+    store = state if state is not None else store_for(config.state, clock=clock)
+    store = WatchedStore(store, telemetry.metrics, clock=clock)
+
+    def assemble(config: Config) -> Assembly:
+        return _assemble(config, telemetry, store, clock, transport, debug_capture)
+
+    chain, upstreams, status = assemble(config)
+    return RoutaticApp(
+        config,
+        chain,
+        upstreams,
+        telemetry,
+        store=store,
+        status=status,
+        rebuild=assemble,
+        clock=clock,
+    )
+
+
+def _assemble(
+    config: Config,
+    telemetry: Telemetry,
+    store: WatchedStore,
+    clock: Clock,
+    transport: httpx.AsyncBaseTransport | None,
+    debug_capture: str | os.PathLike[str] | None,
+) -> Assembly:
+    """The chain for one configuration; telemetry and the state store outlive it."""
     upstreams = Upstreams(config, transport=transport)
     resilience = config.resilience
     relay: ASGIApp = UpstreamRelay(
         upstreams=upstreams, resilience=resilience, clock=clock, telemetry=telemetry
     )
-    store = state if state is not None else store_for(config.state, clock=clock)
-    store = WatchedStore(store, telemetry.metrics, clock=clock)
     breaker = CircuitBreaker(
         relay,
         store=store,
@@ -265,4 +339,4 @@ def build_app(
     chain = RequestRecording(chain, telemetry=telemetry, endpoint_for=endpoint_for)
     if debug_capture is not None:
         chain = DebugCapture(chain, directory=debug_capture, secrets=secrets_of(config))
-    return RoutaticApp(config, chain, upstreams, telemetry, store=store, status=status)
+    return chain, upstreams, status

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from routatic_asgi import __version__
+from routatic_asgi.app import RoutaticApp
 from routatic_asgi.audit import config_warnings
 from routatic_asgi.config import (
     Config,
@@ -39,6 +40,7 @@ __all__ = ["app_from_environment", "main"]
 
 _CONFIG_VARIABLE = "ROUTATIC_CONFIG"
 _KEY_VARIABLE = "ROUTATIC_KEY"
+_WATCH_VARIABLE = "ROUTATIC_WATCH"  # from serve to its worker processes
 _CONFIG_HELP = f"YAML file (default: ${_CONFIG_VARIABLE}, else the embedded default)"
 
 
@@ -93,9 +95,25 @@ def app_from_environment() -> object:
     """The app for a uvicorn worker process: the config path comes in ROUTATIC_CONFIG."""
     from routatic_asgi.app import build_app
 
-    app = build_app(_load(os.environ.get(_CONFIG_VARIABLE) or None), **_observability())
+    path = os.environ.get(_CONFIG_VARIABLE) or None
+    app = build_app(_load(path), **_observability())
+    _watch(app, path, watch=os.environ.get(_WATCH_VARIABLE) != "0")
     _tune_gc()
     return app
+
+
+def _watch(app: RoutaticApp, path: str | None, *, watch: bool) -> None:
+    """Reload on SIGHUP, and on a change to the file when `watch` is on; say so on stderr."""
+    from routatic_asgi.reload import ConfigWatcher
+
+    log = logging.getLogger("routatic_asgi.reload")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("routatic-asgi: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    app.background.append(ConfigWatcher(app, path, watch=watch).run)
 
 
 def _tune_gc() -> None:
@@ -190,19 +208,19 @@ def _serve(args: argparse.Namespace) -> int:
     shared = args.workers > 1 or bool(os.environ.get(MULTIPROC_VARIABLE))
     made = _multiprocess_metrics() if shared else None
     try:
+        watch = args.watch if args.watch is not None else path is not None
         if args.workers > 1:
+            from routatic_asgi.supervisor import run_workers
+
             if path:
                 os.environ[_CONFIG_VARIABLE] = os.path.abspath(path)
-            uvicorn.run(
-                "routatic_asgi.cli:app_from_environment",
-                factory=True,
-                workers=args.workers,
-                **options,
-            )
+            os.environ[_WATCH_VARIABLE] = "1" if watch else "0"
+            run_workers("routatic_asgi.cli:app_from_environment", args.workers, **options)
         else:
             from routatic_asgi.app import build_app
 
             app = build_app(config, **_observability())
+            _watch(app, path, watch=watch)
             _tune_gc()
             uvicorn.run(app, **options)
     finally:
@@ -321,6 +339,13 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-unauthenticated",
         action="store_true",
         help="listen beyond loopback with no server.keys",
+    )
+    serve.add_argument(
+        "--watch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reload when the config file changes (default: on when a file is given); "
+        "SIGHUP always reloads",
     )
     serve.add_argument("--log-level", default="info")
     serve.add_argument(

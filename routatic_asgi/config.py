@@ -7,6 +7,8 @@ secret: a key is held as a `SecretStr` and only its last four characters ever le
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -283,9 +285,21 @@ class Config(_Model):
     state: str = Field("memory", description="memory, or a redis:// URL shared by replicas.")
     # Which environment variable each value came from, by key path: "providers.zen.keys.0".
     _variables: dict[str, str] = PrivateAttr(default_factory=dict)
+    # Where it was read from, and a short hash of what it resolved to (keys included: a
+    # rotated key is a new configuration), for /status and the reload log.
+    _source: str = PrivateAttr("<config>")
+    _digest: str = PrivateAttr("")
 
     def variable_for(self, path: str) -> str | None:
         return self._variables.get(path)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def digest(self) -> str:
+        return self._digest
 
     @field_validator("providers")
     @classmethod
@@ -408,6 +422,9 @@ def parse_config(
         first, *more = errors
         raise ConfigError(first.source, first.path, first.problem, first.fix, more=more)
     config._variables.update(variables)
+    config._source = source
+    resolved = json.dumps(expanded, sort_keys=True, default=str).encode()
+    config._digest = hashlib.sha256(resolved).hexdigest()[:12]
     return config
 
 

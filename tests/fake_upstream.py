@@ -13,6 +13,9 @@ protocol the path implies (`/v1/messages`, `/chat/completions`, `/responses`). A
                                                                   compresses it)
     {"sse": ["event: ...\\ndata: ...\\n\\n", ...], "then": "hang"}  a stream, then hang or "break"
     {"hang": true}                                                never answer
+    {"sse": [...], "hold": "g1", "rest": [...]}                  a stream that pauses after
+                                                                  "sse" until POST /_release/g1,
+                                                                  then sends "rest"
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import uvicorn
 QUEUES: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
 CALLS: dict[str, list[dict[str, Any]]] = defaultdict(list)
 DISCONNECTED: list[asyncio.Event] = []  # set, and replaced, at each recorded disconnect
+GATES: dict[str, asyncio.Event] = defaultdict(asyncio.Event)  # "hold" streams wait on these
 
 
 def anthropic_message(model: str, text: str = "Hello from the fake upstream.") -> dict[str, Any]:
@@ -361,6 +365,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         QUEUES["/" + path.removeprefix("/_script/")].extend(json.loads(body))
         await respond(send, 200, {}, b"{}")
         return
+    if path.startswith("/_release/"):
+        GATES[path.removeprefix("/_release/")].set()
+        await respond(send, 200, {}, b"{}")
+        return
     if path.startswith("/_calls/"):
         prefix = "/" + path.removeprefix("/_calls/")
         await respond(send, 200, {}, json.dumps(CALLS[prefix]).encode())
@@ -399,6 +407,10 @@ async def play(answer: dict[str, Any], send: Any, receive: Any, call: dict[str, 
         await start(send, answer.get("status", 200), headers)
         for event in answer["sse"]:
             await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+        if "hold" in answer:
+            await GATES[answer["hold"]].wait()
+            for event in answer.get("rest", []):
+                await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
         then = answer.get("then")
         if then == "hang":
             await wait_disconnect(receive, call)
