@@ -112,6 +112,9 @@ class Attempt:
     body: bytes = b""
     # Tokens and stop reason, filled by the relay from the body or the stream's usage events.
     usage: Usage | None = None
+    # Why an answer that had committed (outcome success) did not reach its end: an upstream
+    # failure's reason, or "client_disconnected". None when it was delivered whole.
+    broken: str | None = None
 
     def settle(self, outcome: Outcome) -> None:
         """Record the outcome once and tell every listener; a broken listener is logged."""

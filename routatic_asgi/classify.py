@@ -63,6 +63,9 @@ class Reason(StrEnum):
     STREAM_ENDED_EARLY = "stream_ended_early"
     EMPTY_STREAM = "empty_stream"
     UNREADABLE_ANSWER = "unreadable_answer"
+    MALFORMED_EVENT = "malformed_event"  # a stream event the translation cannot read
+    EVENT_TOO_LARGE = "event_too_large"  # one event, or what is held before the commit
+    ANSWER_TOO_LARGE = "answer_too_large"  # a body that must be read whole, over its cap
     FIRST_BYTE_TIMEOUT = "first_byte_timeout"
     # The transport failed (see `classify_exception`).
     CONNECT_TIMEOUT = "connect_timeout"

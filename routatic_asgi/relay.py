@@ -9,8 +9,9 @@ which is the commit point the router waits for. It never retries and never picks
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import httpx
@@ -34,8 +35,8 @@ from routatic_asgi.classify import (
     classify_stream_error,
 )
 from routatic_asgi.config import ResilienceConfig
-from routatic_asgi.exchange import EventKind, Exchange, exchange_for
-from routatic_asgi.sse import SSEFramer, parse_event
+from routatic_asgi.exchange import EventKind, Exchange, StreamCodec, exchange_for
+from routatic_asgi.sse import EVENT_LIMIT, EventTooLarge, SSEFramer, parse_event
 from routatic_asgi.telemetry import Telemetry, UsageReader, usage_from_body
 from routatic_asgi.translate.fit import unfit_reason
 from routatic_asgi.translate.pivot import TranslationError
@@ -66,8 +67,16 @@ _RESPONSE_DROP = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 # A translated body is ours: its encoding, type and length too.
 _TRANSLATED_DROP = frozenset({b"content-encoding", b"content-type"})
 _ERROR_BODY_LIMIT = 1024 * 1024
-_USAGE_BODY_LIMIT = 4 * 1024 * 1024  # a larger answer is relayed without reading its usage
+# A non-streamed answer up to this size is read whole before it commits, so one cut short
+# falls back like any failure; a larger one is relayed as it comes, without reading its usage.
+_READ_AHEAD = 4 * 1024 * 1024
+# A translated answer is read whole to translate it: one larger than this is a failure.
+_TRANSLATED_LIMIT = 32 * 1024 * 1024
+# What a translation raises on an event or body of a shape it cannot read: the upstream's
+# fault, handled like a broken stream, never a traceback.
+_MALFORMED = (TranslationError, TypeError, ValueError, KeyError, AttributeError, IndexError)
 
+logger = logging.getLogger("routatic_asgi")
 
 
 class UpstreamRelay:
@@ -161,26 +170,47 @@ class UpstreamRelay:
         if not exchange.passthrough:
             await self._relay_translated(response, attempt, exchange, send)
             return
+        try:
+            body = response.aiter_raw()
+            raw, whole = await _read_ahead(body, _READ_AHEAD)
+        except httpx.HTTPError as exc:
+            attempt.settle(classify_exception(exc))
+            return
         attempt.settle(SUCCESS)
         headers = _response_headers(response)
-        headers.append((b"content-length", response.headers.get("content-length", "").encode()))
-        if not headers[-1][1]:
-            headers.pop()
+        if whole:
+            headers.append((b"content-length", str(len(raw)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": raw})
+            attempt.usage = usage_from_body(attempt.target.protocol, raw)
+            return
+        length = response.headers.get("content-length", "").encode()
+        headers.extend([(b"content-length", length)] if length else [])
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        raw = await _relay_raw(response, send)
-        attempt.usage = usage_from_body(attempt.target.protocol, raw)
+        await send({"type": "http.response.body", "body": raw, "more_body": True})
+        try:
+            await _relay_raw(body, send)
+        except httpx.HTTPError as exc:
+            # Its length promised, the body cannot end well: returning without its end makes
+            # the server drop the connection, which is how the client learns it was cut.
+            _broke(attempt, classify_exception(exc).reason)
 
     async def _relay_translated(
         self, response: httpx.Response, attempt: Attempt, exchange: Exchange, send: Send
     ) -> None:
         """Read and translate the whole answer first: one the client cannot read is a failure."""
         try:
-            raw = await response.aread()
+            raw, whole = await _read_ahead(response.aiter_bytes(), _TRANSLATED_LIMIT)
+            if not whole:
+                attempt.settle(
+                    Outcome(Kind.TRANSIENT, Reason.ANSWER_TOO_LARGE, response.status_code)
+                )
+                return
             body = exchange.response_body(raw)
         except httpx.HTTPError as exc:
             attempt.settle(classify_exception(exc))
             return
-        except TranslationError:
+        except _MALFORMED:
             attempt.settle(Outcome(Kind.TRANSIENT, Reason.UNREADABLE_ANSWER, response.status_code))
             return
         attempt.settle(SUCCESS)
@@ -235,44 +265,80 @@ class UpstreamRelay:
         codec = exchange.stream()
         usage = UsageReader(attempt, attempt.target.protocol)
         ended = False
+        held = 0  # bytes the router holds back until the commit
+        failure: Outcome | None = None
         try:
             async for chunk in response.aiter_raw():
                 out: list[bytes] = []
-                for event in framer.feed(chunk):
-                    usage.observe(event)
-                    kind = codec.kind(event)
-                    if kind is EventKind.ERROR and not attempt.succeeded:
-                        attempt.settle(self._stream_error(event.data, attempt))
-                        return
-                    if kind is EventKind.CONTENT and not attempt.succeeded:
-                        attempt.settle(SUCCESS)
-                        first_byte.deadline = float("inf")
-                    ended = ended or kind is EventKind.END
-                    out.append(codec.translate(event))
-                if out:
-                    await send(
-                        {"type": "http.response.body", "body": b"".join(out), "more_body": True}
-                    )
+                try:
+                    for event in framer.feed(chunk):
+                        usage.observe(event)
+                        kind = codec.kind(event)
+                        if kind is EventKind.ERROR and not attempt.succeeded:
+                            attempt.settle(self._stream_error(event.data, attempt))
+                            return
+                        out.append(codec.translate(event))
+                        # Committed only once the client's bytes exist: an event the
+                        # translation cannot read fails the attempt, before or after.
+                        if kind is EventKind.CONTENT and not attempt.succeeded:
+                            attempt.settle(SUCCESS)
+                            first_byte.deadline = float("inf")
+                        ended = ended or kind is EventKind.END
+                except EventTooLarge:
+                    failure = Outcome(Kind.TRANSIENT, Reason.EVENT_TOO_LARGE)
+                except _MALFORMED:
+                    failure = Outcome(Kind.TRANSIENT, Reason.MALFORMED_EVENT)
+                body = b"".join(out)
+                if not attempt.succeeded:
+                    held += len(body)
+                    if held > EVENT_LIMIT:  # pings and holds without end: no content
+                        failure = Outcome(Kind.TRANSIENT, Reason.EVENT_TOO_LARGE)
+                if failure is not None:
+                    break
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
         except httpx.HTTPError as exc:
+            failure = classify_exception(exc)
+            body = b""
+        if failure is not None:
             if not attempt.succeeded:
-                attempt.settle(classify_exception(exc))
+                attempt.settle(failure)
                 return
-            await send(_last(codec.error_event(f"the upstream stream broke: {type(exc).__name__}")))
+            _broke(attempt, failure.reason)
+            error = codec.error_event(f"the upstream stream broke: {failure.reason}")
+            await send(_last(body + error))
             return
         if not attempt.succeeded:
             reason = Reason.STREAM_ENDED_EARLY if codec.seen else Reason.EMPTY_STREAM
             attempt.settle(Outcome(Kind.TRANSIENT, reason))
             return
+        await send(_last(self._stream_end(framer, codec, exchange, attempt, ended)))
+
+    def _stream_end(
+        self,
+        framer: SSEFramer,
+        codec: StreamCodec,
+        exchange: Exchange,
+        attempt: Attempt,
+        ended: bool,
+    ) -> bytes:
+        """The last bytes of a committed stream: its unterminated last event, the codec's
+        closing events, and an error event when the upstream never said it was complete."""
         rest = framer.tail()
-        if rest.strip() and not exchange.passthrough:
-            # An unterminated last event is the target's protocol: it too must be translated.
-            event = parse_event(rest + b"\n\n")
-            ended = ended or codec.kind(event) is EventKind.END
-            rest = codec.translate(event)
-        tail = rest + codec.finish()
+        try:
+            if rest.strip() and not exchange.passthrough:
+                # An unterminated last event is the target's protocol: it too is translated.
+                event = parse_event(rest + b"\n\n")
+                ended = ended or codec.kind(event) is EventKind.END
+                rest = codec.translate(event)
+            tail = rest + codec.finish()
+        except _MALFORMED:
+            _broke(attempt, Reason.MALFORMED_EVENT)
+            return codec.error_event("the upstream stream broke: malformed_event")
         if not ended:
+            _broke(attempt, Reason.STREAM_ENDED_EARLY)
             tail += codec.error_event("the upstream stream ended before it was complete")
-        await send(_last(tail))
+        return tail
 
     def _stream_error(self, data: bytes, attempt: Attempt) -> Outcome:
         return classify_stream_error(
@@ -295,6 +361,14 @@ def _bearer_as_api_key(headers: Headers) -> Headers:
                 continue
         moved.append((name, value))
     return moved
+
+
+def _broke(attempt: Attempt, reason: str) -> None:
+    """A committed answer broke off upstream: one warning line, no traceback."""
+    attempt.broken = reason
+    logger.warning(
+        "the answer from %s broke off after it had begun: %s", attempt.target.name, reason
+    )
 
 
 def _last(body: bytes) -> dict[str, object]:
@@ -332,20 +406,23 @@ def _translated_headers(response: httpx.Response, body: bytes) -> Headers:
     return headers
 
 
-async def _relay_raw(response: httpx.Response, send: Send) -> bytes:
-    """Relay the body as it comes; return it when small enough to read its usage, else b""."""
-    # After the commit a broken body raises: with the length promised, closing is honest.
-    kept: list[bytes] | None = []
+async def _read_ahead(body: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """The body's first bytes, up to just past `limit`, and whether that was all of it."""
+    chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    async for chunk in body:
+        chunks.append(chunk)
         size += len(chunk)
-        if kept is not None:
-            kept.append(chunk)
-            if size > _USAGE_BODY_LIMIT:
-                kept = None
+        if size > limit:
+            return b"".join(chunks), False
+    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), True
+
+
+async def _relay_raw(body: AsyncIterator[bytes], send: Send) -> None:
+    """Relay the rest of the body as it comes."""
+    async for chunk in body:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-    return b"".join(kept) if kept else b""
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:

@@ -314,6 +314,8 @@ class _Flight:
             await self.router.app(self.scope, receive, send)
         except anyio.get_cancelled_exc_class():
             if self.gone.is_set():
+                if attempt.succeeded:  # gone mid-answer: the answer, not the attempt, was cut
+                    attempt.broken = Reason.CLIENT_DISCONNECTED
                 attempt.settle(Outcome(Kind.CANCELLED, Reason.CLIENT_DISCONNECTED))
             else:
                 attempt.settle(Outcome(Kind.TRANSIENT, Reason.DEADLINE))

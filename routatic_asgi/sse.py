@@ -2,7 +2,10 @@
 
 The framer splits a byte stream, cut anywhere, into events and hands back each one's exact
 bytes, so a relay can forward them unchanged while knowing where events begin and end. It
-holds at most one incomplete event; it never parses JSON.
+holds at most one incomplete event, of at most `EVENT_LIMIT` bytes: a larger one raises
+`EventTooLarge`, so no upstream can make it hold more. Its work is linear in the stream: an
+incomplete event's bytes are kept as they came and scanned once each, not copied and rescanned
+on every chunk. It never parses JSON.
 """
 
 from __future__ import annotations
@@ -10,10 +13,18 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["Event", "SSEFramer", "encode_event"]
+__all__ = ["EVENT_LIMIT", "Event", "EventTooLarge", "SSEFramer", "encode_event"]
 
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _LINE = re.compile(rb"\r\n|\r|\n")
+
+# The largest event a stream may carry: far above any real one (a long tool call's arguments
+# arrive in many small deltas), small enough that a runaway upstream costs a bounded amount.
+EVENT_LIMIT = 16 * 1024 * 1024
+
+
+class EventTooLarge(Exception):
+    """An event (complete or not) grew past the framer's limit: the stream cannot be relayed."""
 
 
 class Event(NamedTuple):  # a tuple: made once per event, it must be cheap to build
@@ -46,15 +57,41 @@ def parse_event(raw: bytes) -> Event:
 class SSEFramer:
     """Feed bytes, get complete events; `tail()` returns whatever was left unterminated."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_held", "_last", "_limit", "_size")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, limit: int = EVENT_LIMIT) -> None:
+        self._held: list[bytes] = []  # an incomplete event, as it came
+        self._last = b""  # its last 3 bytes: a boundary may begin there
+        self._size = 0
+        self._limit = limit
 
     def feed(self, chunk: bytes) -> list[Event]:
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\r" not in buffer:
-            return self._feed_lf(buffer)
+        if self._held:
+            # Only the seam and the new bytes can hold the first boundary: the held ones were
+            # scanned when they came. No boundary: keep the chunk and join nothing.
+            seam = self._last + chunk
+            if _BOUNDARY.search(seam) is None if b"\r" in seam else b"\n\n" not in seam:
+                self._hold(chunk)
+                return []
+            buffer = b"".join(self._held) + chunk
+            self._held, self._last, self._size = [], b"", 0
+        else:
+            buffer = chunk
+        events = self._feed_lf(buffer) if b"\r" not in buffer else self._feed_any(buffer)
+        for event in events:
+            if len(event.raw) > self._limit:
+                raise EventTooLarge(f"an event of {len(event.raw)} bytes")
+        return events
+
+    def _hold(self, rest: bytes) -> None:
+        if rest:
+            self._held.append(rest)
+            self._last = (self._last + rest[-3:])[-3:]
+            self._size += len(rest)
+            if self._size > self._limit:
+                raise EventTooLarge(f"an unterminated event past {self._limit} bytes")
+
+    def _feed_any(self, buffer: bytes) -> list[Event]:
         events: list[Event] = []
         start = 0
         # A lone "\r" at the end may be half of "\r\n": wait for the next chunk to decide.
@@ -66,7 +103,7 @@ class SSEFramer:
             if raw.strip(b"\r\n"):
                 events.append(parse_event(raw))
             start = end
-        self._buffer = buffer[start:]
+        self._hold(buffer[start:])
         return events
 
     def _feed_lf(self, buffer: bytes) -> list[Event]:
@@ -81,11 +118,12 @@ class SSEFramer:
                 events.append(parse_event(raw))
             start = end
             end = buffer.find(b"\n\n", start)
-        self._buffer = buffer[start:]
+        self._hold(buffer[start:] if start else buffer)
         return events
 
     def tail(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
+        rest = b"".join(self._held)
+        self._held, self._last, self._size = [], b"", 0
         return rest
 
 

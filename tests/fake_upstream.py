@@ -16,6 +16,10 @@ protocol the path implies (`/v1/messages`, `/chat/completions`, `/responses`). A
     {"sse": [...], "hold": "g1", "rest": [...]}                  a stream that pauses after
                                                                   "sse" until POST /_release/g1,
                                                                   then sends "rest"
+    {"flood": {"head": "...", "chunk": "...", "bytes": N}, "headers": {...}}
+                                                                  head, then chunk again and again
+                                                                  up to N bytes (null: until the
+                                                                  client goes), then "then"
 """
 
 from __future__ import annotations
@@ -402,6 +406,9 @@ async def play(answer: dict[str, Any], send: Any, receive: Any, call: dict[str, 
         await wait_disconnect(receive, call)
         return
     headers = dict(answer.get("headers", {}))
+    if "flood" in answer:
+        await flood(answer, headers, send, receive, call)
+        return
     if "sse" in answer:
         headers.setdefault("content-type", "text/event-stream")
         await start(send, answer.get("status", 200), headers)
@@ -428,6 +435,34 @@ async def play(answer: dict[str, Any], send: Any, receive: Any, call: dict[str, 
         body = gzip.compress(body)
         headers["content-encoding"] = "gzip"
     await respond(send, answer.get("status", 200), headers, body)
+
+
+async def flood(
+    answer: dict[str, Any], headers: dict[str, str], send: Any, receive: Any, call: dict[str, Any]
+) -> None:
+    """A body that goes on and on: the head, then one chunk repeated (a giant or endless
+    answer, an event that never ends)."""
+    spec = answer["flood"]
+    headers.setdefault("content-type", "text/event-stream")
+    await start(send, answer.get("status", 200), headers)
+    await send({"type": "http.response.body", "body": spec["head"].encode(), "more_body": True})
+    chunk = spec["chunk"].encode()
+    left = spec.get("bytes")
+    gone = asyncio.ensure_future(wait_disconnect(receive, call))
+    try:
+        while (left is None or left > 0) and not gone.done():
+            piece = chunk if left is None else chunk[:left]
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if left is not None:
+                left -= len(piece)
+            await asyncio.sleep(0)  # let a disconnect be heard
+    finally:
+        if not gone.done():
+            gone.cancel()
+    if answer.get("then") == "break":
+        raise ConnectionResetError("the fake upstream breaks the stream")
+    if not gone.done():
+        await send({"type": "http.response.body", "body": b""})
 
 
 async def start(send: Any, status: int, headers: dict[str, str]) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routatic_asgi.sse import SSEFramer, encode_event, parse_event
+from routatic_asgi.sse import EVENT_LIMIT, EventTooLarge, SSEFramer, encode_event, parse_event
 from tests.fake_upstream import anthropic_stream, openai_stream
 
 STREAM = "".join(anthropic_stream("claude-x", deltas=5)).encode()
@@ -77,3 +78,41 @@ def test_parse_event_fields() -> None:
 def test_encode_event_round_trips() -> None:
     event = parse_event(encode_event("error", b'{"type":"error"}'))
     assert (event.name, event.data) == ("error", b'{"type":"error"}')
+
+
+@given(
+    st.binary(max_size=200).map(lambda b: bytes(b"\r\na:"[x % 4] for x in b)),
+    st.lists(st.integers(min_value=0, max_value=200), max_size=60),
+)
+def test_any_chunking_of_line_ends_frames_like_one_piece(data: bytes, cuts: list[int]) -> None:
+    """Held bytes are not rescanned: a boundary split across any number of tiny chunks
+    (`\\r\\n` `\\r` `\\n` `\\r`) is still found exactly where one whole feed finds it."""
+    assert frame(split(data, cuts)) == frame([data])
+    assert frame([data[i : i + 1] for i in range(len(data))]) == frame([data])
+
+
+def test_an_unterminated_event_past_the_limit_fails_the_stream() -> None:
+    framer = SSEFramer(limit=1024 * 1024)
+    framer.feed(b"event: a\ndata: 1\n\nevent: content_block_delta\ndata: ")
+    piece = b"x" * 4096
+    with pytest.raises(EventTooLarge):
+        for _ in range(1024 * 1024 // len(piece) + 1):
+            framer.feed(piece)
+
+
+def test_one_chunk_holding_an_event_past_the_limit_fails_the_stream() -> None:
+    framer = SSEFramer(limit=1000)
+    assert len(framer.feed(b"data: " + b"x" * 900 + b"\n\n")) == 1
+    with pytest.raises(EventTooLarge):
+        framer.feed(b"data: " + b"x" * 1000 + b"\n\ndata: y\n\n")
+
+
+def test_the_default_limit_is_16_mib() -> None:
+    assert EVENT_LIMIT == 16 * 1024 * 1024
+    framer = SSEFramer()
+    framer.feed(b"data: ")
+    chunk = b"x" * (1024 * 1024)
+    for _ in range(15):
+        framer.feed(chunk)  # 15 MiB held: still one event in progress
+    with pytest.raises(EventTooLarge):
+        framer.feed(chunk * 2)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from routatic_asgi.attempt import Attempt, InboundRequest
-from routatic_asgi.classify import Kind
+from routatic_asgi.classify import Kind, Reason
 from routatic_asgi.config import RouteConfig
 
 __all__ = ["OUTCOMES", "request_line", "request_outcome", "route_label", "served_by"]
@@ -43,9 +43,15 @@ def served_by(request: InboundRequest | None) -> Attempt | None:
 
 
 def request_outcome(request: InboundRequest | None, status: int | None) -> str:
-    """One of OUTCOMES, from what the client was told."""
-    if served_by(request) is not None:
-        return "success"
+    """One of OUTCOMES, from what the client was told.
+
+    An answer that broke off after it had begun is an upstream error (its status is still
+    200), or cancelled when it was the client who went away."""
+    served = served_by(request)
+    if served is not None:
+        if served.broken is None:
+            return "success"
+        return "cancelled" if served.broken == Reason.CLIENT_DISCONNECTED else "upstream_error"
     if status is None:
         return "cancelled"
     if status < 300:  # answered by the gateway itself, e.g. a local token count
@@ -72,6 +78,11 @@ def _attempt_entry(attempt: Attempt) -> dict[str, Any]:
     }
     if outcome is not None and outcome.status:
         entry["status"] = outcome.status
+    if attempt.broken is not None:  # it committed, then broke off: the 200 went out
+        cancelled = attempt.broken == Reason.CLIENT_DISCONNECTED
+        entry["outcome"] = Kind.CANCELLED.value if cancelled else Kind.TRANSIENT.value
+        entry["reason"] = attempt.broken
+        entry["status"] = 200
     return entry
 
 
