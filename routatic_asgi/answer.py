@@ -37,17 +37,19 @@ def proxy_error(
     message: str,
     error_type: str | None = None,
     retry_after: float | None = None,
+    *,
+    param: str | None = None,
 ) -> Answer:
     """An error the proxy itself produces, in the caller's envelope.
 
     A refusal no retry can mend (400, 401, 403, 404, 405, 413, 415) says so in
-    `x-should-retry: false`."""
+    `x-should-retry: false`; `param` names the request field at fault (OpenAI's `param`)."""
     headers: Headers = [(b"content-type", b"application/json")]
     if status in _FINAL_STATUSES:
         headers.append((b"x-should-retry", b"false"))
     if retry_after is not None:
         headers.append((b"retry-after", str(max(math.ceil(retry_after), 0)).encode()))
-    return Answer(status, headers, error_body(protocol, status, message, error_type))
+    return Answer(status, headers, error_body(protocol, status, message, error_type, param))
 
 
 def final_answer(
@@ -66,6 +68,8 @@ def final_answer(
         return proxy_error(protocol, 503, "no target could be tried", "api_error")
     if deadline_passed:
         return proxy_error(protocol, 504, f"the deadline passed: {summary}", "timeout_error")
+    if all(_unservable(a) for a in attempts):
+        return proxy_error(protocol, 400, _unservable_message(attempts), "invalid_request_error")
     if tried and all(a.outcome is not None and a.outcome.kind is Kind.AUTH for a in tried):
         return proxy_error(protocol, 401, _auth_message(tried), "authentication_error")
     if not tried and all(_key_rejected(a) for a in attempts):
@@ -87,6 +91,40 @@ def final_answer(
     status = 529 if overloaded else 503
     error_type = "overloaded_error" if overloaded else "api_error"
     return proxy_error(protocol, status, f"every target failed: {summary}", error_type, wait)
+
+
+# Why a target can never serve this request, whatever the time: no retry can mend it.
+_NEVER = {
+    Reason.UNFIT_VISION: "cannot read images",
+    Reason.UNFIT_TOOLS: "cannot use tools",
+    Reason.UNFIT_CONTEXT: "has a context window smaller than the prompt",
+    Reason.CONTEXT_TOO_LONG: "said the prompt is too long",
+    Reason.NO_TRANSLATION: "cannot answer this endpoint",
+}
+_TOO_LONG = frozenset({Reason.UNFIT_CONTEXT, Reason.CONTEXT_TOO_LONG})
+
+
+def _unservable(attempt: Attempt) -> bool:
+    outcome = attempt.outcome
+    return (
+        outcome is not None
+        and outcome.kind in (Kind.SKIPPED, Kind.UNFIT)
+        and (outcome.reason in _NEVER)
+    )
+
+
+def _unservable_message(attempts: Sequence[Attempt]) -> str:
+    """Why no target fits; worded "prompt is too long" when that is why, so Claude Code
+    compacts the conversation instead of failing."""
+    reasons = [a.outcome.reason for a in attempts if a.outcome is not None]
+    why = "; ".join(
+        dict.fromkeys(
+            f"{a.target.name} {_NEVER[Reason(a.outcome.reason)]}" for a in attempts if a.outcome
+        )
+    )
+    if any(reason in _TOO_LONG for reason in reasons):
+        return f"prompt is too long for every target: {why}"
+    return f"no target can serve this request: {why}"
 
 
 def _returned_as_is(attempt: Attempt) -> bool:

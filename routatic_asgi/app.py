@@ -28,6 +28,7 @@ from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.reload import Generation, forget_providers
 from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
 from routatic_asgi.routing import Routing
+from routatic_asgi.shapes import models_query
 from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore, StateStore, store_for
 from routatic_asgi.telemetry import RequestRecording, Telemetry
@@ -191,6 +192,16 @@ class RoutaticApp:
         await send_answer(send, Answer(200, [(b"content-type", content_type.encode())], body))
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = models_query(_query(scope))
+        if problem is not None:
+            answer = proxy_error(
+                "openai" if _speaks_openai(scope) else "anthropic",
+                400,
+                problem.message,
+                param=problem.field,
+            )
+            await send_answer(send, answer)
+            return
         ids = self.model_ids()
         if _speaks_openai(scope):
             data = [{"id": i, "object": "model", "created": 0, "owned_by": "routatic"} for i in ids]
@@ -200,8 +211,7 @@ class RoutaticApp:
         after = query.get("after_id")
         if after in ids:
             ids = ids[ids.index(after) + 1 :]
-        limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
-        page = ids[: max(1, min(limit, 1000))]
+        page = ids[: int(query.get("limit", 20))]
         models = [
             {"type": "model", "id": i, "display_name": i, "created_at": "1970-01-01T00:00:00Z"}
             for i in page

@@ -84,17 +84,24 @@ def anthropic_error_body(status: int, message: str, error_type: str | None = Non
     return orjson.dumps({"type": "error", "error": error})
 
 
-def openai_error_body(status: int, message: str, error_type: str | None = None) -> bytes:
+def openai_error_body(
+    status: int, message: str, error_type: str | None = None, param: str | None = None
+) -> bytes:
     kind = error_type or _OPENAI_TYPES.get(
         status, "invalid_request_error" if status < 500 else "server_error"
     )
-    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": kind}})
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": kind}})
 
 
 def error_body(
-    protocol: Protocol, status: int, message: str, error_type: str | None = None
+    protocol: Protocol,
+    status: int,
+    message: str,
+    error_type: str | None = None,
+    param: str | None = None,
 ) -> bytes:
-    """An error body in the caller's protocol (the Responses API uses OpenAI's envelope)."""
+    """An error body in the caller's protocol (the Responses API uses OpenAI's envelope);
+    `param` names the request field at fault."""
     if protocol != "anthropic":
-        return openai_error_body(status, message, error_type)
+        return openai_error_body(status, message, error_type, param or None)
     return anthropic_error_body(status, message, error_type)

@@ -33,10 +33,11 @@ from routatic_asgi.attempt import (
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.routing import Routing, request_traits
+from routatic_asgi.shapes import check_request
 from routatic_asgi.telemetry import RECORD, Telemetry, route_label
 from routatic_asgi.translate.tokens import estimate_tokens
 
-__all__ = ["FallbackRouter", "endpoint_for", "send_answer"]
+__all__ = ["FallbackRouter", "endpoint_for", "header_value", "send_answer"]
 
 Clock = Callable[[], float]
 logger = logging.getLogger("routatic_asgi")
@@ -56,6 +57,22 @@ async def send_answer(send: Send, answer: Answer) -> None:
     headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
+
+
+def header_value(text: str) -> bytes:
+    """Text for a response header: a model name comes from the client, so every byte outside
+    printable ASCII (and `%` itself) is percent-escaped; nothing can end the header line."""
+    raw = text.encode()
+    if raw.isascii() and text.isprintable() and "%" not in text:
+        return raw
+    return "".join(
+        chr(byte) if 0x20 <= byte < 0x7F and byte != 0x25 else f"%{byte:02X}" for byte in raw
+    ).encode()
+
+
+def _exceeds(digits: bytes, limit: int) -> bool:
+    """A declared length above `limit`; one of thousands of digits is, without reading it."""
+    return len(digits) > 20 or int(digits) > limit
 
 
 def _token_estimate(request: InboundRequest) -> Answer:
@@ -131,7 +148,7 @@ class FallbackRouter:
                 )
             )
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and declared.isdigit() and _exceeds(declared, self.max_body):
             raise _Rejected(self._too_large(protocol))
         body = await self._read_body(receive, protocol)
         try:
@@ -142,11 +159,10 @@ class FallbackRouter:
             ) from None
         if not isinstance(payload, dict):
             raise _Rejected(proxy_error(protocol, 400, "the body must be a JSON object"))
-        model = payload.get("model")
-        if not isinstance(model, str) or not model:
-            raise _Rejected(
-                proxy_error(protocol, 400, "model: field required (a model name string)")
-            )
+        problem = check_request(endpoint, payload)
+        if problem is not None:
+            raise _Rejected(proxy_error(protocol, 400, problem.message, param=problem.field))
+        model: str = payload["model"]
         if endpoint == "responses" and payload.get("previous_response_id"):
             # Stateless by design: any target may serve the next turn, so none holds the last.
             raise _Rejected(
@@ -342,13 +358,14 @@ class _Flight:
             await self.send(message)
 
     def _routing_headers(self, attempt: Attempt) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-routatic-target", attempt.target.name.encode()), self._attempts_header()]
+        target = header_value(attempt.target.name)
+        headers = [(b"x-routatic-target", target), self._attempts_header()]
         earlier = [a for a in self.request.attempts if a is not attempt and a.outcome is not None]
         if earlier:
             fallback = ", ".join(
                 f"{a.target.name}={a.outcome.reason}" for a in earlier if a.outcome
             )
-            headers.append((b"x-routatic-fallback", fallback.encode()))
+            headers.append((b"x-routatic-fallback", header_value(fallback)))
         return headers
 
     def _attempts_header(self) -> tuple[bytes, bytes]:
