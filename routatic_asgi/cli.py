@@ -41,6 +41,7 @@ __all__ = ["app_from_environment", "main"]
 _CONFIG_VARIABLE = "ROUTATIC_CONFIG"
 _KEY_VARIABLE = "ROUTATIC_KEY"
 _WATCH_VARIABLE = "ROUTATIC_WATCH"  # from serve to its worker processes
+_CLIENTS = ("claude", "codex", "opencode")
 _CONFIG_HELP = f"YAML file (default: ${_CONFIG_VARIABLE}, else the embedded default)"
 
 
@@ -370,6 +371,14 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the configuration's JSON Schema")
     schema.set_defaults(run=_schema)
+    for client in _CLIENTS:  # parsed by _launch: their arguments are the client's
+        commands.add_parser(
+            client,
+            help=f"run {client} through the gateway (started for the session unless one "
+            "listens): routatic-asgi {client} [--config F] [--port P] [--] [args...]".replace(
+                "{client}", client
+            ),
+        )
     status = commands.add_parser("status", help="show every breaker and credential of a server")
     status.add_argument("--url", default="http://127.0.0.1:8787", help="the server's base URL")
     status.add_argument("--key", help=f"a proxy key (default: ${_KEY_VARIABLE})")
@@ -378,9 +387,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _launch(client: str, rest: list[str]) -> int:
+    """`routatic-asgi CLIENT [--config F] [--port P] [--] [client args...]`: our options
+    only lead; everything after them (or after `--`) is the client's, untouched."""
+    from routatic_asgi.launch import launch
+
+    options: dict[str, str] = {}
+    while rest and rest[0] in ("--config", "--port") and len(rest) > 1:
+        options[rest[0]], rest = rest[1], rest[2:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
     try:
+        port = _port(options["--port"]) if "--port" in options else None
+    except argparse.ArgumentTypeError as exc:
+        print(f"routatic-asgi {client}: --port: {exc}", file=sys.stderr)
+        return 2
+    path = options.get("--config") or os.environ.get(_CONFIG_VARIABLE) or None
+    return launch(client, rest, _load(path), path and os.path.abspath(path), port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in _CLIENTS:
+            return _launch(argv[0], argv[1:])
+        args = _parser().parse_args(argv)
         code: int = args.run(args)
         sys.stdout.flush()
     except ConfigError as exc:
