@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 import httpx
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.answer import Answer, proxy_error
-from routatic_asgi.breaker import CircuitBreaker
+from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.config import Config, iter_chain
 from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
@@ -258,12 +259,14 @@ def build_app(
     transport: httpx.AsyncBaseTransport | None = None,
     state: StateStore | None = None,
     debug_capture: str | os.PathLike[str] | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> RoutaticApp:
     """The assembled ASGI app for `config`.
 
     `registry` (a prometheus `CollectorRegistry`) and `tracer_provider` are injected, never
     global; `transport` replaces the network for tests; `state` replaces the store that
-    `config.state` names; `debug_capture` names a directory to write every exchange to.
+    `config.state` names; `debug_capture` names a directory to write every exchange to;
+    `sleep` replaces the wait before a retry (tests pass one that advances a fake clock).
     """
     telemetry = Telemetry(registry=registry, tracer_provider=tracer_provider)
     if debug_capture is not None:
@@ -306,7 +309,12 @@ def _assemble(
     breaker = CircuitBreaker(
         relay,
         store=store,
-        cooldown=resilience.cooldown,
+        policy=BreakerPolicy(
+            resilience.cooldown,
+            resilience.breaker.failures,
+            resilience.breaker.probe_max,
+            resilience.retry.max_wait if resilience.retry.attempts else 0.0,
+        ),
         probe_timeout=resilience.deadline,
         clock=clock,
     )
@@ -344,6 +352,7 @@ def _assemble(
         max_body=config.server.max_body,
         clock=clock,
         telemetry=telemetry,
+        sleep=sleep or anyio.sleep,
     )
     chain: ASGIApp = InboundAuth(router, keys=config.server.keys)
     chain = RequestRecording(chain, telemetry=telemetry, endpoint_for=endpoint_for)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from routatic_asgi.classify import Kind, Outcome
+from routatic_asgi.classify import Kind, Outcome, Reason
 
 __all__ = [
     "ACTOR",
@@ -115,11 +115,21 @@ class Attempt:
     # Why an answer that had committed (outcome success) did not reach its end: an upstream
     # failure's reason, or "client_disconnected". None when it was delivered whole.
     broken: str | None = None
+    # Set by the breaker: this call is a probe (or a call in panic) and is never retried;
+    # this skip was of a breaker open on failures alone, which panic may call anyway.
+    probe: bool = False
+    may_panic: bool = False
+    # Set by the router: every target of the route is open on failures alone; call this one.
+    panic: bool = False
+    # Set by the router: how this attempt came about ("retried", "hedged", "rescued").
+    via: Reason | None = None
 
     def settle(self, outcome: Outcome) -> None:
         """Record the outcome once and tell every listener; a broken listener is logged."""
         if self.outcome is not None:
             return
+        if self.via is not None and outcome.kind is Kind.SUCCESS:
+            outcome = replace(outcome, reason=self.via)  # how it was served: "retried", ...
         self.outcome = outcome
         for listener in self.listeners:
             try:

@@ -1,10 +1,20 @@
 """`CircuitBreaker`: leave a failing target alone until it has recovered.
 
-One breaker per `Target.key`, kept in a `StateStore` so replicas share it. Closed: no record.
-Open: a record whose cooldown runs; the target is skipped ("breaker_open") with `retry_after`
-= the time left. Half-open: the cooldown has ended; exactly one real request (the one that
-wins the store's lease) probes, concurrent ones skip ("breaker_probing"). A success closes
-the breaker, a failure reopens it with the next, longer cooldown.
+One breaker per `Target.key`, kept in a `StateStore` so replicas share it. Closed: no record,
+or one that only counts a streak of failures below `failures`. Open: a record whose cooldown
+runs; the target is skipped ("breaker_open") with `retry_after` = the time left. Half-open:
+the cooldown has ended; exactly one real request (the one that wins the store's lease)
+probes, concurrent ones skip ("breaker_probing"). A success closes the breaker, a failure
+reopens it with the next, longer cooldown.
+
+It opens on evidence: after `failures` consecutive failed calls, or at once when the upstream
+asks for a wait longer than the router would wait out on the same target (a long
+Retry-After, a usage limit). The wait it chooses itself is capped at `probe_max`, so a
+recovered target is back in use soon; a wait the upstream asked for is honoured.
+
+Panic: when the router finds every target of a route open on failures alone, it sends the
+request to the one that recovers soonest with `attempt.panic` set, and this layer lets it
+through (without the probe lease); a target the upstream told to wait is never called early.
 
 The state arithmetic is pure (`phase`, `cooldown`, `tripped`) and takes `now` and the jitter
 from the caller. Only transient failures count: a client that went away, a client error, an
@@ -14,9 +24,11 @@ This layer never calls an upstream of its own: there are no synthetic health che
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -28,7 +40,7 @@ from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.config import CooldownConfig
 from routatic_asgi.state import MemoryStore, Record, StateStore
 
-__all__ = ["CircuitBreaker", "Phase", "cooldown", "phase", "tripped"]
+__all__ = ["BreakerPolicy", "CircuitBreaker", "Phase", "cooldown", "phase", "tripped"]
 
 Clock = Callable[[], float]
 Jitter = Callable[[], float]
@@ -46,37 +58,66 @@ class Phase(StrEnum):
     HALF_OPEN = "half_open"
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a breaker opens and for how long."""
+
+    cooldown: CooldownConfig = field(default_factory=CooldownConfig)
+    failures: int = 2  # consecutive failed calls that open it
+    probe_max: float = 30.0  # the longest wait it chooses itself between probes
+    wait_max: float = 5.0  # a Retry-After up to this is waited out by the router, not here
+
+
 def phase(record: Record | None, now: float) -> Phase:
-    if record is None or record.failures == 0:
+    if record is None or record.failures == 0 or not record.opened:
         return Phase.CLOSED
     return Phase.OPEN if record.in_force(now) else Phase.HALF_OPEN
 
 
 def cooldown(
-    failures: int, retry_after: float | None, policy: CooldownConfig, jitter: float = 1.0
+    openings: int,
+    retry_after: float | None,
+    policy: CooldownConfig,
+    jitter: float = 1.0,
+    cap: float = math.inf,
 ) -> float:
-    """Seconds to stay open after the `failures`-th consecutive failure.
+    """Seconds to stay open after the `openings`-th opening in a row.
 
-    `max(retry_after, min(base * 2**(n-1), max))`, the backoff scaled by `jitter` (0.9-1.1),
-    so replicas that failed together do not probe together; the upstream's wait is a floor.
+    `max(retry_after, min(base * 2**(n-1), max, cap) * jitter)`: the jitter (0.8-1.0) keeps
+    replicas that failed together from probing together and never takes the wait above
+    `cap`; the upstream's own wait is a floor.
     """
-    exponent = min(max(failures, 1) - 1, 64)
-    backoff = min(policy.base * 2.0**exponent, policy.max) * jitter
+    exponent = min(max(openings, 1) - 1, 64)
+    backoff = min(policy.base * 2.0**exponent, policy.max, cap) * jitter
     return max(retry_after or 0.0, backoff)
 
 
+def asked_to_wait(outcome: Outcome, wait_max: float) -> bool:
+    """The upstream itself says to stay away longer than a retry would wait."""
+    if outcome.kind is Kind.EXHAUSTED:
+        return True
+    return outcome.retry_after is not None and outcome.retry_after > wait_max
+
+
 def tripped(
-    record: Record | None, outcome: Outcome, now: float, policy: CooldownConfig, jitter: float
+    record: Record | None, outcome: Outcome, now: float, policy: BreakerPolicy, jitter: float
 ) -> Record:
     """The breaker's record after a failure.
 
-    A failure that arrives while the breaker is already open began before it opened: it does
-    not lengthen the streak, though its Retry-After may lengthen the cooldown.
+    Below `policy.failures` consecutive failures it only counts them (closed), unless the
+    upstream asked for a wait. A failure that arrives while the breaker is already open began
+    before it opened: it does not lengthen the streak, though its Retry-After may lengthen
+    the cooldown.
     """
     previous = record.failures if record is not None else 0
-    failures = previous if phase(record, now) is Phase.OPEN else previous + 1
-    seconds = cooldown(failures, outcome.retry_after, policy, jitter)
-    return Record(outcome.reason, now, now + seconds, failures)
+    current = phase(record, now)
+    failures = previous if current is Phase.OPEN else previous + 1
+    asked = asked_to_wait(outcome, policy.wait_max)
+    if failures < policy.failures and not asked and current is not Phase.OPEN:
+        return Record(outcome.reason, now, now, failures)
+    openings = failures - policy.failures + 1
+    seconds = cooldown(openings, outcome.retry_after, policy.cooldown, jitter, policy.probe_max)
+    return Record(outcome.reason, now, now + seconds, failures, asked)
 
 
 def counts_against(attempt: Attempt) -> bool:
@@ -92,7 +133,7 @@ def counts_against(attempt: Attempt) -> bool:
 
 
 def _jitter() -> float:
-    return random.uniform(0.9, 1.1)
+    return random.uniform(0.8, 1.0)
 
 
 class CircuitBreaker:
@@ -101,7 +142,7 @@ class CircuitBreaker:
         app: ASGIApp,
         *,
         store: StateStore | None = None,
-        cooldown: CooldownConfig | None = None,
+        policy: BreakerPolicy | None = None,
         probe_timeout: float = 600.0,
         clock: Clock = time.time,
         jitter: Jitter = _jitter,
@@ -109,7 +150,7 @@ class CircuitBreaker:
         self.app = app
         self.clock = clock
         self.store: StateStore = store if store is not None else MemoryStore(clock=clock)
-        self.policy = cooldown or CooldownConfig()
+        self.policy = policy or BreakerPolicy()
         self.probe_timeout = probe_timeout
         self.jitter = jitter
 
@@ -124,14 +165,17 @@ class CircuitBreaker:
         current = phase(record, now)
         if current is Phase.OPEN:
             assert record is not None and record.until is not None
-            attempt.settle(
-                Outcome(Kind.SKIPPED, Reason.BREAKER_OPEN, retry_after=record.until - now)
-            )
-            return
+            if not (attempt.panic and not record.asked):
+                attempt.may_panic = not record.asked
+                wait = record.until - now
+                attempt.settle(Outcome(Kind.SKIPPED, Reason.BREAKER_OPEN, retry_after=wait))
+                return
         probing = current is Phase.HALF_OPEN
         if probing and not await self.store.claim(PREFIX + key, ttl=self.probe_timeout):
             attempt.settle(Outcome(Kind.SKIPPED, Reason.BREAKER_PROBING, retry_after=PROBE_WAIT))
             return
+        # A probe (or a call in panic) is one call: the router never retries it.
+        attempt.probe = current is not Phase.CLOSED
         try:
             await self._watched(scope, receive, send, attempt, record)
         finally:

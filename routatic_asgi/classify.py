@@ -91,6 +91,10 @@ class Reason(StrEnum):
     UNFIT_CONTEXT = "unfit_context"
     # A success whose rate-limit headers say nothing is left (a credential record's reason).
     DEPLETED = "depleted"
+    # How an attempt came about, beside a first call: the reason of its success (`via`).
+    RETRIED = "retried"  # the same target again, after a blip or a short Retry-After
+    HEDGED = "hedged"  # started beside a slow one; a hedge's loser is cancelled with it
+    RESCUED = "rescued"  # continues an answer whose stream broke after its commit
 
 
 # Skips that spare an upstream a call it would have failed: the resilience layers at work.

@@ -38,12 +38,14 @@ from routatic_asgi.errors import ConfigError
 from routatic_asgi.state import parse_state_url
 
 __all__ = [
+    "BreakerConfig",
     "Config",
     "CooldownConfig",
     "InboundKey",
     "ModelCaps",
     "ProviderConfig",
     "ResilienceConfig",
+    "RetryConfig",
     "RouteConfig",
     "RouteWhen",
     "ServerConfig",
@@ -267,9 +269,31 @@ class CooldownConfig(_Model):
     max: Seconds = 900.0
 
 
+class RetryConfig(_Model):
+    """Trying the same target again before moving on."""
+
+    attempts: int = Field(
+        1, ge=0, le=5, description="Retries of a target after a blip; 0 turns retrying off."
+    )
+    max_wait: Seconds = Field(
+        5.0, description="The longest Retry-After waited out on the same target."
+    )
+
+
+class BreakerConfig(_Model):
+    """When a breaker opens, and how long it waits between probes."""
+
+    failures: int = Field(2, ge=1, description="Consecutive failed calls that open a breaker.")
+    probe_max: Seconds = Field(
+        30.0, description="The longest wait between probes of a target failing on its own."
+    )
+
+
 class ResilienceConfig(_Model):
     fallback_on: list[int] = Field(default_factory=lambda: [408, 429, 500, 502, 503, 504, 529])
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     quota_cooldown: Seconds = 3600.0
     max_attempts: int = Field(4, ge=1)
     deadline: Seconds = 600.0

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import orjson
@@ -32,6 +32,7 @@ from routatic_asgi.attempt import (
 )
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.config import ResilienceConfig
+from routatic_asgi.retry import blip_pause, retry_pause
 from routatic_asgi.routing import Routing, request_traits
 from routatic_asgi.shapes import check_request
 from routatic_asgi.telemetry import RECORD, Telemetry, route_label
@@ -40,6 +41,7 @@ from routatic_asgi.translate.tokens import estimate_tokens
 __all__ = ["FallbackRouter", "endpoint_for", "header_value", "send_answer"]
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 logger = logging.getLogger("routatic_asgi")
 
 
@@ -100,6 +102,8 @@ class FallbackRouter:
         max_body: int = 32 * 1024**2,
         clock: Clock = time.time,
         telemetry: Telemetry | None = None,
+        sleep: Sleep = anyio.sleep,
+        pause: Clock = blip_pause,
     ) -> None:
         self.app = app
         self.routing = routing
@@ -107,6 +111,9 @@ class FallbackRouter:
         self.max_body = max_body
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
+        # Injected so tests see the pauses before a retry without waiting them out.
+        self.sleep = sleep
+        self.pause = pause
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -244,6 +251,7 @@ class _Flight:
         self.router, self.scope, self.receive, self.send = router, scope, receive, send
         self.request, self.targets = request, targets
         self.committed = False
+        self.tried = 0  # upstream calls made, retries included
         self.gone = asyncio.Event()
         self.body_message: Message = {"type": "http.request", "body": request.body}
         self.deadline = anyio.CancelScope()
@@ -279,31 +287,79 @@ class _Flight:
                 return
 
     async def _attempts(self) -> None:
-        tried = 0
-        first_name = self.targets[0].name if self.targets else ""
         # Provider/models that failed in a way another key of the pool cannot mend (down,
         # overloaded, unfit): their other keys are not tried in this request. A rate limit is
         # per key, so there the next key is tried.
         spent: set[str] = set()
-        for target in self.targets:
-            if tried >= self.router.resilience.max_attempts:
+        for index, target in enumerate(self.targets):
+            if self.tried >= self.router.resilience.max_attempts:
                 return
             if target.name in spent:
                 continue
-            attempt = Attempt(target, len(self.request.attempts) + 1, target.name == first_name)
-            self.request.attempts.append(attempt)
-            self.scope[RECORD].attempt_started(attempt)
-            await self._attempt(attempt)
+            attempt = await self._try(target)
+            # A retry never takes the place of a target still to try within max_attempts.
+            ahead = {t.name for t in self.targets[index + 1 :]} - spent - {target.name}
+            retried = 0
+            while (pause := self._retry_pause(attempt, retried, len(ahead))) is not None:
+                await self.router.sleep(pause)
+                retried += 1
+                attempt = await self._try(target, via=Reason.RETRIED)
             outcome = attempt.outcome
             assert outcome is not None
             if self.committed or outcome.kind is Kind.CANCELLED:
                 return
-            if outcome.kind is not Kind.SKIPPED:
-                tried += 1
             if outcome.kind in _SPENT and outcome.reason != Reason.RATE_LIMITED:
                 spent.add(target.name)
             if outcome.kind is Kind.CLIENT or (outcome.kind is Kind.AUTH and target.passthrough):
                 return
+        await self._panic()
+
+    async def _try(
+        self, target: Target, *, via: Reason | None = None, panic: bool = False
+    ) -> Attempt:
+        first = bool(self.targets) and target.name == self.targets[0].name
+        attempt = Attempt(target, len(self.request.attempts) + 1, first)
+        attempt.via, attempt.panic = via, panic
+        self.request.attempts.append(attempt)
+        self.scope[RECORD].attempt_started(attempt)
+        await self._attempt(attempt)
+        assert attempt.outcome is not None
+        if attempt.outcome.kind is not Kind.SKIPPED:
+            self.tried += 1
+        return attempt
+
+    def _retry_pause(self, attempt: Attempt, retried: int, ahead: int) -> float | None:
+        if self.committed or self.tried + ahead >= self.router.resilience.max_attempts:
+            return None
+        remaining = self.deadline.deadline - asyncio.get_running_loop().time()
+        return retry_pause(
+            attempt,
+            retried=retried,
+            policy=self.router.resilience.retry,
+            remaining=remaining,
+            jitter=self.router.pause(),
+        )
+
+    async def _panic(self) -> None:
+        """Every target is open on failures alone: call the one that recovers soonest.
+
+        As Envoy's panic threshold: refusing every request would lock a lone target out for
+        its whole cooldown, while it may well be able to serve. A target the upstream told to
+        wait, a cooling credential or a probe in flight is no case for panic.
+        """
+        if self.committed or self.tried or not self.request.attempts:
+            return
+        candidates = []
+        for attempt in self.request.attempts:
+            outcome = attempt.outcome
+            assert outcome is not None
+            if attempt.may_panic:
+                candidates.append(attempt)
+            elif not (outcome.kind is Kind.SKIPPED and outcome.reason in _UNFIT):
+                return
+        if candidates:
+            soonest = min(candidates, key=lambda a: (a.outcome and a.outcome.retry_after) or 0.0)
+            await self._try(soonest.target, panic=True)
 
     async def _attempt(self, attempt: Attempt) -> None:
         held: list[Message] = []
@@ -392,6 +448,7 @@ def _unlink(scope: Scope) -> None:
 
 _ANSWER_LIMIT = 1024 * 1024
 _SPENT = frozenset({Kind.TRANSIENT, Kind.UNFIT})
+_UNFIT = frozenset({Reason.UNFIT_VISION, Reason.UNFIT_TOOLS, Reason.UNFIT_CONTEXT})
 
 
 def _keep_answer(attempt: Attempt, held: list[Message]) -> None:

@@ -41,12 +41,22 @@ logger = logging.getLogger("routatic_asgi")
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """Something is unusable: why, since when, until when (None: until cleared)."""
+    """Something is unusable: why, since when, until when (None: until cleared).
+
+    `asked`: the upstream itself asked for this wait (a long Retry-After, a usage limit),
+    as opposed to a wait the breaker chose after failures.
+    """
 
     reason: str
     since: float
     until: float | None = None
     failures: int = 0
+    asked: bool = False
+
+    @property
+    def opened(self) -> bool:
+        """A wait is set; a breaker's record that only counts failures ends where it began."""
+        return self.until != self.since
 
     def in_force(self, now: float) -> bool:
         return self.until is None or now < self.until
@@ -62,6 +72,8 @@ class Record:
             data["until"] = self.until
         if self.failures:
             data["failures"] = self.failures
+        if self.asked:
+            data["asked"] = True
         return orjson.dumps(data)
 
     @classmethod
@@ -74,6 +86,7 @@ class Record:
                 float(data["since"]),
                 None if data.get("until") is None else float(data["until"]),
                 int(data.get("failures", 0)),
+                data.get("asked") is True,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None

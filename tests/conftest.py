@@ -44,6 +44,10 @@ class FakeUpstream:
     def script(self, prefix: str, *answers: dict[str, Any]) -> None:
         self.http.post(f"/_script/{prefix}", content=json.dumps(list(answers))).raise_for_status()
 
+    def clear(self, prefix: str) -> None:
+        """Drop the answers still queued for `prefix`: it answers like a healthy provider."""
+        self.http.post(f"/_clear/{prefix}").raise_for_status()
+
     def disconnected(self, prefix: str) -> list[dict[str, Any]]:
         """The prefix's calls, once its last one has seen its client go away."""
         response = self.http.get(f"/_disconnected/{prefix}")
@@ -166,6 +170,10 @@ def _stop_shared_server() -> Iterator[None]:
         _shared[1].stop()
 
 
+async def _no_wait(seconds: float) -> None:
+    return None
+
+
 @contextmanager
 def gateway(config: Config, **options: Any) -> Iterator[str]:
     """The gateway for `config`, served by a real uvicorn server on a loopback port."""
@@ -174,6 +182,9 @@ def gateway(config: Config, **options: Any) -> Iterator[str]:
         switch = _Switch()
         _shared = (switch, _Server(switch))
     switch, server = _shared
+    # A retry's pause moves the test's fake clock on (or passes at once): tests never wait.
+    clock = options.get("clock")
+    options.setdefault("sleep", getattr(clock, "sleep", None) or _no_wait)
     app = build_app(config, **options)
     switch.app = app
     try:

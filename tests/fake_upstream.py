@@ -3,10 +3,11 @@
     python tests/fake_upstream.py        # binds 127.0.0.1:0, prints the port, serves
 
 Every path prefix is a provider of its own (`http://127.0.0.1:PORT/<prefix>`). A test queues
-answers for a prefix with `POST /_script/<prefix>` and reads what the prefix received with
-`GET /_calls/<prefix>`; `GET /_disconnected/<prefix>` answers the same once the prefix's
-last call has seen its client go away (or after 5 s). With nothing queued a prefix answers like a healthy provider of the
-protocol the path implies (`/v1/messages`, `/chat/completions`, `/responses`). Answers:
+answers for a prefix with `POST /_script/<prefix>`, drops what is still queued with
+`POST /_clear/<prefix>`, and reads what the prefix received with `GET /_calls/<prefix>`;
+`GET /_disconnected/<prefix>` answers the same once the prefix's last call has seen its
+client go away (or after 5 s). With nothing queued a prefix answers like a healthy provider
+of the protocol the path implies (`/v1/messages`, `/chat/completions`, `/responses`). Answers:
 
     {"status": 429, "headers": {...}, "body": "..."}             a plain answer ("json": {...}
                                                                   for a JSON one; "gzip": true
@@ -371,6 +372,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path.startswith("/_release/"):
         GATES[path.removeprefix("/_release/")].set()
+        await respond(send, 200, {}, b"{}")
+        return
+    if path.startswith("/_clear/"):
+        QUEUES["/" + path.removeprefix("/_clear/")].clear()
         await respond(send, 200, {}, b"{}")
         return
     if path.startswith("/_calls/"):

@@ -27,11 +27,18 @@ Answer = httpx.Response | int | Callable[[httpx.Request], Awaitable[httpx.Respon
 
 
 class Clock:
+    """A fake clock; `sleep` moves it on instead of waiting, and remembers each pause."""
+
     def __init__(self, now: float = NOW) -> None:
         self.now = now
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 class Upstreams:
@@ -105,6 +112,7 @@ def app_for(
         transport=httpx.MockTransport(upstreams),
         clock=clock,
         state=store if store is not None else MemoryStore(clock=clock),
+        sleep=clock.sleep,
     )
 
 

@@ -39,6 +39,9 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
 
 class _Body(httpx.AsyncByteStream):
     """A body the relay streams as from the network (a `content=` body counts as read)."""
@@ -156,7 +159,7 @@ async def test_through_the_app_a_failing_target_is_short_circuited_then_probed(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    failing = {"left": 1}
+    failing = {"left": 2}  # the call and its retry
 
     async def upstreams(request: httpx.Request) -> httpx.Response:
         if request.url.host == "down" and failing["left"]:
@@ -177,6 +180,7 @@ async def test_through_the_app_a_failing_target_is_short_circuited_then_probed(
         tracer_provider=provider if traced else None,
         clock=clock,
         transport=httpx.MockTransport(upstreams),
+        sleep=clock.sleep,
     )
     down = {"provider": "down", "model": "claude-x"}
 
@@ -189,7 +193,7 @@ async def test_through_the_app_a_failing_target_is_short_circuited_then_probed(
         assert response.status_code == 200 and scrape.status_code == 200
         return response
 
-    await post()  # down answers 529: its breaker opens, up serves
+    await post()  # down answers 529 twice in a row (its retry too): its breaker opens, up serves
     assert _value(registry, "routatic_breaker_state", **down) == 1
     await post()  # down is skipped without a call
     short = {"provider": "down", "reason": "breaker_open"}

@@ -184,6 +184,7 @@ def _two_providers(upstream: FakeUpstream) -> tuple[Any, str, str]:
         },
         [{"match": "claude-*", "chain": ["first/{model}", "second/backup-model"]}],
         server={"keys": [{"name": "team-a", "key": "proxy-key-0001"}]},
+        resilience={"retry": {"attempts": 0}},  # one failure, one fallback (retries: test_faults)
     )
     return config, first, second
 

@@ -23,7 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.attempt import ACTOR, REQUEST, Attempt, InboundRequest
-from routatic_asgi.classify import SHORT_CIRCUITS, Kind
+from routatic_asgi.classify import SHORT_CIRCUITS, Kind, Reason
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.request_log import request_line, request_outcome
 from routatic_asgi.telemetry.spans import (
@@ -134,7 +134,8 @@ class RequestRecord:
         previous = earlier[-1] if earlier else None
         if previous is not None and previous.outcome is not None:
             reason = previous.outcome.reason
-            if previous.outcome.kind not in (Kind.SUCCESS, Kind.CANCELLED):
+            moved = attempt.via != Reason.RETRIED  # a retry of the same target is no fallback
+            if moved and previous.outcome.kind not in (Kind.SUCCESS, Kind.CANCELLED):
                 self.telemetry.metrics.fallback(
                     previous.target.provider, attempt.target.provider, reason
                 )

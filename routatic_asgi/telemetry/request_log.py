@@ -83,6 +83,8 @@ def _attempt_entry(attempt: Attempt) -> dict[str, Any]:
         entry["outcome"] = Kind.CANCELLED.value if cancelled else Kind.TRANSIENT.value
         entry["reason"] = attempt.broken
         entry["status"] = 200
+    if attempt.via is not None:
+        entry["via"] = attempt.via
     return entry
 
 

@@ -45,7 +45,7 @@ def credential_labels(state_key: str) -> tuple[str, str]:
 
 
 def _breaker_phase(record: Record | None, now: float) -> str:
-    if record is None or record.failures == 0:
+    if record is None or record.failures == 0 or not record.opened:
         return "closed"
     return "open" if record.in_force(now) else "half_open"
 
@@ -80,7 +80,8 @@ class WatchedStore:
         in_force = await self.store.put(key, record, now=now, linger=linger)
         if key.startswith(BREAKER):
             target = key.removeprefix(BREAKER)
-            if self._phase(target, now) != "open":
+            # A record that only counts failures below the threshold opens nothing.
+            if in_force.opened and self._phase(target, now) != "open":
                 self._transition(target, "open", in_force.reason)
         self._saw(key, in_force)
         return in_force

@@ -24,6 +24,9 @@ def error_json(kind: str, message: str) -> str:
 
 
 def two_targets(upstream: FakeUpstream, **resilience: Any) -> tuple[Any, str, str]:
+    """Two targets; the first is not retried, so each trigger shows as one fallback (retries
+    are tests/e2e/test_faults.py's)."""
+    resilience.setdefault("retry", {"attempts": 0})
     first, second = upstream.provider(), upstream.provider()
     config = gateway_config(
         {
@@ -76,7 +79,11 @@ def test_connection_refused_falls_back(upstream: FakeUpstream) -> None:
     with gateway(config) as url:
         response = httpx.post(f"{url}/v1/messages", json=REQUEST)
     assert response.status_code == 200
-    assert response.headers["x-routatic-fallback"] == f"down/{MODEL}=connect_error"
+    # Retried once on the same target after a short pause, then moved on.
+    assert response.headers["x-routatic-fallback"] == (
+        f"down/{MODEL}=connect_error, down/{MODEL}=connect_error"
+    )
+    assert response.headers["x-routatic-attempts"] == "3"
 
 
 def test_first_byte_timeout_falls_back(upstream: FakeUpstream) -> None:
@@ -185,6 +192,7 @@ def test_unfit_answers_from_a_fallback_target_go_on(upstream: FakeUpstream) -> N
             for name, prefix in (("a", first), ("b", second), ("c", third))
         },
         [{"match": "*", "chain": ["a/{model}", "b/small", "c/{model}"]}],
+        resilience={"retry": {"attempts": 0}},
     )
     upstream.script(first, {"status": 503, "body": "{}"})
     upstream.script(
@@ -355,7 +363,7 @@ def test_a_lone_stream_that_fails_before_content_is_an_error_not_a_200(
         [{"match": "*", "chain": ["a/{model}"]}],
         resilience={"first_byte_timeout": "50ms"},
     )
-    upstream.script(prefix, answer)
+    upstream.script(prefix, answer, answer)  # a blip is retried once: it fails twice
     with gateway(config) as url:
         response = httpx.post(f"{url}/v1/messages", json=STREAM)
     assert response.status_code == status
@@ -364,7 +372,8 @@ def test_a_lone_stream_that_fails_before_content_is_an_error_not_a_200(
     assert b"message_start" not in response.content
 
 
-@pytest.mark.parametrize(("status", "pool_calls"), [(503, 1), (429, 3)])
+# A 503 costs the call and its retry on the same key; a rate limit moves from key to key.
+@pytest.mark.parametrize(("status", "pool_calls"), [(503, 2), (429, 3)])
 def test_a_failing_pool_spends_one_call_unless_its_keys_are_rate_limited(
     upstream: FakeUpstream, status: int, pool_calls: int
 ) -> None:

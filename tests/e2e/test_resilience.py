@@ -72,14 +72,15 @@ def primary_and_backup(upstream: FakeUpstream, **resilience: Any) -> tuple[Any, 
 def test_one_probe_under_fifty_concurrent_requests(upstream: FakeUpstream) -> None:
     config, primary, backup = primary_and_backup(upstream, first_byte_timeout="500ms")
     clock = Clock()
-    upstream.script(primary, error(500), {"hang": True})
+    upstream.script(primary, error(500), error(500), {"hang": True})
     with gateway(config, clock=clock) as url:
         assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
         clock.now += 40  # the ~30 s cooldown is over: half-open
         responses = asyncio.run(concurrently(url, 50, STREAM))
         status = httpx.get(f"{url}/status").json()
     assert [r.status_code for r in responses] == [200] * 50
-    assert len(upstream.calls(primary)) == 2  # the failure that opened it, and one probe
+    # The failure and its retry, which opened it, and one probe.
+    assert len(upstream.calls(primary)) == 3
     assert len(upstream.calls(backup)) == 51
     fallbacks = [r.headers["x-routatic-fallback"] for r in responses]
     assert sum("first_byte_timeout" in f for f in fallbacks) == 1
@@ -87,7 +88,7 @@ def test_one_probe_under_fifty_concurrent_requests(upstream: FakeUpstream) -> No
     assert skipped == 49
     backup_breaker, breaker = status["breakers"]  # sorted by target
     assert breaker["target"] == f"primary/{MODEL}#0"
-    assert breaker["state"] == "open" and breaker["consecutive_failures"] == 2
+    assert breaker["state"] == "open" and breaker["consecutive_failures"] == 3
     # A target with a fixed model is listed even while its breaker is closed.
     assert backup_breaker["target"] == "backup/backup-model#0"
     assert backup_breaker["state"] == "closed" and backup_breaker["until"] is None
@@ -285,6 +286,8 @@ routes:
     chain: ["primary/{{model}}", "backup/backup-model"]
 resilience:
   cooldown: {{base: 10m, max: 15m}}
+  breaker: {{failures: 1, probe_max: 15m}}
+  retry: {{attempts: 0}}
   first_byte_timeout: 500ms
 state: "{REDIS_URL}{separator}key_prefix={prefix}"
 """
