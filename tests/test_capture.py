@@ -31,6 +31,7 @@ def _config(upstream: FakeUpstream, first: str, second: str) -> Any:
         },
         [{"match": "*", "chain": ["first/{model}", "second/backup"]}],
         server={"keys": [PROXY_KEY]},
+        resilience={"retry": {"attempts": 0}},
     )  # fmt: skip
 
 

@@ -38,7 +38,7 @@ def test_status_lists_breakers_and_credentials(upstream: FakeUpstream) -> None:
         [{"match": "*", "chain": ["down/{model}", "zen/{model}", "zen/fixed-model"]}],
         server={"keys": [PROXY_KEY]},
     )
-    upstream.script(down, {"status": 529, "body": "{}"})
+    upstream.script(down, *[{"status": 529, "body": "{}"}] * 2)  # the call and its retry
     upstream.script(zen, {"status": 401, "body": "{}"})
     with gateway(config, clock=Clock()) as url:
         headers = {"x-routatic-key": PROXY_KEY}
@@ -51,7 +51,7 @@ def test_status_lists_breakers_and_credentials(upstream: FakeUpstream) -> None:
     lines = text.stdout.splitlines()
     assert lines[0] == "state: memory"
     assert any(
-        line.startswith("  down/claude-sonnet-4-6  open  overloaded  failures=1  since ")
+        line.startswith("  down/claude-sonnet-4-6  open  overloaded  failures=2  since ")
         for line in lines
     )
     assert "  zen#0 …0001  bad  auth_rejected  since 2027-01-15T08:00:00Z  until cleared" in lines

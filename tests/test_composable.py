@@ -65,8 +65,9 @@ async def test_the_router_drives_any_inner_app_over_its_targets() -> None:
             "up": {"protocol": "anthropic", "base_url": "http://u", "auth": "none"},
         },
         [{"match": "*", "chain": ["down/{model}", "up/{model}"]}],
+        resilience={"retry": {"attempts": 0}},
     )
-    router = FallbackRouter(inner, routing=Routing(config))
+    router = FallbackRouter(inner, routing=Routing(config), resilience=config.resilience)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(router), base_url="http://t"
     ) as client:

@@ -199,7 +199,8 @@ def test_prometheus_scraping_a_gateway_under_faults_answers_every_panel(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     config, prefixes = _faulty_config(upstream)
-    upstream.script(prefixes["flaky"], {"status": 529, "body": '{"type":"error","error":{}}'})
+    # Overloaded on the call and on its retry: the breaker opens.
+    upstream.script(prefixes["flaky"], *[{"status": 529, "body": '{"type":"error","error":{}}'}] * 2)
     upstream.script(prefixes["keyed"], {"status": 401, "body": '{"type":"error","error":{}}'})
     with gateway(config, registry=CollectorRegistry()) as url:
         target = url.removeprefix("http://")

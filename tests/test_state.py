@@ -255,6 +255,7 @@ async def test_requests_never_fail_because_redis_is_down() -> None:
         },
         [{"match": "*", "chain": ["a/{model}", "b/{model}"]}],
         state=down,
+        resilience={"retry": {"attempts": 0}, "breaker": {"failures": 1}},
     )
     upstreams = Upstreams()
     upstreams.script("a.test", 500)

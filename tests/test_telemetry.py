@@ -184,7 +184,8 @@ def _two_providers(upstream: FakeUpstream) -> tuple[Any, str, str]:
         },
         [{"match": "claude-*", "chain": ["first/{model}", "second/backup-model"]}],
         server={"keys": [{"name": "team-a", "key": "proxy-key-0001"}]},
-        resilience={"retry": {"attempts": 0}},  # one failure, one fallback (retries: test_faults)
+        # One failure opens the breaker and falls back (retries: tests/e2e/test_faults.py).
+        resilience={"retry": {"attempts": 0}, "breaker": {"failures": 1}},
     )
     return config, first, second
 

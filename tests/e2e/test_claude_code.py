@@ -42,12 +42,14 @@ def test_claude_code_keeps_working_when_its_provider_is_overloaded(upstream: Fak
         [{"match": "*", "chain": ["anthropic/{model}", "backup/{model}"]}],
     )
     overloaded = json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
-    upstream.script(primary, {"status": 529, "body": overloaded})
+    # Overloaded on the call and on its retry: the breaker opens, the backup serves the rest.
+    upstream.script(primary, *[{"status": 529, "body": overloaded}] * 2)
     with gateway(config) as url:
         result = run_claude(url, tmp_path, "say hello")
     assert result.returncode == 0, result.stderr
     assert "word0 word1 word2" in result.stdout
-    [failed] = upstream.calls(primary)
+    failed, retried = upstream.calls(primary)
+    assert retried["body"] == failed["body"]
     served = upstream.calls(backup)[-1]
     assert failed["query"] == served["query"] == "beta=true"
     assert failed["body"] == served["body"]  # the same ~76 KB body, byte for byte

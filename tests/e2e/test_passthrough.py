@@ -201,6 +201,7 @@ def test_a_keyed_provider_gets_its_own_key_and_never_the_clients(upstream: FakeU
             },
         },
         [{"match": "*", "chain": ["primary/{model}", "backup/claude-haiku-4-5"]}],
+        resilience={"retry": {"attempts": 0}},  # straight to the backup
     )
     upstream.script(first, {"status": 529, "body": "{}"})
     with gateway(config) as url:

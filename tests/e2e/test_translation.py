@@ -444,6 +444,7 @@ def test_a_conversation_fails_over_to_openai_and_back(upstream: FakeUpstream, sd
     config = gateway_config(
         {"ant": provider(upstream, "anthropic", ant), "oai": provider(upstream, "openai", oai)},
         [{"match": "claude-*", "chain": ["ant/{model}", "oai/deepseek-v4-flash"]}],
+        resilience={"retry": {"attempts": 0}, "breaker": {"failures": 1}},
     )
     overloaded = {
         "status": 529,
@@ -675,6 +676,7 @@ def test_unreadable_or_failing_translated_answers_fall_back(
             "second": provider(upstream, "openai", second),
         },
         [{"match": "*", "chain": ["first/a", "second/b"]}],
+        resilience={"retry": {"attempts": 0}},
     )
     html = {"status": 200, "headers": {"content-type": "text/html"}, "body": "<html>login</html>"}
     error = json.dumps({"error": {"message": "overloaded", "type": "server_error"}})
