@@ -277,7 +277,9 @@ def build_app(
     store = WatchedStore(store, telemetry.metrics, clock=clock)
 
     def assemble(config: Config) -> Assembly:
-        return _assemble(config, telemetry, store, clock, transport, debug_capture)
+        return _assemble(
+            config, telemetry, store, clock, transport, debug_capture, sleep or anyio.sleep
+        )
 
     chain, upstreams, status = assemble(config)
     return RoutaticApp(
@@ -299,6 +301,7 @@ def _assemble(
     clock: Clock,
     transport: httpx.AsyncBaseTransport | None,
     debug_capture: str | os.PathLike[str] | None,
+    sleep: Callable[[float], Awaitable[None]],
 ) -> Assembly:
     """The chain for one configuration; telemetry and the state store outlive it."""
     upstreams = Upstreams(config, transport=transport)
@@ -352,7 +355,7 @@ def _assemble(
         max_body=config.server.max_body,
         clock=clock,
         telemetry=telemetry,
-        sleep=sleep or anyio.sleep,
+        sleep=sleep,
     )
     chain: ASGIApp = InboundAuth(router, keys=config.server.keys)
     chain = RequestRecording(chain, telemetry=telemetry, endpoint_for=endpoint_for)
