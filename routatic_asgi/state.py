@@ -21,6 +21,7 @@ never stores a secret.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -239,6 +240,8 @@ class RedisStore:
         self._degraded = False
         # key -> until when its absence in Redis is trusted without asking again
         self._absent_until: dict[str, float] = {}
+        # key -> the GET in flight for it, shared by the requests that want it meanwhile
+        self._reading: dict[str, asyncio.Future[Any]] = {}
 
     @property
     def degraded(self) -> bool:
@@ -284,7 +287,7 @@ class RedisStore:
         local = await self.memory.get(key)
         if local is None and self._absent_until.get(key, 0.0) > self.clock():
             return None
-        raw = await self._shared(lambda: self._redis().get(self._key("rec", key)), _MISSING)
+        raw = await self._read(key)
         if raw is _MISSING:
             return local
         record = None if raw is None else Record.from_json(raw)
@@ -294,9 +297,24 @@ class RedisStore:
             self._absent_until[key] = self.clock() + self.staleness
         return record
 
+    async def _read(self, key: str) -> Any:
+        """GET the key; requests arriving while a GET of it is in flight share that one, so
+        the many requests that find a staleness ended at once cost one round trip."""
+        pending = self._reading.get(key)
+        if pending is None:
+            get = self._shared(lambda: self._redis().get(self._key("rec", key)), _MISSING)
+            pending = self._reading[key] = asyncio.ensure_future(get)
+            pending.add_done_callback(lambda done: self._done_reading(key, done))
+        # Shielded: one request cancelled (its client gone) does not cancel the others' read.
+        return await asyncio.shield(pending)
+
+    def _done_reading(self, key: str, done: asyncio.Future[Any]) -> None:
+        if self._reading.get(key) is done:
+            del self._reading[key]
+
     async def put(self, key: str, record: Record, *, now: float, linger: float = 0.0) -> Record:
         local = await self.memory.put(key, record, now=now, linger=linger)
-        self._absent_until.pop(key, None)
+        self._forget_reads(key)
         ttl = _expiry(record, now, linger)
         millis = 0 if ttl is None else max(int(ttl * 1000), 1)
 
@@ -310,8 +328,14 @@ class RedisStore:
         stored = None if raw is _MISSING else Record.from_json(raw)
         return stored or local
 
+    def _forget_reads(self, key: str) -> None:
+        """After a write here, the next read of `key` asks Redis afresh."""
+        self._absent_until.pop(key, None)
+        self._reading.pop(key, None)
+
     async def delete(self, key: str) -> None:
         await self.memory.delete(key)
+        self._forget_reads(key)
         await self._shared(lambda: self._redis().delete(self._key("rec", key)), None)
 
     async def claim(self, key: str, *, ttl: float) -> bool:

@@ -8,6 +8,7 @@ staleness, and one written here at once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -35,10 +36,14 @@ class Shared:
     def __init__(self, records: dict[str, bytes]) -> None:
         self.records = records
         self.gets = 0
+        self.answer = asyncio.Event()  # a GET reads when sent, answers once this is set
+        self.answer.set()
 
     async def get(self, key: str) -> Any:
         self.gets += 1
-        return self.records.get(key)
+        value = self.records.get(key)
+        await self.answer.wait()
+        return value
 
     def register_script(self, script: str) -> Callable[..., Any]:
         async def put(keys: list[str], args: list[Any]) -> bytes:
@@ -86,6 +91,29 @@ async def test_a_record_written_here_is_seen_at_once() -> None:
     assert await store.get("breaker:a") is None
     await store.put("breaker:a", RECORD, now=NOW)
     assert await store.get("breaker:a") == RECORD
+
+
+async def test_concurrent_reads_of_one_key_share_one_round_trip() -> None:
+    clock = Clock()
+    store = replica({}, clock, staleness="0")
+    found = await asyncio.gather(*(store.get("breaker:a") for _ in range(10)))
+    assert found == [None] * 10
+    assert store._client.gets == 1
+
+
+async def test_a_write_here_is_not_hidden_by_a_read_in_flight() -> None:
+    clock = Clock()
+    store = replica({}, clock, staleness="0")
+    store._client.answer.clear()
+    before = asyncio.ensure_future(store.get("breaker:a"))
+    for _ in range(3):
+        await asyncio.sleep(0)  # its GET has read "nothing" and awaits the answer
+    await store.put("breaker:a", RECORD, now=NOW)
+    after = asyncio.ensure_future(store.get("breaker:a"))
+    await asyncio.sleep(0)
+    store._client.answer.set()
+    assert await before is None
+    assert await after == RECORD
 
 
 async def test_no_staleness_asks_every_time() -> None:
