@@ -214,7 +214,11 @@ class RequestRecord:
             duration=duration,
             trace_id=format(context.trace_id, "032x") if context.is_valid else None,
         )
-        self.telemetry.log.info(orjson.dumps(line).decode())
+        log = self.telemetry.log
+        # Not log.info(): that also walks the stack for the caller's file and line, which the
+        # request log never shows. Level, filters and handlers apply all the same.
+        text = orjson.dumps(line).decode()
+        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, text, (), None))
 
     def _end_spans(self, request: InboundRequest | None, outcome: str) -> None:
         span = self.span

@@ -65,6 +65,7 @@ class WatchedStore:
         self.pairs: dict[tuple[str, str], set[str]] = {}  # target keys by (provider, model)
         self.half_open: set[str] = set()
         self.credentials: dict[str, Record | None] = {}  # by state key
+        self.was_degraded: bool | None = None  # as last published
         metrics.before_scrape.append(self.refresh)
 
     @property
@@ -164,7 +165,11 @@ class WatchedStore:
         self.metrics.breaker(*labels, worst)
 
     def _degraded(self) -> None:
-        self.metrics.degraded(self.store.degraded)
+        # Every read passes here: the gauge is set only when the state changes.
+        degraded = self.store.degraded
+        if degraded is not self.was_degraded:
+            self.was_degraded = degraded
+            self.metrics.degraded(degraded)
 
     def refresh(self) -> None:
         """Recompute what time alone changes: cooldowns that ran out, resets that came."""
