@@ -191,8 +191,15 @@ class Bench:
 
     @contextmanager
     def proxy(
-        self, upstream: str, workers: int = 1, state: str = "memory", pin: bool = True
+        self,
+        upstream: str,
+        workers: int = 1,
+        state: str = "memory",
+        pin: bool = True,
+        launcher: tuple[list[str], dict[str, str]] = ([], {}),
     ) -> Iterator[tuple[str, int]]:
+        """A proxy on the bench config; `launcher` is (what runs `serve` instead of the CLI
+        module, extra environment)."""
         port = _free_port()
         config = self.workdir / f"bench-{port}.yaml"
         config.write_text(CONFIG.format(port=port, upstream=upstream, state=state))
@@ -200,8 +207,7 @@ class Bench:
         command = [
             *pin_to,
             PYTHON,
-            "-m",
-            "routatic_asgi.cli",
+            *(launcher[0] or ["-m", "routatic_asgi.cli"]),
             "serve",
             "--config",
             str(config),
@@ -210,7 +216,7 @@ class Bench:
             "--workers",
             str(workers),
         ]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **launcher[1]}
         # The request log (a JSON line per request on stdout) goes to a file, as in production.
         log = (self.workdir / f"proxy-{port}.log").open("ab")
         process = subprocess.Popen(
@@ -277,13 +283,15 @@ class Bench:
         result: dict[str, Any] = json.loads(output.stdout.splitlines()[-1])
         return result
 
-    def throughput(self, url: str, body: bytes, pid: int | None) -> tuple[dict[str, float], float]:
+    def throughput(
+        self, url: str, body: bytes, pid: int | None, rounds: int | None = None
+    ) -> tuple[dict[str, float], float]:
         """The best of `--rounds` wrk runs after a warm-up (the machine may be shared), and
         the CPU milliseconds per request process `pid` spent in that run (0 without one)."""
         self.wrk(url, body, seconds=1)
         best: dict[str, float] | None = None
         best_cpu = 0.0
-        for _ in range(self.args.rounds):
+        for _ in range(rounds or self.args.rounds):
             before = cpu_seconds(pid) if pid else 0.0
             result = self.wrk(url, body)
             spent = cpu_seconds(pid) - before if pid else 0.0
@@ -530,6 +538,7 @@ SECTIONS = [
     "skip",
     "workers",
     "replicas",
+    "telemetry",
 ]
 
 
@@ -562,6 +571,10 @@ def run(bench: Bench) -> None:
             streams(bench, upstream, proxy, pid, " (2 workers)")
         if one_worker:
             bench.add(Figure("  2 workers over 1 worker, req/s", "x", two / one_worker))
+    if "telemetry" in only:
+        from telemetry_cost import telemetry
+
+        telemetry(bench, upstream)
     if "replicas" in only and (os.cpu_count() or 1) >= 2:
         from scale import replicas
 

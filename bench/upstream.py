@@ -9,6 +9,7 @@ requests) to answer canned Anthropic and OpenAI responses as fast as Python can:
 - `POST .../chat/completions`: a chat completion, or a 20-chunk stream ending in `[DONE]`.
 - a path starting `/hold/`: the stream sends its first content, then waits `--hold` seconds
   before the rest (to hold many streams open at once).
+- `POST /v1/traces`: an OTLP/HTTP trace export, taken and dropped.
 
 It prints its port on stdout once listening. It never parses JSON and never logs a request.
 """
@@ -158,6 +159,10 @@ _O_HEAD, _O_REST = openai_events()
 ANTHROPIC_STREAM = (_SSE_HEAD + _chunked(_A_HEAD), _chunked(_A_REST) + _LAST_CHUNK)
 OPENAI_STREAM = (_SSE_HEAD + _chunked(_O_HEAD), _chunked(_O_REST) + _LAST_CHUNK)
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
+# An OTLP/HTTP trace export accepted (an empty ExportTraceServiceResponse).
+TRACES_TAKEN = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+)
 
 
 class Provider(asyncio.Protocol):
@@ -197,6 +202,9 @@ class Provider(asyncio.Protocol):
             parts = ANTHROPIC_STREAM if stream else (ANTHROPIC_JSON, b"")
         elif path.endswith(b"/chat/completions"):
             parts = OPENAI_STREAM if stream else (OPENAI_JSON, b"")
+        elif path == b"/v1/traces":
+            self.transport.write(TRACES_TAKEN)
+            return
         else:
             self.transport.write(NOT_FOUND)
             return
