@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.answer import Answer, proxy_error
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
-from routatic_asgi.config import Config, iter_chain
+from routatic_asgi.config import Config, InboundKey, iter_chain
 from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.keyring import Keyring
@@ -32,6 +32,7 @@ from routatic_asgi.routing import Routing
 from routatic_asgi.shapes import models_query
 from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore, StateStore, store_for
+from routatic_asgi.status_page import BrowserKey, page, page_data
 from routatic_asgi.telemetry import RequestRecording, Telemetry
 from routatic_asgi.telemetry.capture import CaptureTransport, DebugCapture, secrets_of
 from routatic_asgi.telemetry.state_watch import WatchedStore
@@ -73,6 +74,7 @@ class RoutaticApp:
         self._rebuild = rebuild
         # Tasks the server runs beside the requests (the config watcher), from startup on.
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._page = page()
         self._tasks: list[asyncio.Task[None]] = []
         self._install(config, chain, upstreams, status)
 
@@ -104,7 +106,9 @@ class RoutaticApp:
             "/v1/models": {"GET": models},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
-            "/status": {"GET": InboundAuth(self._status, keys=keys)},
+            "/status": {"GET": self._for_browsers(self._status, keys)},
+            "/ui": {"GET": self._for_browsers(self._ui, keys)},
+            "/ui/data": {"GET": self._for_browsers(self._ui_data, keys)},
             "/metrics": {"GET": self._metrics},
             "/": {"GET": root, "HEAD": root},
         }
@@ -187,6 +191,19 @@ class RoutaticApp:
     async def _status(self, scope: Scope, receive: Receive, send: Send) -> None:
         report = await self.status() if self.status is not None else {}
         await send_answer(send, _json(200, {**report, "config": self.loaded}))
+
+    @staticmethod
+    def _for_browsers(handler: Handler, keys: list[InboundKey]) -> Handler:
+        """Behind the proxy key, which a browser may give as a Basic password."""
+        return BrowserKey(InboundAuth(handler, keys=keys), enabled=bool(keys))
+
+    async def _ui(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers, body = self._page
+        await send_answer(send, Answer(200, list(headers), body))
+
+    async def _ui_data(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = page_data(self.config, self.telemetry.recent)
+        await send_answer(send, Answer(200, list(_JSON), body))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body, content_type = self.telemetry.metrics.exposition()

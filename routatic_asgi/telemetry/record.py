@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = ["RECORD", "RequestRecord", "RequestRecording", "Telemetry", "Upstream
 
 RECORD = "routatic.record"  # scope key: the RequestRecord of the request in flight
 REQUEST_LOG = "routatic_asgi.requests"
+RECENT_REQUESTS = 100
 
 Timer = Callable[[], float]
 logger = logging.getLogger("routatic_asgi")
@@ -62,6 +64,8 @@ class Telemetry:
         self.tracer = provider.get_tracer("routatic_asgi")
         self.timer, self.clock = timer, clock
         self.log = log or logging.getLogger(REQUEST_LOG)
+        # The last request log lines, newest last, for the status page: bounded, no secret.
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
 
     def close(self) -> None:
         """At shutdown: a worker's live gauges (active streams) leave the shared totals."""
@@ -199,8 +203,6 @@ class RequestRecord:
             metrics.proxy_overhead.observe(max(duration - self.upstream_seconds, 0.0))
         if self.span.is_recording():
             self._end_spans(request, outcome)
-        if not self.telemetry.log.isEnabledFor(logging.INFO):
-            return
         ttfb = None if self.first_byte is None else self.first_byte - self.started
         context = self.span.get_span_context()
         line = request_line(
@@ -214,7 +216,10 @@ class RequestRecord:
             duration=duration,
             trace_id=format(context.trace_id, "032x") if context.is_valid else None,
         )
+        self.telemetry.recent.append(line)
         log = self.telemetry.log
+        if not log.isEnabledFor(logging.INFO):
+            return
         # Not log.info(): that also walks the stack for the caller's file and line, which the
         # request log never shows. Level, filters and handlers apply all the same.
         text = orjson.dumps(line).decode()
