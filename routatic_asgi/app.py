@@ -243,15 +243,16 @@ class RoutaticApp:
         await send_answer(send, _json(200, payload))
 
     def model_ids(self) -> list[str]:
-        """Models a client can name: literal route globs and every model the providers list."""
+        """Every model a client can ask for: literal route names, and the models of `models:`
+        catalogs and the fixed chain models that some route serves (a `*` route serves all)."""
         ids = {r.match for r in self.config.routes if not any(c in r.match for c in "*?[")}
-        for provider in self.config.providers.values():
-            ids.update(provider.models)
+        named = {m for provider in self.config.providers.values() for m in provider.models}
         for route in self.config.routes:
             for entry in route.chain:
                 model = entry.partition("/")[2]
-                if "{model}" not in model and self.config.route_for(model) is not None:
-                    ids.add(model)
+                if "{model}" not in model:
+                    named.add(model)
+        ids.update(model for model in named if self.config.route_for(model) is not None)
         return sorted(ids)
 
 

@@ -1,7 +1,8 @@
 """`InboundAuth`: let in only clients holding a configured proxy key.
 
-The key comes as `x-routatic-key`, or as `Authorization: Bearer` (the router refuses that form
-when the route would forward the header to a passthrough provider). Every configured key is
+The key comes as `x-routatic-key`, or where SDKs put an API key: `Authorization: Bearer` or
+`x-api-key` (the router refuses those forms when the route would forward that header to a
+passthrough provider). Every configured key is
 compared in constant time; an empty presented value never matches. Once a client is let in,
 every header carrying a proxy key (`x-routatic-key`, and an `Authorization` or `x-api-key`,
 or any other header, whose value is one) is removed from the request, so no inner layer can
@@ -71,12 +72,13 @@ def _token(value: bytes) -> bytes:
 
 
 def _presented(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """Candidate keys, `x-routatic-key` first: a key also sent as Bearer is then not taken
-    for one the route would have to refuse."""
+    """Candidate keys, `x-routatic-key` first: a key also sent in an SDK's API-key header is
+    then not taken for one the route would have to refuse."""
     dedicated = [(name, value.strip()) for name, value in headers if name == b"x-routatic-key"]
     bearer = [
         (name, value[7:].strip())
         for name, value in headers
         if name == b"authorization" and value[:7].lower() == b"bearer "
     ]
-    return dedicated + bearer
+    api_key = [(name, value.strip()) for name, value in headers if name == b"x-api-key"]
+    return dedicated + bearer + api_key

@@ -223,17 +223,22 @@ class FallbackRouter:
             targets = [target for target in targets if target.protocol == "anthropic"]
             if not targets:  # no Anthropic target to count: answered here, by a local estimate
                 raise _Rejected(_token_estimate(request))
-        if scope.get(PROXY_KEY_HEADER) == b"authorization" and targets and targets[0].passthrough:
+        header = scope.get(PROXY_KEY_HEADER)
+        if header in _CLIENT_CREDENTIALS and targets and targets[0].passthrough:
+            # That header is the client's own credential for a passthrough provider.
             raise _Rejected(
                 proxy_error(
                     request.protocol,
                     401,
-                    f"this route forwards your Authorization header to "
+                    f"this route forwards your {_CLIENT_CREDENTIALS[header]} header to "
                     f"'{targets[0].provider}'; send the proxy key as x-routatic-key instead",
                     "authentication_error",
                 )
             )
         return targets
+
+
+_CLIENT_CREDENTIALS = {b"authorization": "Authorization", b"x-api-key": "x-api-key"}
 
 
 class _Flight:
