@@ -8,13 +8,14 @@ from PyPI into its own virtualenv there, claude-code-router from npm into a fold
 with HOME pointed at the cache so the user's own `~/.claude-code-router` is never read or
 written. A peer that cannot be installed is reported as such and the others are measured.
 
-Then it starts the bench upstream (bench/upstream.py) once and each gateway in turn in front
-of it, each pinned to its own core like bench/run.py's proxy, and measures direct and every
-gateway with the same load generators: wrk (concurrency 32) for unstreamed requests/s with
-p50/p99 and for streams/s (20 deltas), bench/loadgen.py for time to first byte at
-concurrency 1. Every figure is printed as a ratio to direct and routatic-asgi's as a ratio
-to the fastest peer, with the targets. Loopback only; every wait is bounded; every process
-it starts is stopped by pid.
+Then it starts the bench upstream (bench/upstream.py) and every gateway in front of it, all
+pinned to one core like bench/run.py's proxy, and measures direct and every gateway with the
+same load generators, taking turns round by round so that load from elsewhere on the machine
+lands on all of them alike: wrk (concurrency 32) for unstreamed requests/s with p50/p99 and
+for streams/s (20 deltas), bench/loadgen.py for time to first byte at concurrency 1. Every
+figure is printed as a ratio to direct and to routatic-asgi, and routatic-asgi's against the
+fastest peer with the targets. Loopback only; every wait is bounded; every process it starts
+is stopped by pid.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from run import (
     _free_port,
     _stop,
     _tree,
+    cpu_seconds,
     message,
     translated_share,
 )
@@ -237,23 +239,53 @@ def stop_tree(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def measure(bench: Bench, name: str, version: str, url: str, pid: int | None) -> Result:
-    result = Result(name, version)
-    unstreamed, result.cpu_ms = bench.throughput(url, message("claude-bench-1", stream=False), pid)
-    result.rate, result.p50_ms, result.p99_ms = (
-        unstreamed["rate"],
-        unstreamed["p50_ms"],
-        unstreamed["p99_ms"],
+@dataclass
+class Contender:
+    """Direct or a running gateway, and what was measured of it."""
+
+    result: Result
+    url: str
+    pid: int | None
+
+
+def measure(bench: Bench, contenders: list[Contender]) -> None:
+    """Every figure of every contender, the contenders taking turns round by round (best of
+    each kept): a burst of load on the machine then lands on one round of each, not on one
+    gateway's whole figure."""
+    plain, streamed = (
+        message("claude-bench-1", stream=False),
+        message("claude-bench-1", stream=True),
     )
-    streamed, _ = bench.throughput(url, message("claude-bench-1", stream=True), pid)
-    result.streams = streamed["rate"]
-    result.errors = int(unstreamed["errors"] + streamed["errors"])
-    result.note = f"{result.errors} errors" if result.errors else ""
-    ttfb = bench.loadgen(
-        "ttfb", url, message("claude-bench-1", stream=True), "--requests", str(bench.args.requests)
-    )
-    result.ttfb_ms = ttfb["first_byte_p50_ms"]
-    return result
+    for contender in contenders:
+        for body in (plain, streamed):
+            bench.wrk(contender.url, body, seconds=1)  # warm-up
+    for _ in range(bench.args.rounds):
+        for contender in contenders:
+            _round(bench, contender, plain, streamed)
+    for contender in contenders:
+        result = contender.result
+        result.note = f"{result.errors} errors" if result.errors else ""
+        ttfb = bench.loadgen(
+            "ttfb", contender.url, streamed, "--requests", str(bench.args.requests)
+        )
+        result.ttfb_ms = ttfb["first_byte_p50_ms"]
+
+
+def _round(bench: Bench, contender: Contender, plain: bytes, streamed: bytes) -> None:
+    result, pid = contender.result, contender.pid
+    before = cpu_seconds(pid) if pid else 0.0
+    unstreamed = bench.wrk(contender.url, plain)
+    cpu_ms = (cpu_seconds(pid) - before) * 1000 / max(unstreamed["requests"], 1) if pid else 0.0
+    if unstreamed["rate"] > result.rate:
+        result.rate, result.p50_ms, result.p99_ms = (
+            unstreamed["rate"],
+            unstreamed["p50_ms"],
+            unstreamed["p99_ms"],
+        )
+        result.cpu_ms = cpu_ms
+    streams = bench.wrk(contender.url, streamed)
+    result.streams = max(result.streams, streams["rate"])
+    result.errors += int(unstreamed["errors"] + streams["errors"])
 
 
 # the report
@@ -329,42 +361,53 @@ def run(bench: Bench, only: set[str], cache: Path) -> None:
     upstream = bench.start_upstream()
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load}; gateways pinned to one core: {bench.pin}")
-    results = [measure(bench, "direct", "-", upstream, bench.upstream_pid)]
-    results[0].cpu_ms = 0.0
-    share = None
-    for name in ("routatic", "ccr", "litellm"):
-        if name not in only:
-            continue
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        try:
-            if name == "routatic":
-                gateway = routatic(bench.workdir, upstream, port)
-            else:
-                installed = PEERS[name](cache)
-                make = ccr if name == "ccr" else litellm
-                gateway = make(installed, bench.workdir, upstream, port)
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            print(f"{name}: not installed here ({exc}); measuring the others", flush=True)
-            continue
-        print(f"measuring {gateway.name} {gateway.version} ...", flush=True)
-        try:
-            process = start(bench, gateway, url)
-        except RuntimeError as exc:
-            print(f"{gateway.name}: did not start ({exc})", flush=True)
-            continue
-        try:
-            results.append(measure(bench, gateway.name, gateway.version, url, process.pid))
-            if name == "routatic":
-                share = translated_share(bench, url)
-        finally:
+    contenders = [Contender(Result("direct", "-"), upstream, None)]
+    processes = []
+    try:
+        for name in ("routatic", "ccr", "litellm"):
+            if name in only:
+                started = _started(bench, name, upstream, cache)
+                if started is not None:
+                    contenders.append(started[0])
+                    processes.append(started[1])
+        print("measuring " + ", ".join(c.result.name for c in contenders), flush=True)
+        measure(bench, contenders)
+        ours = next((c for c in contenders if c.result.name == "routatic-asgi"), None)
+        share = translated_share(bench, ours.url) if ours else None
+    finally:
+        for process in processes:
             stop_tree(process)
+    results = [c.result for c in contenders]
     print()
     print("\n".join(table(results)))
     print()
     print("\n".join(verdicts(results, share)))
     if bench.args.json:
         bench.args.json.write_text(json.dumps([vars(r) for r in results], indent=2))
+
+
+def _started(
+    bench: Bench, name: str, upstream: str, cache: Path
+) -> tuple[Contender, subprocess.Popen[bytes]] | None:
+    """The gateway `name` installed, configured and serving; None (said why) if it cannot."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if name == "routatic":
+            gateway = routatic(bench.workdir, upstream, port)
+        else:
+            installed = PEERS[name](cache)
+            make = ccr if name == "ccr" else litellm
+            gateway = make(installed, bench.workdir, upstream, port)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        print(f"{name}: not installed here ({exc}); measuring the others", flush=True)
+        return None
+    try:
+        process = start(bench, gateway, url)
+    except RuntimeError as exc:
+        print(f"{gateway.name} {gateway.version}: did not start ({exc})", flush=True)
+        return None
+    return Contender(Result(gateway.name, gateway.version), url, process.pid), process
 
 
 def main() -> None:
