@@ -43,6 +43,43 @@ def panel_queries() -> list[tuple[str, str, str]]:
     return found
 
 
+VARIABLES = ("job", "instance", "provider", "route")
+
+
+def as_grafana_sends(expr: str) -> str:
+    """The query with every variable at "All" (its allValue, `.*`)."""
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
+    for name in VARIABLES:
+        expr = expr.replace(f"${name}", ".*")
+    return expr
+
+
+def test_every_panel_is_filtered_described_and_shares_the_crosshair() -> None:
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        assert dashboard["graphTooltip"] == 1, path.stem  # shared crosshair
+        names = [v["name"] for v in dashboard["templating"]["list"]]
+        assert set(VARIABLES) <= set(names), path.stem
+        for variable in dashboard["templating"]["list"]:
+            if variable["name"] in VARIABLES:
+                assert variable["includeAll"] and variable["allValue"] == ".*"
+        for panel in dashboard["panels"]:
+            assert panel.get("description"), f"{path.stem}: {panel['title']} has no description"
+            for target in panel["targets"]:
+                selectors = re.findall(r"routatic_[a-z_]+\{[^}]*\}", target["expr"])
+                assert selectors and len(selectors) == len(METRIC.findall(target["expr"]))
+                for selector in selectors:
+                    assert 'job=~"$job"' in selector and 'instance=~"$instance"' in selector
+                    if re.search(r"_(tokens|upstream_attempts|breaker_state)", selector):
+                        assert 'provider=~"$provider"' in selector
+                    if selector.startswith("routatic_requests_total"):
+                        assert 'route=~"$route"' in selector
+    overview = {p["title"]: p for p in json.loads(DASHBOARDS[0].read_text())["panels"]}
+    ratio = overview["Error ratio"]["fieldConfig"]["defaults"]
+    assert [step["value"] for step in ratio["thresholds"]["steps"]] == [None, 0.05, 0.25]
+    assert overview["Tokens by provider"]["fieldConfig"]["defaults"]["unit"] == "suffix: tokens/s"
+
+
 def exported() -> set[str]:
     return Metrics(CollectorRegistry()).names()
 
@@ -214,7 +251,7 @@ def test_prometheus_scraping_a_gateway_under_faults_answers_every_panel(
 
             empty = []
             for dashboard, title, expr in panel_queries():
-                result = _query(client, expr.replace("$__rate_interval", RATE_INTERVAL))
+                result = _query(client, as_grafana_sends(expr))
                 values = [float(sample["value"][1]) for sample in result]
                 if not any(math.isfinite(value) for value in values):
                     empty.append(f"{dashboard}: {title}: {expr} -> {values}")
