@@ -19,6 +19,7 @@ from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
 from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
+from routatic_asgi.status_page import BrowserKey
 from routatic_asgi.telemetry import RequestRecording, Telemetry
 from routatic_asgi.telemetry.capture import DebugCapture
 from routatic_asgi.upstream import Upstreams
@@ -26,6 +27,7 @@ from routatic_asgi.upstream import Upstreams
 __all__ = [
     "Attempt",
     "AuthShortCircuit",
+    "BrowserKey",
     "CircuitBreaker",
     "Config",
     "ConfigError",

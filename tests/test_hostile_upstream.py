@@ -39,6 +39,7 @@ def two_targets(upstream: FakeUpstream, first: str = "anthropic") -> tuple[Any, 
             "second": {"protocol": "anthropic", "base_url": upstream.url(two), "auth": "none"},
         },
         [{"match": "*", "chain": ["first/{model}", "second/{model}"]}],
+        resilience={"retry": {"attempts": 0}},  # each test is about the move to the next target
     )
     return config, one, two
 

@@ -54,6 +54,7 @@ def three_targets(upstream: FakeUpstream) -> tuple[Any, str, str, str]:
             "oai": provider(upstream, "openai", oai),
         },
         [{"match": "*", "chain": ["rsp/{model}", "ant/claude-sonnet-4-6", "oai/deepseek-chat"]}],
+        resilience={"retry": {"attempts": 0}},  # a failure moves on at once: these are about failover
     )
     return config, rsp, ant, oai
 
