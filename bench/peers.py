@@ -316,7 +316,7 @@ def table(results: list[Result]) -> list[str]:
     return lines
 
 
-def verdicts(results: list[Result], share: float | None) -> list[str]:
+def verdicts(results: list[Result], shares: dict[str, float | None]) -> list[str]:
     direct = results[0]
     ours = next((r for r in results if r.name == "routatic-asgi"), None)
     peers = [r for r in results[1:] if r is not ours and r.rate]
@@ -344,13 +344,10 @@ def verdicts(results: list[Result], share: float | None) -> list[str]:
         f"≤ +{TTFB_ADDED_MS} ms",
         added <= TTFB_ADDED_MS,
     )
-    if share is not None:
-        line(
-            "Anthropic client -> OpenAI target, share of passthrough",
-            f"{share:.0%}",
-            f"≥ {TRANSLATED_SHARE:.0%}",
-            share >= TRANSLATED_SHARE,
-        )
+    for name, share in shares.items():
+        value = "not served" if share is None else f"{share:.0%}"
+        met = share is not None and share >= TRANSLATED_SHARE
+        line(f"{name}, share of passthrough", value, f"≥ {TRANSLATED_SHARE:.0%}", met)
     return ["routatic-asgi against the targets (ratios from this run):", *lines]
 
 
@@ -373,7 +370,7 @@ def run(bench: Bench, only: set[str], cache: Path) -> None:
         print("measuring " + ", ".join(c.result.name for c in contenders), flush=True)
         measure(bench, contenders)
         ours = next((c for c in contenders if c.result.name == "routatic-asgi"), None)
-        share = translated_share(bench, ours.url) if ours else None
+        shares = translated_share(bench, ours.url) if ours else {}
     finally:
         for process in processes:
             stop_tree(process)
@@ -381,7 +378,7 @@ def run(bench: Bench, only: set[str], cache: Path) -> None:
     print()
     print("\n".join(table(results)))
     print()
-    print("\n".join(verdicts(results, share)))
+    print("\n".join(verdicts(results, shares)))
     if bench.args.json:
         bench.args.json.write_text(json.dumps([vars(r) for r in results], indent=2))
 

@@ -238,7 +238,12 @@ class Bench:
     # loads
 
     def wrk(
-        self, url: str, body: bytes, connections: int = 32, seconds: int | None = None
+        self,
+        url: str,
+        body: bytes,
+        connections: int = 32,
+        seconds: int | None = None,
+        path: str = "/v1/messages",
     ) -> dict[str, float]:
         body_file = self.workdir / f"body-{len(body)}-{hash(body) & 0xFFFF}.json"
         body_file.write_bytes(body)
@@ -252,7 +257,7 @@ class Bench:
             "10s",  # a slow peer's answers are counted late, not dropped after wrk's 2 s
             "-s",
             str(self.wrk_script),
-            url + "/v1/messages",
+            url + path,
         ]
         env = {**os.environ, "BENCH_BODY": str(body_file)}
         output = subprocess.run(
@@ -388,6 +393,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 UNSTREAMED_SHARE = 0.05
 STREAMS_SHARE = 0.025
 CPU_TIMES_UPSTREAM = 20.0
+# Translated streams/s at least this share of passthrough streams/s.
+TRANSLATED_SHARE = 0.7
 # Skipping an open target costs at most this share of serving a whole request in-process.
 SKIP_SHARE = 0.15
 
@@ -459,36 +466,40 @@ def large_request(bench: Bench, upstream: str, proxy: str) -> None:
     bench.add(Figure("200 KB request p50 added over direct", "ms", added, None, 1.0, False))
 
 
-def translated_share(bench: Bench, url: str) -> float:
-    """Translated streams/s over passthrough streams/s, the two measured in alternation (best
-    of each), so a burst of load on the machine does not land on one side only."""
-    passthrough, translated = (
-        message("claude-bench-1", stream=True),
-        message("bench-oai", stream=True),
-    )
-    best = {passthrough: 0.0, translated: 0.0}
-    bench.wrk(url, translated, seconds=1)
+def responses_request() -> bytes:
+    """A streamed OpenAI Responses API request for the Anthropic passthrough route."""
+    body = {"model": "claude-bench-1", "input": "Say hello.", "max_output_tokens": 64}
+    return json.dumps({**body, "stream": True}, separators=(",", ":")).encode()
+
+
+# Translated streams, each as (path, body): a share of passthrough streams/s.
+TRANSLATIONS = {
+    "Anthropic client -> OpenAI target": ("/v1/messages", message("bench-oai", stream=True)),
+    "Responses client -> Anthropic target": ("/v1/responses", responses_request()),
+}
+
+
+def translated_share(bench: Bench, url: str) -> dict[str, float | None]:
+    """Each translation's streams/s over passthrough streams/s, all measured in alternation
+    (best of each), so a burst of load on the machine does not land on one side only; None
+    for one the proxy does not serve."""
+    sides = {"passthrough": ("/v1/messages", message("claude-bench-1", stream=True))}
+    for name, (path, body) in TRANSLATIONS.items():
+        trial = bench.wrk(url, body, seconds=1, path=path)
+        if trial["errors"] < trial["requests"] / 2:
+            sides[name] = (path, body)
+    best = dict.fromkeys(sides, 0.0)
     for _ in range(max(bench.args.rounds, 2)):
-        for body in best:
-            best[body] = max(best[body], bench.wrk(url, body)["rate"])
-    return best[translated] / best[passthrough] if best[passthrough] else 0.0
+        for name, (path, body) in sides.items():
+            best[name] = max(best[name], bench.wrk(url, body, path=path)["rate"])
+    base = best["passthrough"]
+    return {name: best[name] / base if name in best and base else None for name in TRANSLATIONS}
 
 
 def translated(bench: Bench, proxy: str) -> None:
-    body = message("bench-oai", stream=True)
-    result = bench.wrk(proxy, body, seconds=1)
-    if result["errors"] >= result["requests"] / 2:
-        bench.add(
-            Figure(
-                "Anthropic client -> OpenAI target streams/s",
-                "streams/s",
-                None,
-                note="not served (no translation?)",
-            )
-        )
-        return
-    share = translated_share(bench, proxy)
-    bench.add(Figure("Anthropic client -> OpenAI target, share", "share", share, None, 0.7))
+    for name, share in translated_share(bench, proxy).items():
+        note = "" if share is not None else "not served"
+        bench.add(Figure(f"{name}, share", "share", share, None, TRANSLATED_SHARE, note=note))
 
 
 def held_streams(bench: Bench, proxy: str, pid: int) -> None:
