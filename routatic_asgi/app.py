@@ -123,20 +123,31 @@ class RoutaticApp:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
+        if path in _WITHOUT_V1:  # as LiteLLM does: a base URL without /v1 works too
+            scope = {**scope, "path": root + "/v1" + path}
+            path = "/v1" + path
         methods = self.routes.get(path)
         protocol, _ = endpoint_for(path)
         if methods is None:
-            await send_answer(
-                send, proxy_error(protocol, 404, f"no such path: {path}", "not_found_error")
-            )
+            message = f"no such path: {path}; {_hint(path)}"
+            await self._refuse(scope, send, proxy_error(protocol, 404, message, "not_found_error"))
             return
         handler = methods.get(scope["method"])
         if handler is None:
             answer = proxy_error(protocol, 405, f"{scope['method']} is not allowed on {path}")
             answer.headers.append((b"allow", ", ".join(methods).encode()))
-            await send_answer(send, answer)
+            await self._refuse(scope, send, answer)
             return
         await handler(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, answer: Answer) -> None:
+        """A 404 or 405 of the dispatcher's own, in the request log like any request."""
+        protocol, endpoint = endpoint_for(scope["path"])
+        record = self.telemetry.request(scope, protocol, endpoint)
+        try:
+            await send_answer(record.watch(send), answer)
+        finally:
+            record.finish()
 
     async def reload(self, config: Config) -> None:
         """Serve `config` from the next request on; requests in flight finish on the old one.
@@ -254,6 +265,23 @@ class RoutaticApp:
                     named.add(model)
         ids.update(model for model in named if self.config.route_for(model) is not None)
         return sorted(ids)
+
+
+_WITHOUT_V1 = frozenset(
+    {"/messages", "/messages/count_tokens", "/chat/completions", "/responses", "/models"}
+)
+_SERVED = "/v1/messages, /v1/chat/completions, /v1/responses, /v1/models"
+
+
+def _hint(path: str) -> str:
+    """What the caller probably meant: most 404s are a base URL with a /v1 too many or a
+    prefix the gateway does not have."""
+    if path.startswith("/v1/v1/"):
+        return "the client added /v1 to a base URL that already ends in /v1: drop one"
+    for served in (*_SERVED.split(", "), *_WITHOUT_V1):
+        if path.endswith(served):
+            return f"this gateway serves {served} at its root: point the base URL at it"
+    return f"this gateway serves {_SERVED}, /status and /ui"
 
 
 def _speaks_openai(scope: Scope) -> bool:
