@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.answer import Answer, proxy_error
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, InboundKey, iter_chain
 from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
@@ -40,7 +40,6 @@ from routatic_asgi.upstream import Upstreams
 
 __all__ = ["RoutaticApp", "build_app"]
 
-Clock = Callable[[], float]
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 Status = Callable[[], Awaitable[dict[str, Any]]]
 Assembly = tuple[ASGIApp, Upstreams, Status]
@@ -66,7 +65,7 @@ class RoutaticApp:
         store: StateStore | None = None,
         status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         rebuild: Rebuild | None = None,
-        clock: Clock = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.telemetry = telemetry or Telemetry()
         self.store: StateStore = store if store is not None else MemoryStore()
@@ -301,7 +300,7 @@ def build_app(
     *,
     registry: Any = None,
     tracer_provider: Any = None,
-    clock: Clock = time.time,
+    clock: Clock = SYSTEM_CLOCK,
     transport: httpx.AsyncBaseTransport | None = None,
     state: StateStore | None = None,
     debug_capture: str | os.PathLike[str] | None = None,
@@ -314,7 +313,7 @@ def build_app(
     `config.state` names; `debug_capture` names a directory to write every exchange to;
     `sleep` replaces the wait before a retry (tests pass one that advances a fake clock).
     """
-    telemetry = Telemetry(registry=registry, tracer_provider=tracer_provider)
+    telemetry = Telemetry(registry=registry, tracer_provider=tracer_provider, clock=clock)
     if debug_capture is not None:
         transport = CaptureTransport(
             transport or Http11Transport(max_keepalive=256, keepalive_expiry=60)
@@ -370,7 +369,7 @@ def _assemble(
     short_circuit = AuthShortCircuit(
         breaker,
         store=store,
-        keyring=Keyring(config.providers),
+        keyring=Keyring(config.providers, clock=clock),
         quota_cooldown=resilience.quota_cooldown,
         clock=clock,
     )

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,12 +36,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.attempt import ATTEMPT, Attempt
 from routatic_asgi.classify import Kind, Outcome, Reason
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import CooldownConfig
 from routatic_asgi.state import MemoryStore, Record, StateStore
 
 __all__ = ["BreakerPolicy", "CircuitBreaker", "Phase", "cooldown", "phase", "tripped"]
 
-Clock = Callable[[], float]
 Jitter = Callable[[], float]
 
 PREFIX = "breaker:"
@@ -144,7 +143,7 @@ class CircuitBreaker:
         store: StateStore | None = None,
         policy: BreakerPolicy | None = None,
         probe_timeout: float = 600.0,
-        clock: Clock = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         jitter: Jitter = _jitter,
     ) -> None:
         self.app = app

@@ -14,17 +14,16 @@ import contextlib
 import logging
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
 from routatic_asgi.attempt import Credential, Target
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import ProviderConfig
 
 __all__ = ["Keyring", "run_key_command"]
 
-Clock = Callable[[], float]
 CommandRunner = Callable[[str, float], Awaitable[str | None]]
 logger = logging.getLogger("routatic_asgi")
 
@@ -71,7 +70,7 @@ class Keyring:
         run: CommandRunner = run_key_command,
         timeout: float = KEY_COMMAND_TIMEOUT,
         pause: float = 60.0,
-        clock: Clock = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.commands = {
             name: provider.key_command
@@ -101,7 +100,7 @@ class Keyring:
             return fresh
         if credential is None:
             failed_at = self._failed_at.get(target.provider)
-            if failed_at is not None and self.clock() - failed_at < self.pause:
+            if failed_at is not None and self.clock.monotonic() - failed_at < self.pause:
                 return None
             return await self.refresh(target.provider, None)
         return credential
@@ -117,7 +116,7 @@ class Keyring:
             secret = await self.run(self.commands[provider], self.timeout)
             if not secret or (stale is not None and secret == stale.secret):
                 if stale is None:
-                    self._failed_at[provider] = self.clock()
+                    self._failed_at[provider] = self.clock.monotonic()
                 return None
             fresh = Credential(provider, index, secret, f"providers.{provider}.key_command")
             self._fresh[fresh.id] = fresh

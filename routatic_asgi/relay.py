@@ -8,12 +8,9 @@ which is the commit point the router waits for. It never retries and never picks
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-import anyio
 import httpx
 from starlette.types import Receive, Scope, Send
 
@@ -34,6 +31,7 @@ from routatic_asgi.classify import (
     classify_response,
     classify_stream_error,
 )
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock, Deadline
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.exchange import EventKind, Exchange, StreamCodec, exchange_for
 from routatic_asgi.sse import EVENT_LIMIT, EventTooLarge, SSEFramer, parse_event
@@ -44,7 +42,6 @@ from routatic_asgi.upstream import Upstreams
 
 __all__ = ["UpstreamRelay"]
 
-Clock = Callable[[], float]
 Headers = list[tuple[bytes, bytes]]
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded.
@@ -78,14 +75,13 @@ _MALFORMED = (TranslationError, TypeError, ValueError, KeyError, AttributeError,
 
 logger = logging.getLogger("routatic_asgi")
 
-
 class UpstreamRelay:
     def __init__(
         self,
         *,
         upstreams: Upstreams,
         resilience: ResilienceConfig | None = None,
-        clock: Clock = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.upstreams = upstreams
@@ -116,8 +112,7 @@ class UpstreamRelay:
         body = exchange.request_body()
         timeout = self.resilience.first_byte_timeout if request.stream else self.resilience.deadline
         watch = self.telemetry.upstream(scope, attempt)
-        deadline = asyncio.get_running_loop().time() + timeout  # anyio's clock, without sniffio
-        with watch, anyio.CancelScope(deadline=deadline) as first_byte:
+        with watch, self.clock.deadline(timeout) as first_byte:
             try:
                 response = await self.upstreams.post(target.provider, url, headers, body)
             except httpx.HTTPError as exc:
@@ -127,7 +122,7 @@ class UpstreamRelay:
                 await self._relay(response, attempt, exchange, send, first_byte)
             finally:
                 await response.aclose()
-        if first_byte.cancelled_caught:
+        if first_byte.expired:
             attempt.settle(Outcome(Kind.TRANSIENT, Reason.FIRST_BYTE_TIMEOUT))
 
     def _headers(self, scope: Scope, target: Target, exchange: Exchange) -> Headers:
@@ -155,7 +150,7 @@ class UpstreamRelay:
         attempt: Attempt,
         exchange: Exchange,
         send: Send,
-        first_byte: anyio.CancelScope,
+        first_byte: Deadline,
     ) -> None:
         status = response.status_code
         attempt.upstream_headers = response.headers
@@ -166,7 +161,7 @@ class UpstreamRelay:
         if content_type.startswith("text/event-stream"):
             await self._relay_stream(response, attempt, exchange, send, first_byte)
             return
-        first_byte.deadline = float("inf")
+        first_byte.stop()
         if not exchange.passthrough:
             await self._relay_translated(response, attempt, exchange, send)
             return
@@ -255,7 +250,7 @@ class UpstreamRelay:
         attempt: Attempt,
         exchange: Exchange,
         send: Send,
-        first_byte: anyio.CancelScope,
+        first_byte: Deadline,
     ) -> None:
         headers = _response_headers(response)
         await send(
@@ -282,7 +277,7 @@ class UpstreamRelay:
                         # translation cannot read fails the attempt, before or after.
                         if kind is EventKind.CONTENT and not attempt.succeeded:
                             attempt.settle(SUCCESS)
-                            first_byte.deadline = float("inf")
+                            first_byte.stop()
                         ended = ended or kind is EventKind.END
                 except EventTooLarge:
                     failure = Outcome(Kind.TRANSIENT, Reason.EVENT_TOO_LARGE)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -31,6 +29,7 @@ from routatic_asgi.attempt import (
     Target,
 )
 from routatic_asgi.classify import Kind, Outcome, Reason
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.retry import blip_pause, retry_pause
 from routatic_asgi.routing import Routing, request_traits
@@ -40,8 +39,8 @@ from routatic_asgi.translate.tokens import estimate_tokens
 
 __all__ = ["FallbackRouter", "endpoint_for", "header_value", "send_answer"]
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+Pause = Callable[[], float]
 logger = logging.getLogger("routatic_asgi")
 
 
@@ -100,10 +99,10 @@ class FallbackRouter:
         routing: Routing,
         resilience: ResilienceConfig | None = None,
         max_body: int = 32 * 1024**2,
-        clock: Clock = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         telemetry: Telemetry | None = None,
         sleep: Sleep = anyio.sleep,
-        pause: Clock = blip_pause,
+        pause: Pause = blip_pause,
     ) -> None:
         self.app = app
         self.routing = routing
@@ -259,15 +258,14 @@ class _Flight:
         self.tried = 0  # upstream calls made, retries included
         self.gone = asyncio.Event()
         self.body_message: Message = {"type": "http.request", "body": request.body}
-        self.deadline = anyio.CancelScope()
+        # One scope for both: the deadline ends it, and so does the client leaving.
+        self.deadline = router.clock.deadline(router.resilience.deadline)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         # A bare asyncio task, not an anyio task group: that cost a tenth of a short request.
         watcher = loop.create_task(self._watch_disconnect())
         try:
-            # One cancel scope for both: the deadline ends it, and so does the client leaving.
-            self.deadline.deadline = loop.time() + self.router.resilience.deadline
             with self.deadline:
                 await self._attempts()
             if self.committed or self.gone.is_set():
@@ -276,7 +274,7 @@ class _Flight:
                 self.request.protocol,
                 self.request.attempts,
                 self.router.clock(),
-                deadline_passed=self.deadline.cancelled_caught,
+                deadline_passed=self.deadline.expired,
             )
             answer.headers.append(self._attempts_header())
             await send_answer(self.send, answer)
@@ -336,7 +334,7 @@ class _Flight:
     def _retry_pause(self, attempt: Attempt, retried: int, ahead: int) -> float | None:
         if self.committed or self.tried + ahead >= self.router.resilience.max_attempts:
             return None
-        remaining = self.deadline.deadline - asyncio.get_running_loop().time()
+        remaining = self.deadline.remaining()
         return retry_pause(
             attempt,
             retried=retried,
@@ -411,7 +409,7 @@ class _Flight:
 
     async def _commit(self, attempt: Attempt, messages: list[Message]) -> None:
         self.committed = True
-        self.deadline.deadline = math.inf
+        self.deadline.stop()
         start, *rest = messages
         start = {**start, "headers": [*start.get("headers", ()), *self._routing_headers(attempt)]}
         await self.send(start)

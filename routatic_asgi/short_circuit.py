@@ -22,8 +22,7 @@ No secret is logged, stored or shown; only `provider#index` and at most the last
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -31,12 +30,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.attempt import ATTEMPT, PROXY_KEY_HEADER, Attempt, Credential
 from routatic_asgi.classify import Kind, Outcome, Reason, depleted_until
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.keyring import Keyring
 from routatic_asgi.state import MemoryStore, Record, StateStore
 
 __all__ = ["AuthShortCircuit", "credential_record"]
-
-Clock = Callable[[], float]
 
 PREFIX = "credential:"
 # A rejected key is tried again after a day at the latest, so a mark cannot outlive a fix.
@@ -95,7 +93,7 @@ class AuthShortCircuit:
         store: StateStore | None = None,
         keyring: Keyring | None = None,
         quota_cooldown: float = 3600.0,
-        clock: Clock = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app = app
         self.clock = clock

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -31,9 +30,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock
+
 __all__ = ["MemoryStore", "Record", "RedisStore", "StateStore", "parse_state_url", "store_for"]
 
-Clock = Callable[[], float]
 T = TypeVar("T")
 # How long a record another replica wrote may go unseen (see RedisStore).
 DEFAULT_STALENESS = 0.5
@@ -136,7 +136,7 @@ def _expiry(record: Record, now: float, linger: float) -> float | None:
 class MemoryStore:
     """In-process state: the default for one process, and Redis's stand-in when it is down."""
 
-    def __init__(self, *, clock: Clock = time.time) -> None:
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
         self._records: dict[str, tuple[Record, float | None]] = {}
         self._leases: dict[str, float] = {}
@@ -224,7 +224,7 @@ class RedisStore:
         self,
         url: str,
         *,
-        clock: Clock = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         retry_every: float = 5.0,
         timeout: float = 0.5,
         client: Any = None,
@@ -401,7 +401,7 @@ def parse_state_url(url: str) -> tuple[str, str, float]:
     return urlunsplit(parts._replace(query=rest)), prefix, staleness
 
 
-def store_for(state: str, *, clock: Clock = time.time) -> StateStore:
+def store_for(state: str, *, clock: Clock = SYSTEM_CLOCK) -> StateStore:
     """The store a configuration's `state:` names: `memory` or a redis:// URL."""
     if state == "memory":
         return MemoryStore(clock=clock)

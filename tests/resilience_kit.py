@@ -17,28 +17,14 @@ import httpx
 from routatic_asgi import build_app
 from routatic_asgi.config import Config
 from routatic_asgi.state import MemoryStore, StateStore
+from tests.fake_clock import NOW as NOW  # re-exported: resilience tests take both from here
+from tests.fake_clock import FakeClock as Clock
 from tests.fake_upstream import anthropic_message, openai_completion
 
-NOW = 1_800_000_000.0
 MODEL = "claude-sonnet-4-6"
 REQUEST = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
 Answer = httpx.Response | int | Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-class Clock:
-    """A fake clock; `sleep` moves it on instead of waiting, and remembers each pause."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 class Upstreams:

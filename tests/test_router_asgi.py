@@ -17,6 +17,7 @@ import pytest
 
 from routatic_asgi import build_app
 from tests.conftest import gateway_config, http_scope
+from tests.fake_clock import FakeClock
 from tests.fake_upstream import anthropic_stream
 
 pytestmark = pytest.mark.anyio
@@ -35,11 +36,13 @@ class Stream(httpx.AsyncByteStream):
 
     def __init__(self, chunks: list[bytes], *, hang: bool = False) -> None:
         self.chunks, self.hang, self.closed = chunks, hang, False
+        self.hanging = anyio.Event()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:
             yield chunk
         if self.hang:
+            self.hanging.set()
             await anyio.sleep_forever()
 
     async def aclose(self) -> None:
@@ -50,15 +53,23 @@ def sse(stream: Stream) -> httpx.Response:
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
 
 
-def app_with(handler: Callable[[httpx.Request], httpx.Response]) -> Any:
+def app_with(
+    handler: Callable[[httpx.Request], httpx.Response],
+    clock: FakeClock | None = None,
+    **resilience: str,
+) -> Any:
     config = gateway_config(
         {
             "a": {"protocol": "anthropic", "base_url": "http://a.test", "auth": "passthrough"},
             "b": {"protocol": "anthropic", "base_url": "http://b.test", "keys": ["sk-b-0001"]},
         },
         [{"match": "*", "chain": ["a/{model}", "b/{model}"]}],
+        resilience=resilience,
     )
-    return build_app(config, transport=httpx.MockTransport(handler))
+    transport = httpx.MockTransport(handler)
+    if clock is None:
+        return build_app(config, transport=transport)
+    return build_app(config, transport=transport, clock=clock)
 
 
 def scope() -> dict[str, Any]:
@@ -171,3 +182,48 @@ async def test_memory_per_stream_does_not_grow_with_its_length() -> None:
     short, long = await peak(200), await peak(20_000)
     # 100x the events (~2.6 MB more bytes relayed) must not cost 100x the memory.
     assert long < short + 256 * 1024
+
+
+async def test_a_stream_without_content_by_the_first_byte_timeout_falls_back() -> None:
+    clock = FakeClock()
+    stalled = Stream([anthropic_stream(MODEL)[0].encode()], hang=True)
+    healthy = Stream(["".join(anthropic_stream(MODEL)).encode()])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return sse(stalled if request.url.host == "a.test" else healthy)
+
+    send = Recorder()
+    app = app_with(handler, clock, first_byte_timeout="60s")
+    # A guard, not a wait: the fake clock ends this at once unless its deadlines are ignored.
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(app, scope(), receive_body_then(), send)
+            await stalled.hanging.wait()
+            clock.advance(59)
+            await anyio.wait_all_tasks_blocked()
+            assert not send.messages  # not yet: a minute has not passed
+            clock.advance(1)
+    headers = dict(send.messages[0]["headers"])
+    assert headers[b"x-routatic-fallback"] == f"a/{MODEL}=first_byte_timeout".encode()
+    assert send.body == "".join(anthropic_stream(MODEL)).encode()
+    assert stalled.closed
+
+
+async def test_the_deadline_bounds_every_attempt_together() -> None:
+    clock = FakeClock()
+    stalled = [Stream([], hang=True), Stream([], hang=True)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return sse(stalled[0] if request.url.host == "a.test" else stalled[1])
+
+    send = Recorder()
+    app = app_with(handler, clock, deadline="10m", first_byte_timeout="1h")
+    # A guard, not a wait: the fake clock ends this at once unless its deadlines are ignored.
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(app, scope(), receive_body_then(), send)
+            await stalled[0].hanging.wait()
+            clock.advance(600)
+    assert send.messages[0]["status"] == 504
+    assert b"the deadline passed" in send.body
+    assert stalled[0].closed and not stalled[1].hanging.is_set()  # b was never reached

@@ -17,20 +17,13 @@ import pytest
 from routatic_asgi import build_app
 from routatic_asgi.state import MemoryStore, Record, RedisStore, StateStore, store_for
 from tests.conftest import closed_port_url, gateway_config
+from tests.fake_clock import NOW
+from tests.fake_clock import FakeClock as Clock
 from tests.resilience_kit import Upstreams, ask, client_for
 
 pytestmark = pytest.mark.anyio
 
 REDIS_URL = os.environ.get("ROUTATIC_TEST_REDIS_URL")
-NOW = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

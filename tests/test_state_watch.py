@@ -21,26 +21,16 @@ from routatic_asgi.state import MemoryStore, Record
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.state_watch import WatchedStore, breaker_labels, credential_labels
 from tests.conftest import gateway_config
+from tests.fake_clock import NOW
+from tests.fake_clock import FakeClock as Clock
 from tests.fake_upstream import anthropic_message
 
-NOW = 1_800_000_000.0
 REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class _Body(httpx.AsyncByteStream):

@@ -11,7 +11,6 @@ body and never records a secret.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -25,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.attempt import ACTOR, REQUEST, Attempt, InboundRequest
 from routatic_asgi.classify import SHORT_CIRCUITS, Kind, Reason
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.request_log import request_line, request_outcome
 from routatic_asgi.telemetry.spans import (
@@ -40,7 +40,6 @@ RECORD = "routatic.record"  # scope key: the RequestRecord of the request in fli
 REQUEST_LOG = "routatic_asgi.requests"
 RECENT_REQUESTS = 100
 
-Timer = Callable[[], float]
 logger = logging.getLogger("routatic_asgi")
 
 _QUIET_FAILURES = (Kind.SUCCESS, Kind.SKIPPED, Kind.CANCELLED)
@@ -55,14 +54,14 @@ class Telemetry:
         *,
         registry: Any = None,
         tracer_provider: Any = None,
-        timer: Timer = time.perf_counter,
-        clock: Timer = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         log: logging.Logger | None = None,
     ) -> None:
         self.metrics = Metrics(registry)
         provider = tracer_provider if tracer_provider is not None else trace.NoOpTracerProvider()
         self.tracer = provider.get_tracer("routatic_asgi")
-        self.timer, self.clock = timer, clock
+        # Durations read the monotonic side of the clock, moments its wall side.
+        self.timer, self.clock = clock.monotonic, clock
         self.log = log or logging.getLogger(REQUEST_LOG)
         # The last request log lines, newest last, for the status page: bounded, no secret.
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)

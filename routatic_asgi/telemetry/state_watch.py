@@ -13,19 +13,17 @@ fingerprint).
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 
 from opentelemetry import trace
 
 from routatic_asgi.breaker import PREFIX as BREAKER
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.short_circuit import PREFIX as CREDENTIAL
 from routatic_asgi.state import Record, StateStore
 from routatic_asgi.telemetry.metrics import Metrics
 
 __all__ = ["WatchedStore", "breaker_labels", "credential_labels"]
 
-Clock = Callable[[], float]
 
 # How bad each breaker phase is, to show one state for the keys of a provider/model pair.
 _SEVERITY = {"closed": 0, "half_open": 1, "open": 2}
@@ -59,7 +57,7 @@ def _credential_state(record: Record | None, now: float) -> str:
 class WatchedStore:
     """A `StateStore` that forwards every call and records what the calls mean."""
 
-    def __init__(self, store: StateStore, metrics: Metrics, *, clock: Clock = time.time) -> None:
+    def __init__(self, store: StateStore, metrics: Metrics, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.store, self.metrics, self.clock = store, metrics, clock
         self.breakers: dict[str, Record | None] = {}  # by target key
         self.pairs: dict[tuple[str, str], set[str]] = {}  # target keys by (provider, model)

@@ -56,6 +56,22 @@ async def concurrently(url: str, count: int, body: dict[str, Any]) -> list[httpx
         )
 
 
+async def concurrently_with_a_slow_probe(
+    url: str, upstream: FakeUpstream, primary: str, clock: Clock
+) -> list[httpx.Response]:
+    """50 concurrent streams; once the probe hangs on `primary`, its first byte is overdue."""
+    async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=50)) as client:
+        pending = [asyncio.create_task(client.post("/v1/messages", json=STREAM)) for _ in range(50)]
+        answered = asyncio.as_completed(pending)
+        for _ in range(49):  # the 49 that skip the probing primary answer from the backup
+            await next(answered)
+        # The fake provider is another process: its record of calls is polled, not awaited.
+        while len(upstream.calls(primary)) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+        clock.now += 1  # past the first-byte timeout: the probe falls back too
+        return list(await asyncio.gather(*pending))
+
+
 def primary_and_backup(upstream: FakeUpstream, **resilience: Any) -> tuple[Any, str, str]:
     primary, backup = upstream.provider(), upstream.provider()
     config = gateway_config(
@@ -76,7 +92,7 @@ def test_one_probe_under_fifty_concurrent_requests(upstream: FakeUpstream) -> No
     with gateway(config, clock=clock) as url:
         assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
         clock.now += 40  # the ~30 s cooldown is over: half-open
-        responses = asyncio.run(concurrently(url, 50, STREAM))
+        responses = asyncio.run(concurrently_with_a_slow_probe(url, upstream, primary, clock))
         status = httpx.get(f"{url}/status").json()
     assert [r.status_code for r in responses] == [200] * 50
     # The failure and its retry, which opened it, and one probe.

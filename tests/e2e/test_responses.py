@@ -13,13 +13,13 @@ import pytest
 
 from tests.conftest import FakeUpstream, gateway, gateway_config
 from tests.e2e.test_translation import (
-    Clock,
     anthropic_text_message,
     anthropic_tool_stream,
     body_of,
     openai_text_stream,
     provider,
 )
+from tests.fake_clock import FakeClock
 from tests.fake_upstream import openai_completion, responses_response, responses_stream
 
 MODEL = "gpt-5"
@@ -120,7 +120,7 @@ def test_a_function_call_loop_fails_over_and_comes_back(
 ) -> None:
     """Turn 1 on Anthropic (Responses target down), turn 2 on Chat, turn 3 back on Responses."""
     config, rsp, ant, oai = three_targets(upstream)
-    clock = Clock()
+    clock = FakeClock()
     upstream.script(rsp, OVERLOADED)
     upstream.script(ant, {"sse": anthropic_tool_stream("toolu_01A", "a.txt", thinking="Read a.")})
     conversation: list[Any] = [{"role": "user", "content": "What is in a.txt?"}]

@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.fake_clock import FakeClock
 
 SIGNATURE = "EqQBCkgIARABGAIiQL4e3W2hN0bJ0h0m8Jq9kVbZ3o1m2Yy0oQw2yqz+Ue3V7xk2c9T1b5Xy6Lz3pQ=="
 READ_TOOL = {
@@ -191,16 +192,6 @@ def provider(upstream: FakeUpstream, protocol: str, prefix: str, **extra: Any) -
         "keys": [f"sk-{prefix}-key0001"],
     }
     return {**settings, **extra}
-
-
-class Clock:
-    """The gateway's clock, moved by hand so breaker cooldowns pass without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class SDK:
@@ -452,7 +443,7 @@ def test_a_conversation_fails_over_to_openai_and_back(upstream: FakeUpstream, sd
     }
     upstream.script(ant, overloaded)
     upstream.script(oai, {"sse": openai_tool_stream("call_00_a", "a.txt", reasoning="Need a.")})
-    clock = Clock()
+    clock = FakeClock()  # moved by hand so breaker cooldowns pass without sleeping
     thinking: Any = {"type": "enabled", "budget_tokens": 2048}
     messages: list[Any] = [{"role": "user", "content": "Compare a.txt and b.txt"}]
 
@@ -682,7 +673,7 @@ def test_unreadable_or_failing_translated_answers_fall_back(
     error = json.dumps({"error": {"message": "overloaded", "type": "server_error"}})
     broken_stream = {"sse": [chunk({"role": "assistant", "content": ""}), f"data: {error}\n\n"]}
     upstream.script(first, html, broken_stream)
-    clock = Clock()
+    clock = FakeClock()  # moved by hand so breaker cooldowns pass without sleeping
     with gateway(config, clock=clock) as url:
         client = sdk.anthropic(url)
         unstreamed = client.messages.with_raw_response.create(
