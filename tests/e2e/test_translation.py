@@ -646,7 +646,11 @@ def test_models_answer_in_the_callers_shape(upstream: FakeUpstream, sdk: SDK) ->
     oai = upstream.provider()
     config = gateway_config(
         {"oai": provider(upstream, "openai", oai, models={"qwen3": {}})},
-        [{"match": "claude-sonnet-4-6", "chain": ["oai/qwen3"]}],
+        # /v1/models lists what a client can ask for: a model a route matches.
+        [
+            {"match": "claude-sonnet-4-6", "chain": ["oai/qwen3"]},
+            {"match": "qwen3", "chain": ["oai/qwen3"]},
+        ],
     )
     with gateway(config) as url:
         listed = sdk.openai(url).models.list()
