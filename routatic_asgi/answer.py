@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from routatic_asgi.attempt import Attempt, Protocol
 from routatic_asgi.classify import TIMEOUTS, Kind, Reason
@@ -165,6 +166,9 @@ def _soonest(attempts: Sequence[Attempt], now: float) -> float | None:
     return min(waits) if waits else None
 
 
+_CONNECTING = frozenset({Reason.CONNECT_ERROR, Reason.CONNECT_TIMEOUT, Reason.TLS_ERROR})
+
+
 def _summary(attempts: Sequence[Attempt]) -> str:
     parts = []
     for attempt in attempts:
@@ -172,6 +176,10 @@ def _summary(attempts: Sequence[Attempt]) -> str:
         if outcome is None:
             continue
         status = f" {outcome.status}" if outcome.status else ""
+        if outcome.reason in _CONNECTING:  # where it could not connect: host and port
+            url = urlsplit(attempt.target.base_url)
+            port = url.port or (443 if url.scheme == "https" else 80)
+            status = f" ({url.hostname}:{port})"
         parts.append(f"{attempt.target.name} {outcome.reason}{status}")
     return "; ".join(parts)
 

@@ -56,6 +56,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"  # 429
     OVERLOADED = "overloaded"  # 529
     UNKNOWN_MODEL = "unknown_model"
+    WRONG_PATH = "wrong_path"  # a 404 that does not speak of a model: base_url is wrong
     CONTEXT_TOO_LONG = "context_too_long"
     REJECTED = "rejected"  # another 4xx from a fallback target
     # The upstream's stream or body let us down.
@@ -211,12 +212,20 @@ def classify_response(
         return Outcome(Kind.TRANSIENT, reason, status, retry_after)
     if not first:
         if status == 404:
-            return Outcome(Kind.UNFIT, Reason.UNKNOWN_MODEL, status)
+            # A provider that does not know the model says so; a 404 that names no model
+            # is a path the provider does not have (a base_url with a /v1 too many or few).
+            about_model = _MODEL_WORD.search(body.decode("utf-8", "replace"))
+            return Outcome(
+                Kind.UNFIT, Reason.UNKNOWN_MODEL if about_model else Reason.WRONG_PATH, status
+            )
         if _TOO_LONG.search(body.decode("utf-8", "replace")):
             return Outcome(Kind.UNFIT, Reason.CONTEXT_TOO_LONG, status)
         if 400 <= status < 500:
             return Outcome(Kind.UNFIT, Reason.REJECTED, status)
     return Outcome(Kind.CLIENT, status_reason(status), status)
+
+
+_MODEL_WORD = re.compile(r"model", re.IGNORECASE)
 
 
 # The status an Anthropic error type stands for, to classify an `event: error` in a stream.

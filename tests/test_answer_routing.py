@@ -77,7 +77,7 @@ def test_transient_failures_are_529_when_any_was_overloaded_else_503() -> None:
     ]
     answer = final_answer("anthropic", down, NOW)
     assert answer.status == 503
-    assert "a/m connect_error; b/m read_timeout" in str(body(answer.body)["message"])
+    assert "a/m connect_error (x:80); b/m read_timeout" in str(body(answer.body)["message"])
 
 
 def test_every_configured_key_rejected_names_provider_and_variable() -> None:

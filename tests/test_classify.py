@@ -69,6 +69,7 @@ def test_statuses_are_whole_numbers_not_substrings() -> None:
     ("status", "body", "reason"),
     [
         (404, '{"error": {"message": "model not found"}}', "unknown_model"),
+        (404, '<html>404 page not found</html>', "wrong_path"),
         (
             400,
             '{"error": {"message": "prompt is too long: 250000 tokens > 200000 maximum"}}',
