@@ -222,6 +222,10 @@ def classify_response(
             return Outcome(Kind.UNFIT, Reason.CONTEXT_TOO_LONG, status)
         if 400 <= status < 500:
             return Outcome(Kind.UNFIT, Reason.REJECTED, status)
+    elif 400 <= status < 500 and _TOO_LONG.search(body[:65536].decode("utf-8", "replace")):
+        # The client's to fix (Claude Code compacts on it), unless a later target is known to
+        # hold a longer context: the router decides that, it knows the chain.
+        return Outcome(Kind.CLIENT, Reason.CONTEXT_TOO_LONG, status)
     return Outcome(Kind.CLIENT, status_reason(status), status)
 
 

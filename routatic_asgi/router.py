@@ -313,9 +313,24 @@ class _Flight:
                 return
             if outcome.kind in _SPENT and outcome.reason != Reason.RATE_LIMITED:
                 spent.add(target.name)
+            if outcome.reason == Reason.CONTEXT_TOO_LONG and self._longer_ahead(index):
+                continue
             if outcome.kind is Kind.CLIENT or (outcome.kind is Kind.AUTH and target.passthrough):
                 return
         await self._panic()
+
+    def _longer_ahead(self, index: int) -> bool:
+        """A later target is known (`models:` capabilities) to hold a longer context than the
+        one that found the prompt too long (than the prompt's estimate, if its own is unknown).
+        Otherwise the error goes back as it came, so the client compacts."""
+        config = self.router.routing.config
+
+        def context(target: Target) -> int | None:
+            caps = config.providers[target.provider].models.get(target.model)
+            return caps.context if caps is not None else None
+
+        own = context(self.targets[index]) or estimate_tokens(self.request.payload)
+        return any((context(t) or 0) > own for t in self.targets[index + 1 :])
 
     async def _try(
         self, target: Target, *, via: Reason | None = None, panic: bool = False

@@ -8,6 +8,7 @@ it matters. The README's fault table says what each of these shows.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -39,14 +40,19 @@ def case(request: pytest.FixtureRequest) -> Case:
 
 
 def chain(
-    upstream: FakeUpstream, wire: Wire, *, primary_url: str | None = None, **resilience: Any
+    upstream: FakeUpstream,
+    wire: Wire,
+    *,
+    primary_url: str | None = None,
+    backup_models: dict[str, Any] | None = None,
+    **resilience: Any,
 ) -> tuple[Any, str, str]:
     """primary then backup, both of the wire's protocol, with default resilience."""
     primary, backup = upstream.provider(), upstream.provider()
     config = gateway_config(
         {
             "primary": wire.provider(primary_url or upstream.url(primary)),
-            "backup": wire.provider(upstream.url(backup)),
+            "backup": {**wire.provider(upstream.url(backup)), "models": backup_models or {}},
         },
         [{"match": "*", "chain": ["primary/{model}", "backup/backup-model"]}],
         resilience=resilience,
@@ -221,6 +227,108 @@ def test_a_reset_connection_is_retried_once_then_moves_on(
     served = PRIMARY if resets == 1 else "backup/backup-model"
     assert response.headers["x-routatic-target"] == served
     assert len(upstream.calls(backup)) == (resets - 1)
+
+
+# --- 11. a stream without [DONE] ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=[w.name for w in WIRES])
+def test_a_stream_complete_but_for_its_last_event_is_a_whole_answer(
+    upstream: FakeUpstream, wire: Wire
+) -> None:
+    """No `[DONE]` (OpenAI) or `message_stop` (Anthropic) after the finish reason and usage."""
+    config, primary, backup = chain(upstream, wire)
+    upstream.script(primary, {"sse": wire.stream()[:-1]})
+    with request_log() as log, gateway(config, clock=Clock()) as url:
+        response = ask(url, wire, True)
+        [line] = log.wait(1)
+    assert wire.text(response, True) == words(3)  # ends as the protocol says, no error event
+    assert attempts(line) == [(PRIMARY, "success", "ok")]
+    assert line["tokens"]["output"] == 3
+    assert len(upstream.calls(primary)) == 1 and upstream.calls(backup) == []
+
+
+# --- 12. context too long on the first target -----------------------------------------------------
+
+
+def too_long(wire: Wire) -> dict[str, Any]:
+    if wire.name == "anthropic":
+        message = "prompt is too long: 250000 tokens > 200000 maximum"
+        return {"status": 400, "body": wire.error(400, "invalid_request_error", message)}
+    message = "This model's maximum context length is 128000 tokens."
+    return {"status": 400, "body": wire.error(400, "context_length_exceeded", message)}
+
+
+def test_context_too_long_moves_on_to_a_target_known_to_hold_more(
+    upstream: FakeUpstream, case: Case
+) -> None:
+    wire, stream = case
+    config, primary, backup = chain(
+        upstream, wire, backup_models={"backup-model": {"context": 1_000_000}}
+    )
+    upstream.script(primary, too_long(wire))
+    with request_log() as log, gateway(config, clock=Clock()) as url:
+        response = ask(url, wire, stream)
+        [line] = log.wait(1)
+    assert wire.text(response, stream) == healthy_text(stream)
+    assert response.headers["x-routatic-target"] == "backup/backup-model"
+    assert attempts(line) == [
+        (PRIMARY, "client", "context_too_long"),
+        ("backup/backup-model", "success", "ok"),
+    ]
+    assert len(upstream.calls(primary)) == 1 and len(upstream.calls(backup)) == 1
+
+
+def test_context_too_long_goes_back_when_no_target_is_known_to_hold_more(
+    upstream: FakeUpstream, case: Case
+) -> None:
+    wire, stream = case
+    config, primary, backup = chain(upstream, wire)
+    answer = too_long(wire)
+    upstream.script(primary, answer)
+    with gateway(config, clock=Clock()) as url:
+        response = ask(url, wire, stream)
+    assert response.status_code == 400  # as it came: Claude Code compacts on it
+    assert response.text == answer["body"]
+    assert upstream.calls(backup) == []
+
+
+# --- 13. a content filter ------------------------------------------------------------------------
+
+
+def refusal(wire: Wire, stream: bool) -> dict[str, Any]:
+    if wire.name == "anthropic":
+        if stream:
+            events = wire.stream(0)
+            events = [events[0], *events[-2:]]  # message_start, message_delta, message_stop
+            events[1] = events[1].replace('"end_turn"', '"refusal"')
+            return {"sse": events}
+        body = json.loads(wire.whole())
+        body.update(content=[], stop_reason="refusal")
+        return {"status": 200, "json": body}
+    if stream:
+        events = wire.stream(0)
+        events[1] = events[1].replace('"stop"', '"content_filter"')
+        return {"sse": events}
+    body = json.loads(wire.whole())
+    body["choices"][0].update(message={"role": "assistant", "content": ""})
+    body["choices"][0]["finish_reason"] = "content_filter"
+    return {"status": 200, "json": body}
+
+
+def test_a_content_filter_refusal_is_relayed_as_sent(upstream: FakeUpstream, case: Case) -> None:
+    wire, stream = case
+    config, primary, backup = chain(upstream, wire)
+    upstream.script(primary, refusal(wire, stream))
+    with request_log() as log, gateway(config, clock=Clock()) as url:
+        response = ask(url, wire, stream)
+        [line] = log.wait(1)
+    assert wire.text(response, stream) == ""
+    expected = "refusal" if wire.name == "anthropic" else "content_filter"
+    assert wire.stop_reason(response, stream) == expected
+    assert line["stop_reason"] == expected
+    assert attempts(line) == [(PRIMARY, "success", "ok")]  # never retried, never hidden
+    assert len(upstream.calls(primary)) == 1 and upstream.calls(backup) == []
 
 
 # --- 15. a primary that flaps ------------------------------------------------------------------
