@@ -121,6 +121,9 @@ class Attempt:
     may_panic: bool = False
     # Set by the router: every target of the route is open on failures alone; call this one.
     panic: bool = False
+    # Set by the router: a break after the commit is left to the router to rescue (the relay
+    # then neither sends the error event nor ends the stream).
+    rescue: bool = False
     # Set by the router: how this attempt came about ("retried", "hedged", "rescued").
     via: Reason | None = None
 

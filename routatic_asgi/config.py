@@ -293,6 +293,9 @@ class ResilienceConfig(_Model):
     fallback_on: list[int] = Field(default_factory=lambda: [408, 429, 500, 502, 503, 504, 529])
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    rescue: bool = Field(
+        True, description="Continue a stream that broke after its commit on the next target."
+    )
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     quota_cooldown: Seconds = 3600.0
     max_attempts: int = Field(4, ge=1)

@@ -300,12 +300,19 @@ class UpstreamRelay:
                 attempt.settle(failure)
                 return
             _broke(attempt, failure.reason)
+            if attempt.rescue:  # the router continues the answer on the next target
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                return
             error = codec.error_event(f"the upstream stream broke: {failure.reason}")
             await send(_last(body + error))
             return
         if not attempt.succeeded:
             reason = Reason.STREAM_ENDED_EARLY if codec.seen else Reason.EMPTY_STREAM
             attempt.settle(Outcome(Kind.TRANSIENT, reason))
+            return
+        if not ended and attempt.rescue:  # cut short: its unfinished last event is dropped
+            _broke(attempt, Reason.STREAM_ENDED_EARLY)
             return
         await send(_last(self._stream_end(framer, codec, exchange, attempt, ended)))
 

@@ -31,10 +31,12 @@ from routatic_asgi.attempt import (
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import ResilienceConfig
+from routatic_asgi.rescue import KEPT_LIMIT, PROTOCOLS, Splicer, continuation, transcript
 from routatic_asgi.retry import blip_pause, retry_pause
 from routatic_asgi.routing import Routing, request_traits
 from routatic_asgi.shapes import check_request
 from routatic_asgi.telemetry import RECORD, Telemetry, route_label
+from routatic_asgi.translate.codec import stream_error_event
 from routatic_asgi.translate.tokens import estimate_tokens
 
 __all__ = ["FallbackRouter", "endpoint_for", "header_value", "send_answer"]
@@ -256,6 +258,12 @@ class _Flight:
         self.request, self.targets = request, targets
         self.committed = False
         self.tried = 0  # upstream calls made, retries included
+        # What the client got of a committed stream, kept (bounded) to rescue it if it breaks.
+        rescue = router.resilience.rescue and request.stream and request.protocol in PROTOCOLS
+        self.sent: list[bytes] | None = [] if rescue else None
+        self.sent_size = 0
+        self.finished = False  # the client's answer has ended
+        self.splicer: Splicer | None = None  # set while a rescue's continuation is relayed
         self.gone = asyncio.Event()
         self.body_message: Message = {"type": "http.request", "body": request.body}
         # One scope for both: the deadline ends it, and so does the client leaving.
@@ -309,7 +317,10 @@ class _Flight:
                 attempt = await self._try(target, via=Reason.RETRIED)
             outcome = attempt.outcome
             assert outcome is not None
-            if self.committed or outcome.kind is Kind.CANCELLED:
+            if self.committed:
+                await self._rescue(index, attempt)  # nothing to do when the answer ended well
+                return
+            if outcome.kind is Kind.CANCELLED:
                 return
             if outcome.kind in _SPENT and outcome.reason != Reason.RATE_LIMITED:
                 spent.add(target.name)
@@ -338,6 +349,7 @@ class _Flight:
         first = bool(self.targets) and target.name == self.targets[0].name
         attempt = Attempt(target, len(self.request.attempts) + 1, first)
         attempt.via, attempt.panic = via, panic
+        attempt.rescue = self.sent is not None and self.splicer is None
         self.request.attempts.append(attempt)
         self.scope[RECORD].attempt_started(attempt)
         await self._attempt(attempt)
@@ -392,8 +404,12 @@ class _Flight:
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
-            if self.committed:
-                await self.send(message)
+            if self.splicer is not None:  # a rescue's continuation: spliced once it commits
+                held.append(message)
+                if attempt.succeeded:
+                    await self._splice(held)
+            elif self.committed:
+                await self._deliver(message)
             elif attempt.succeeded:
                 await self._commit(attempt, [*held, message])
             else:
@@ -417,6 +433,9 @@ class _Flight:
                 raise
         if attempt.outcome is None:
             attempt.settle(Outcome(Kind.TRANSIENT, Reason.NO_ANSWER))
+        elif self.splicer is not None:
+            if attempt.succeeded:
+                await self._splice(held)
         elif attempt.succeeded and not self.committed and held:
             await self._commit(attempt, held)
         elif not self.committed:
@@ -429,7 +448,62 @@ class _Flight:
         start = {**start, "headers": [*start.get("headers", ()), *self._routing_headers(attempt)]}
         await self.send(start)
         for message in rest:
-            await self.send(message)
+            await self._deliver(message)
+
+    async def _deliver(self, message: Message) -> None:
+        """Send a committed answer's message, keeping what a rescue would need to read back."""
+        if message["type"] == "http.response.body":
+            self.finished = not message.get("more_body", False)
+            if self.sent is not None:
+                body = message.get("body", b"")
+                self.sent_size += len(body)
+                if self.sent_size > KEPT_LIMIT:
+                    self.sent = None  # too much to read back: this stream cannot be rescued
+                else:
+                    self.sent.append(body)
+        await self.send(message)
+
+    async def _splice(self, held: list[Message]) -> None:
+        assert self.splicer is not None
+        for message in held:
+            if message["type"] != "http.response.body":
+                continue  # the continuation's own response start: the client has one
+            more = message.get("more_body", False)
+            body = self.splicer.feed(message.get("body", b""))
+            if body or not more:
+                await self._deliver({"type": "http.response.body", "body": body, "more_body": more})
+        held.clear()
+
+    async def _rescue(self, index: int, broken: Attempt) -> None:
+        """A committed stream broke: ask the next targets for the rest and splice it in (see
+        rescue.py); when none can give it, the client gets the error event, never a quiet end."""
+        if self.finished or self.gone.is_set() or not broken.rescue:
+            return
+        request = self.request
+        used = broken.usage.output if broken.usage is not None else 0
+        found = transcript(request.protocol, b"".join(self.sent), used) if self.sent else None
+        if found is not None:
+            payload = continuation(request.payload, found.text)
+            body = orjson.dumps(payload)
+            self.scope[REQUEST] = InboundRequest(
+                request.protocol, request.endpoint, body, payload, request.model, True,
+                request.query, request.attempts, request.route,
+            )  # fmt: skip
+            self.body_message = {"type": "http.request", "body": body}
+            self.splicer = Splicer(found)
+            try:
+                for target in self.targets[index + 1 :]:
+                    if self.tried >= self.router.resilience.max_attempts:
+                        break
+                    attempt = await self._try(target, via=Reason.RESCUED)
+                    if attempt.succeeded or self.gone.is_set():
+                        break
+            finally:
+                self.scope[REQUEST] = request
+        if not self.finished and not self.gone.is_set():
+            message = f"the upstream stream broke: {broken.broken or 'unknown'}"
+            error = stream_error_event(request.protocol, message)
+            await self._deliver({"type": "http.response.body", "body": error, "more_body": False})
 
     def _routing_headers(self, attempt: Attempt) -> list[tuple[bytes, bytes]]:
         target = header_value(attempt.target.name)

@@ -39,7 +39,8 @@ def two_targets(upstream: FakeUpstream, first: str = "anthropic") -> tuple[Any, 
             "second": {"protocol": "anthropic", "base_url": upstream.url(two), "auth": "none"},
         },
         [{"match": "*", "chain": ["first/{model}", "second/{model}"]}],
-        resilience={"retry": {"attempts": 0}},  # each test is about the move to the next target
+        # Each hostile answer is one fallback, or one error event after the commit.
+        resilience={"retry": {"attempts": 0}, "rescue": False},
     )
     return config, one, two
 
@@ -222,6 +223,7 @@ def test_a_malformed_event_from_an_anthropic_target_is_an_upstream_failure(
             "second": {"protocol": "openai", "base_url": upstream.url(two) + "/v1", "auth": "none"},
         },
         [{"match": "*", "chain": ["first/{model}", "second/{model}"]}],
+        resilience={"rescue": False},  # the error event, not a continuation
     )
     start = anthropic_stream("gpt-x")[0]
     bad = {"type": "content_block_start", "index": "first", "content_block": {

@@ -24,9 +24,11 @@ def error_json(kind: str, message: str) -> str:
 
 
 def two_targets(upstream: FakeUpstream, **resilience: Any) -> tuple[Any, str, str]:
-    """Two targets; the first is not retried, so each trigger shows as one fallback (retries
-    are tests/e2e/test_faults.py's)."""
+    """Two targets; the first is not retried and a broken stream is not rescued, so each
+    trigger shows as one fallback or one error event (retries and rescues are
+    tests/e2e/test_faults.py's)."""
     resilience.setdefault("retry", {"attempts": 0})
+    resilience.setdefault("rescue", False)
     first, second = upstream.provider(), upstream.provider()
     config = gateway_config(
         {

@@ -393,3 +393,79 @@ def test_a_lone_target_told_to_wait_is_not_called_early(upstream: FakeUpstream) 
     assert first.status_code == 429 and second.status_code == 503  # at once, without a call
     assert 55 <= int(second.headers["retry-after"]) <= 60
     assert len(upstream.calls(prefix)) == 1
+
+
+# --- 8, 9, 10, 14. a stream broken after its commit: cut, stalled, malformed ------------------
+
+
+def broken_after(wire: Wire, sent: int, then: str) -> dict[str, Any]:
+    """A 60-word stream that delivers `sent` words, then breaks as `then` says."""
+    events = wire.stream(60)
+    head = 3 if wire.name == "anthropic" else 1  # message_start, ping, block start | role
+    answer: dict[str, Any] = {"sse": events[: head + sent]}
+    if then == "malformed":
+        name = "event: content_block_delta\n" if wire.name == "anthropic" else ""
+        answer["sse"].append(name + 'data: {"choices": [{"delta": {"content": "wor\n\n')
+        answer["then"] = "hang"
+    else:
+        answer["then"] = then
+    return answer
+
+
+def continuation_asked(call: dict[str, Any]) -> str:
+    body = json.loads(call["body"])
+    last = body["messages"][-1]
+    assert last["role"] == "user"  # never an assistant prefill
+    assert all(m["role"] != "assistant" for m in body["messages"])
+    content: str = last["content"]
+    return content
+
+
+@pytest.mark.parametrize("then", ["break", "hang", "malformed"], ids=["cut", "stall", "malformed"])
+@pytest.mark.parametrize("wire", WIRES, ids=[w.name for w in WIRES])
+def test_a_stream_broken_after_its_commit_is_continued_on_the_next_target(
+    upstream: FakeUpstream, wire: Wire, then: str
+) -> None:
+    config, primary, backup = chain(upstream, wire, idle_timeout="300ms")
+    upstream.script(primary, broken_after(wire, 40, then))
+    with request_log() as log, gateway(config, clock=Clock()) as url:
+        response = ask(url, wire, True)
+        [line] = log.wait(1)
+    # One well-formed answer: the 40 words, then the continuation (the fake's 3 words).
+    assert wire.text(response, True) == words(40) + words(3)
+    [asked] = upstream.calls(backup)
+    assert words(40).strip() in continuation_asked(asked)
+    assert len(upstream.calls(primary)) == 1
+    assert [(a["target"], a["outcome"]) for a in line["attempts"]] == [
+        (PRIMARY, "transient"),  # it broke after its commit
+        ("backup/backup-model", "success"),
+    ]
+    assert line["attempts"][1]["reason"] == "rescued"
+    if wire.name == "anthropic":
+        assert response.text.count("event: message_start") == 1
+        assert response.text.count("event: content_block_start") == 1  # the text goes on
+        assert '"output_tokens":' in response.text.split("message_delta")[-1]
+
+
+def test_a_rescue_asks_in_a_user_turn_every_target_accepts(upstream: FakeUpstream) -> None:
+    """The backup refuses assistant prefill (as current Claude models do): a rescue never
+    sends one, so it is served."""
+    wire = WIRES[0]
+    config, primary, backup = chain(upstream, wire)
+    upstream.script(primary, broken_after(wire, 40, "break"))
+    with gateway(config, clock=Clock()) as url:
+        response = ask(url, wire, True)
+    assert wire.text(response, True).startswith(words(40))
+    body = json.loads(upstream.calls(backup)[0]["body"])
+    assert body["messages"][-1]["role"] == "user" and body["stream"] is True
+
+
+def test_a_stream_that_cannot_be_rescued_ends_with_the_error_event(upstream: FakeUpstream) -> None:
+    wire = WIRES[0]
+    config, primary, backup = chain(upstream, wire, rescue=False)
+    upstream.script(primary, broken_after(wire, 40, "break"))
+    with gateway(config, clock=Clock()) as url:
+        response = ask(url, wire, True)
+    last = response.text.strip().split("\n\n")[-1]
+    assert last.startswith("event: error\n")
+    assert upstream.calls(backup) == []

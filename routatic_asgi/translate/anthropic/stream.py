@@ -8,6 +8,8 @@ and usage, came after content) gets that one event appended, not an error.
 
 from __future__ import annotations
 
+import orjson
+
 from routatic_asgi.sse import Event
 from routatic_asgi.translate.codec import EventKind, stream_error_event
 
@@ -39,6 +41,8 @@ class AnthropicStream:
         if name == "message_delta" and self.content:
             self.finished = True
             return EventKind.END
+        if self.content and event.data:
+            orjson.loads(event.data)  # a malformed event raises: the stream broke
         self.content = True
         return EventKind.CONTENT
 

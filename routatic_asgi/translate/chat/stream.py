@@ -40,6 +40,8 @@ class OpenAIStream:
             if _FINISHED.search(data):
                 self.finished = True
                 return EventKind.END
+            if data:
+                orjson.loads(data)  # a malformed chunk raises: the stream broke
             return EventKind.CONTENT
         try:
             chunk = orjson.loads(data)
