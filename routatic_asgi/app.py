@@ -106,6 +106,7 @@ class RoutaticApp:
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
             "/status": {"GET": self._for_browsers(self._status, keys)},
+            "/status/reset": {"POST": InboundAuth(self._reset, keys=keys)},
             "/ui": {"GET": self._for_browsers(self._ui, keys)},
             "/ui/data": {"GET": self._for_browsers(self._ui_data, keys)},
             "/metrics": {"GET": self._metrics},
@@ -202,6 +203,35 @@ class RoutaticApp:
         report = await self.status() if self.status is not None else {}
         await send_answer(send, _json(200, {**report, "config": self.loaded}))
 
+    async def _reset(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Clear a breaker (`provider/model`, `…#N` for one key) or a credential (`provider#N`,
+        `provider` for all its keys, `provider#client` for clients' own) by hand."""
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        try:
+            name = orjson.loads(body).get("reset") if body else None
+        except (orjson.JSONDecodeError, AttributeError):
+            name = None
+        if not isinstance(name, str) or not name:
+            error = {"type": "invalid_request_error", "message": 'send {"reset": "NAME"}'}
+            await send_answer(send, _json(400, {"error": error}))
+            return
+        keys = reset_keys(name, await self.store.records())
+        for key in keys:
+            await self.store.delete(key)
+        if not keys:
+            why = f"nothing named {name!r} is open or cooling (see GET /status)"
+            error = {"type": "not_found_error", "message": why}
+            await send_answer(send, _json(404, {"error": error}))
+            return
+        # A credential by its id, never its fingerprint; a breaker by its target key.
+        names = [k.split(":")[1] if k.startswith("credential:") else k[8:] for k in keys]
+        await send_answer(send, _json(200, {"reset": list(dict.fromkeys(names))}))
+
     @staticmethod
     def _for_browsers(handler: Handler, keys: list[InboundKey]) -> Handler:
         """Behind the proxy key, which a browser may give as a Basic password."""
@@ -281,6 +311,16 @@ def _hint(path: str) -> str:
         if path.endswith(served):
             return f"this gateway serves {served} at its root: point the base URL at it"
     return f"this gateway serves {_SERVED}, /status and /ui"
+
+
+def reset_keys(name: str, stored: dict[str, Any]) -> list[str]:
+    """The stored state keys `name` (as `status --reset` takes it) clears."""
+    if "/" in name:  # a target's breaker: every key of it, or one
+        found = [k for k in stored if k == f"breaker:{name}" or k.startswith(f"breaker:{name}#")]
+    else:  # credentials: provider#N, provider#client, or the provider's every one
+        prefix = f"credential:{name}:" if "#" in name else f"credential:{name}#"
+        found = [k for k in stored if k.startswith(prefix)]
+    return sorted(found)
 
 
 def _speaks_openai(scope: Scope) -> bool:
@@ -371,6 +411,7 @@ def _assemble(
         store=store,
         keyring=Keyring(config.providers, clock=clock),
         quota_cooldown=resilience.quota_cooldown,
+        quota_recheck=resilience.quota_recheck,
         clock=clock,
     )
     routing = Routing(config)

@@ -174,7 +174,7 @@ class CircuitBreaker:
             attempt.settle(Outcome(Kind.SKIPPED, Reason.BREAKER_PROBING, retry_after=PROBE_WAIT))
             return
         # A probe (or a call in panic) is one call: the router never retries it.
-        attempt.probe = current is not Phase.CLOSED
+        attempt.probe = attempt.probe or current is not Phase.CLOSED
         try:
             await self._watched(scope, receive, send, attempt, record)
         finally:

@@ -276,6 +276,8 @@ def _status(args: argparse.Namespace) -> int:
 
     key = args.key or os.environ.get(_KEY_VARIABLE)
     headers = {"x-routatic-key": key} if key else {}
+    if args.reset:
+        return _reset(args.url.rstrip("/") + "/status/reset", headers, args.reset)
     url = args.url.rstrip("/") + "/status"
     try:
         response = httpx.get(url, headers=headers, timeout=10, trust_env=False)
@@ -287,6 +289,27 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     report = response.json()
     print(json.dumps(report, indent=2) if args.json else _status_text(report))
+    return 0
+
+
+def _reset(url: str, headers: dict[str, str], name: str) -> int:
+    import httpx
+
+    try:
+        response = httpx.post(
+            url, headers=headers, json={"reset": name}, timeout=10, trust_env=False
+        )
+    except httpx.HTTPError as exc:
+        print(f"routatic-asgi: cannot reach {url}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        try:
+            why = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            why = f"{url} answered {response.status_code}"
+        print(f"routatic-asgi: {why}", file=sys.stderr)
+        return 1
+    print("reset: " + ", ".join(response.json()["reset"]))
     return 0
 
 
@@ -383,6 +406,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--url", default="http://127.0.0.1:8787", help="the server's base URL")
     status.add_argument("--key", help=f"a proxy key (default: ${_KEY_VARIABLE})")
     status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.add_argument(
+        "--reset",
+        metavar="NAME",
+        help="clear a breaker (provider/model[#N]) or a credential (provider#N) by hand",
+    )
     status.set_defaults(run=_status)
     return parser
 

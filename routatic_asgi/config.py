@@ -298,6 +298,9 @@ class ResilienceConfig(_Model):
     )
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     quota_cooldown: Seconds = 3600.0
+    quota_recheck: Seconds = Field(
+        3600.0, description="How often one real request rechecks a used-up credential."
+    )
     max_attempts: int = Field(4, ge=1)
     deadline: Seconds = 600.0
     first_byte_timeout: Seconds = 60.0

@@ -37,6 +37,7 @@ from routatic_asgi.state import MemoryStore, Record, StateStore
 __all__ = ["AuthShortCircuit", "credential_record"]
 
 PREFIX = "credential:"
+RECHECK = ":recheck"  # the lease of a used-up credential's recheck
 # A rejected key is tried again after a day at the latest, so a mark cannot outlive a fix.
 REJECTED_MEMORY = 86400.0
 
@@ -93,6 +94,7 @@ class AuthShortCircuit:
         store: StateStore | None = None,
         keyring: Keyring | None = None,
         quota_cooldown: float = 3600.0,
+        quota_recheck: float = 3600.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app = app
@@ -100,6 +102,7 @@ class AuthShortCircuit:
         self.store: StateStore = store if store is not None else MemoryStore(clock=clock)
         self.keyring = keyring or Keyring({})
         self.quota_cooldown = quota_cooldown
+        self.quota_recheck = quota_recheck
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         attempt: Attempt | None = scope.get(ATTEMPT)
@@ -154,8 +157,22 @@ class AuthShortCircuit:
         now = self.clock()
         if record is None or not record.in_force(now):
             return False
+        if await self._recheck(attempt, key, record, now):
+            return False
         wait = None if record.until is None else record.until - now
         attempt.settle(Outcome(Kind.SKIPPED, skip_reason(record), retry_after=wait))
+        return True
+
+    async def _recheck(self, attempt: Attempt, key: str, record: Record, now: float) -> bool:
+        """A used-up credential whose stated reset is far off is tried by one real request
+        every `quota_recheck` (a lease that long, shared by replicas): limits are often lifted
+        early (a plan upgraded, credit bought), and the reset a provider states is a guess.
+        The recheck is a probe: never retried; its success clears the credential."""
+        if record.until is None or now - record.since < self.quota_recheck:
+            return False
+        if not await self.store.claim(key + RECHECK, ttl=self.quota_recheck):
+            return False
+        attempt.probe = True
         return True
 
     async def _call(
@@ -201,6 +218,8 @@ class AuthShortCircuit:
         now = self.clock()
         record = credential_record(outcome, attempt.upstream_headers, now, self.quota_cooldown)
         if record is None:
+            if attempt.probe and outcome.kind is Kind.SUCCESS:
+                await self.store.delete(key)  # a recheck that went through: usable again
             return
         linger = REJECTED_MEMORY if record.until is None else 0.0
         await self.store.put(key, record, now=now, linger=linger)

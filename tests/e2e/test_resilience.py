@@ -135,7 +135,7 @@ def test_a_bad_key_on_a_provider_with_two_models_costs_one_call(upstream: FakeUp
 
 
 def test_a_usage_limited_provider_is_skipped_until_its_reset(upstream: FakeUpstream) -> None:
-    config, primary, _ = primary_and_backup(upstream)
+    config, primary, _ = primary_and_backup(upstream, quota_recheck="10h")  # no recheck before
     clock = Clock()
     limited = error(429, "rate_limit_error")
     limited["headers"] = {
