@@ -38,9 +38,11 @@ def test_golden_fixture(path: Path) -> None:
     assert produced == fixture["expected"], fixture["description"]
 
 
-def test_there_are_fixtures_of_every_kind_both_ways() -> None:
+def test_there_are_fixtures_of_every_kind_every_way() -> None:
     seen = {(load(p)["direction"], load(p)["kind"]) for p in all_fixtures()}
-    for direction in ("anthropic-to-openai", "openai-to-anthropic"):
+    protocols = ("anthropic", "openai", "responses")
+    pairs = [f"{a}-to-{b}" for a in protocols for b in protocols if a != b]
+    for direction in pairs:
         for kind in ("request", "response", "stream", "error", "headers"):
             assert (direction, kind) in seen, (direction, kind)
 

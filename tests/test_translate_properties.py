@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routatic_asgi.translate import to_anthropic, to_openai
+from routatic_asgi.translate.responses import to_pivot, to_responses
 from tests.translation_cases import all_fixtures, exchange, load, stream_output
 from tests.translation_cases import events as events_of
 
@@ -177,3 +178,116 @@ def test_any_openai_stream_becomes_a_well_formed_anthropic_stream(
         d["content_block"]["type"] == "tool_use" for n, d in events if n == "content_block_start"
     )
     assert (events[-2][1]["delta"]["stop_reason"] == "tool_use") == has_tools
+
+
+# --- the Responses API: every pair round-trips through the pivot --------------------------
+
+
+def pivot_payload(messages: list[dict[str, Any]], system: str) -> dict[str, Any]:
+    tools = [{"name": "read", "description": "d", "input_schema": {"type": "object"}}]
+    return {"model": "m", "max_tokens": 100, "system": system, "tools": tools, "messages": messages}
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages=conversations(), system=words)
+def test_anthropic_to_responses_and_back_keeps_content_tools_and_ids(
+    messages: list[dict[str, Any]], system: str
+) -> None:
+    payload = pivot_payload(messages, system)
+    back = to_pivot(to_responses(payload, "gpt-5"), "claude")
+    assert back["system"] == [{"type": "text", "text": system}]
+    assert back["tools"] == payload["tools"]
+    assert talk(back["messages"]) == talk(messages)
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages=conversations(), system=words)
+def test_chat_to_responses_and_back_keeps_every_message(
+    messages: list[dict[str, Any]], system: str
+) -> None:
+    chat = to_openai(pivot_payload(messages, system), "gpt")
+    responses = to_responses(to_anthropic(chat, "gpt-5"), "gpt-5")
+    again = to_openai(to_pivot(responses, "m"), "gpt")
+    assert again["messages"] == chat["messages"]
+    assert again["tools"] == chat["tools"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages=conversations(), system=words)
+def test_responses_to_chat_and_back_keeps_every_item(
+    messages: list[dict[str, Any]], system: str
+) -> None:
+    # A Responses body as this codec writes it (string user turns become parts).
+    written = to_responses(pivot_payload(messages, system), "gpt-5")
+    responses = to_responses(to_pivot(written, "m"), "gpt-5")
+    chat = to_openai(to_pivot(responses, "m"), "gpt")
+    again = to_responses(to_anthropic(chat, "m"), "gpt-5")
+    assert again["input"] == responses["input"]
+    assert again["instructions"] == responses["instructions"]
+
+
+# --- any pivot stream becomes a well-formed Responses stream -------------------------------
+
+blocks = st.lists(
+    st.one_of(
+        st.tuples(st.just("text"), st.lists(words, min_size=1, max_size=3)),
+        st.tuples(st.just("thinking"), st.lists(words, min_size=1, max_size=3)),
+        st.tuples(st.just("tool_use"), st.lists(words, max_size=3)),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def pivot_events(parts: list[tuple[str, list[str]]], stop: str) -> list[str]:
+    def event(name: str, data: dict[str, Any]) -> str:
+        return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
+
+    message = {"id": "msg_p", "model": "m", "content": [], "usage": {"input_tokens": 3}}
+    out = [event("message_start", {"message": message})]
+    for index, (kind, pieces) in enumerate(parts):
+        block: dict[str, Any] = {"type": kind}
+        if kind == "tool_use":
+            block.update(id=f"toolu_{index}", name="read", input={})
+        out.append(event("content_block_start", {"index": index, "content_block": block}))
+        for piece in pieces:
+            delta = {
+                "text": {"type": "text_delta", "text": piece},
+                "thinking": {"type": "thinking_delta", "thinking": piece},
+                "tool_use": {"type": "input_json_delta", "partial_json": piece},
+            }[kind]
+            out.append(event("content_block_delta", {"index": index, "delta": delta}))
+        out.append(event("content_block_stop", {"index": index}))
+    out.append(
+        event("message_delta", {"delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}})
+    )
+    out.append(event("message_stop", {}))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=blocks, stop=st.sampled_from(["end_turn", "tool_use", "max_tokens"]))
+def test_any_pivot_stream_becomes_a_well_formed_responses_stream(
+    parts: list[tuple[str, list[str]]], stop: str
+) -> None:
+    fixture = {"direction": "responses-to-anthropic", "kind": "stream", "request": {"stream": True}}
+    events = events_of(stream_output(exchange(fixture).stream(), pivot_events(parts, stop)))
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    assert [name for name, _ in events[:2]] == ["response.created", "response.in_progress"]
+    last = events[-1][1]
+    assert last["type"] == ("response.incomplete" if stop == "max_tokens" else "response.completed")
+    added = [d["item"]["id"] for n, d in events if n == "response.output_item.added"]
+    done = [d["item"] for n, d in events if n == "response.output_item.done"]
+    assert (
+        added
+        == [item["id"] for item in done]
+        == [item["id"] for item in last["response"]["output"]]
+    )
+    assert len(set(added)) == len(parts)
+    for (kind, pieces), item in zip(parts, done, strict=True):
+        if kind == "text":
+            assert item["content"][0]["text"] == "".join(pieces)
+        elif kind == "tool_use":
+            assert item["arguments"] == ("".join(pieces) or "{}")
+        else:
+            assert item["summary"][0]["text"] == "".join(pieces)

@@ -1,7 +1,8 @@
 """Run a golden fixture of tests/fixtures through the translation, the way the relay would.
 
-A fixture is one JSON file: `direction` (`anthropic-to-openai`: an Anthropic client and an
-OpenAI-protocol target, or `openai-to-anthropic`), `kind` (request, response, stream, error,
+A fixture is one JSON file: `direction` (`<client>-to-<target>`, each `anthropic`, `openai`
+(Chat Completions) or `responses`; `anthropic-to-openai` is an Anthropic client and a Chat
+Completions target), `kind` (request, response, stream, error,
 headers, count_tokens), `covers` (compat-matrix row id → the level it shows), `input` and
 `expected`. `ROUTATIC_WRITE_GOLDEN=1` rewrites `expected` from the code (review the diff).
 """
@@ -35,8 +36,11 @@ def all_fixtures() -> list[Path]:
 def exchange(fixture: dict[str, Any]) -> Any:
     client, target = fixture["direction"].split("-to-")
     payload = fixture.get("request") or (fixture["input"] if fixture["kind"] == "request" else {})
-    payload = {"model": "client-model", "messages": [], **payload}
-    endpoint = "messages" if client == "anthropic" else "chat_completions"
+    empty: dict[str, Any] = {"input": []} if client == "responses" else {"messages": []}
+    payload = {"model": "client-model", **empty, **payload}
+    endpoint = {"anthropic": "messages", "openai": "chat_completions", "responses": "responses"}[
+        client
+    ]
     request = InboundRequest(
         client,
         endpoint,
@@ -46,7 +50,7 @@ def exchange(fixture: dict[str, Any]) -> Any:
         payload.get("stream") is True,
     )
     base = fixture.get("target_base_url") or (
-        "http://127.0.0.1:1" + ("/v1" if target == "openai" else "")
+        "http://127.0.0.1:1" + ("" if target == "anthropic" else "/v1")
     )
     model = fixture.get("target_model", "target-model")
     return exchange_for(request, Target("up", target, model, base), now=NOW)

@@ -34,7 +34,16 @@ def _request_to_pivot(payload: Payload, model: str, reasoning: bool) -> dict[str
 
 def _request_from_pivot(pivot: Payload, target: Target, reasoning: bool) -> dict[str, Any]:
     body = anthropic_history({**pivot, "model": target.model})
+    if isinstance(body.get("tools"), list):
+        # `strict` on a tool is tied to a beta header a translated request does not send.
+        body["tools"] = [_without_strict(tool) for tool in body["tools"]]
     return body if reasoning else without_thinking(body)
+
+
+def _without_strict(tool: Any) -> Any:
+    if isinstance(tool, dict) and "strict" in tool:
+        return {key: value for key, value in tool.items() if key != "strict"}
+    return tool
 
 
 def _same(body: bytes) -> bytes:

@@ -138,6 +138,8 @@ def _openai_tools(tools: Any) -> list[dict[str, Any]]:
         }
         if tool.get("description"):
             function["description"] = tool["description"]
+        if tool.get("strict") is True:
+            function["strict"] = True
         out.append({"type": "function", "function": function})
     return out
 

@@ -118,6 +118,8 @@ def _anthropic_tools(tools: Any) -> list[dict[str, Any]]:
         converted = {"name": function.get("name", ""), "input_schema": schema}
         if function.get("description"):
             converted["description"] = function["description"]
+        if function.get("strict") is True:
+            converted["strict"] = True
         out.append(converted)
     return out
 
