@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import anyio
 import httpx
@@ -19,6 +19,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.answer import Answer, proxy_error
+from routatic_asgi.attempt import Protocol
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, InboundKey, iter_chain
@@ -96,6 +97,7 @@ class RoutaticApp:
         keys = config.server.keys
         # With proxy keys, everything but health, readiness and metrics needs one.
         models = InboundAuth(self._models, keys=keys)
+        self.one_model: ASGIApp = InboundAuth(self._model, keys=keys)
         root = InboundAuth(self._root, keys=keys)
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/messages": {"POST": chain},
@@ -127,7 +129,9 @@ class RoutaticApp:
             scope = {**scope, "path": root + "/v1" + path}
             path = "/v1" + path
         methods = self.routes.get(path)
-        protocol, _ = endpoint_for(path)
+        if methods is None and path.startswith("/v1/models/"):
+            methods = {"GET": self.one_model}
+        protocol = _envelope(scope, path)
         if methods is None:
             message = f"no such path: {path}; {_hint(path)}"
             await self._refuse(scope, send, proxy_error(protocol, 404, message, "not_found_error"))
@@ -282,6 +286,25 @@ class RoutaticApp:
         }
         await send_answer(send, _json(200, payload))
 
+    async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`GET /v1/models/{id}`: one model a client can name, in the caller's shape."""
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        model = unquote(path.removeprefix("/v1/models/"))
+        openai = _speaks_openai(scope)
+        if model not in self.model_ids():
+            message = f"no model {model!r} here: GET /v1/models lists the ones you can ask for"
+            answer = proxy_error(
+                "openai" if openai else "anthropic", 404, message, "not_found_error"
+            )
+            await send_answer(send, answer)
+            return
+        if openai:
+            payload = {"id": model, "object": "model", "created": 0, "owned_by": "routatic"}
+        else:
+            created = "1970-01-01T00:00:00Z"
+            payload = {"type": "model", "id": model, "display_name": model, "created_at": created}
+        await send_answer(send, _json(200, payload))
+
     def model_ids(self) -> list[str]:
         """Every model a client can ask for: literal route names, and the models of `models:`
         catalogs and the fixed chain models that some route serves (a `*` route serves all)."""
@@ -329,6 +352,15 @@ def _speaks_openai(scope: Scope) -> bool:
     if b"anthropic-version" in headers or b"x-api-key" in headers:
         return False
     return not _query(scope).keys() & {"limit", "after_id", "before_id"}
+
+
+def _envelope(scope: Scope, path: str) -> Protocol:
+    """The error envelope for a path: its protocol's, or for a path no protocol owns (an
+    unknown one under /v1/), the one the client's headers point to."""
+    protocol, endpoint = endpoint_for(path)
+    if endpoint == "messages" and not path.endswith("/messages"):
+        return "openai" if _speaks_openai(scope) else "anthropic"
+    return protocol
 
 
 def _query(scope: Scope) -> dict[str, str]:

@@ -11,6 +11,7 @@ history carries thinking Anthropic would refuse; every other pair is a
 
 from __future__ import annotations
 
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 import orjson
@@ -23,6 +24,7 @@ from routatic_asgi.translate import (
     StreamCodec,
     Translation,
     anthropic_history,
+    cap_output,
     has_foreign_thinking,
     stream_error_event,
 )
@@ -70,17 +72,28 @@ class Passthrough:
     passthrough = True
     extra_headers: list[tuple[bytes, bytes]] = []
 
-    def __init__(self, request: InboundRequest, target: Target) -> None:
+    def __init__(
+        self, request: InboundRequest, target: Target, max_output: int | None = None
+    ) -> None:
         self.request, self.target = request, target
         self.path = _PATHS[(target.protocol, request.endpoint)]
+        self.max_output = max_output
 
     def forwards(self, header: bytes) -> bool:
         return True
 
     def request_body(self) -> bytes:
-        if self.target.model == self.request.model:
+        """As sent, unless the model is renamed or asks for more output than it can give."""
+        body = self._capped(self.request.payload)
+        if body is None and self.target.model == self.request.model:
             return self.request.body
-        return orjson.dumps({**self.request.payload, "model": self.target.model})
+        return orjson.dumps({**(body or self.request.payload), "model": self.target.model})
+
+    def _capped(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if self.max_output is None:
+            return None
+        body = dict(payload)
+        return body if cap_output(body, self.max_output) else None
 
     def response_body(self, body: bytes) -> bytes:
         return body
@@ -97,6 +110,7 @@ class Repaired(Passthrough):
 
     def request_body(self) -> bytes:
         body = anthropic_history(self.request.payload)
+        body = self._capped(body) or body
         body["model"] = self.target.model
         return orjson.dumps(body)
 
@@ -106,6 +120,7 @@ class RepairedResponses(Passthrough):
 
     def request_body(self) -> bytes:
         body = without_foreign_reasoning(self.request.payload)
+        body = self._capped(body) or body
         body["model"] = self.target.model
         return orjson.dumps(body)
 
@@ -116,16 +131,18 @@ def exchange_for(
     """The exchange for this request on this target, or None when it cannot be spoken.
 
     `now` stamps translated OpenAI answers; `caps` (the target model's configured
-    capabilities) may turn a translated request's reasoning off and cap its max_tokens.
+    capabilities) may turn a translated request's reasoning off, and caps the output limit of
+    any request, passthrough included, to the model's `max_output`.
     """
     if target.protocol == request.protocol:
         if (target.protocol, request.endpoint) not in _PATHS:
             return None
+        limit = caps.max_output if caps is not None else None
         if target.protocol == "anthropic" and has_foreign_thinking(request.payload):
-            return Repaired(request, target)
+            return Repaired(request, target, limit)
         if target.protocol == "responses" and has_foreign_reasoning(request.payload):
-            return RepairedResponses(request, target)
-        return Passthrough(request, target)
+            return RepairedResponses(request, target, limit)
+        return Passthrough(request, target, limit)
     if request.endpoint == "count_tokens":
         return None
     return Translation(request, target, caps=caps, now=now)

@@ -21,7 +21,7 @@ from routatic_asgi.translate.codec import Codec, EventKind, StreamCodec, stream_
 from routatic_asgi.translate.fit import unfit_reason
 from routatic_asgi.translate.pivot import TranslationError
 from routatic_asgi.translate.tokens import estimate_tokens
-from routatic_asgi.translate.translation import CODECS, Translation
+from routatic_asgi.translate.translation import CODECS, Translation, cap_output
 
 __all__ = [
     "CODECS",
@@ -33,6 +33,7 @@ __all__ = [
     "Translation",
     "TranslationError",
     "anthropic_history",
+    "cap_output",
     "estimate_tokens",
     "has_foreign_thinking",
     "stream_error_event",

@@ -25,7 +25,7 @@ from routatic_asgi.translate.chat import CODEC as CHAT
 from routatic_asgi.translate.codec import Codec, EventKind, StreamCodec
 from routatic_asgi.translate.responses import CODEC as RESPONSES
 
-__all__ = ["CODECS", "Composed", "Translation"]
+__all__ = ["CODECS", "Composed", "Translation", "cap_output"]
 
 CODECS: dict[str, Codec] = {"anthropic": ANTHROPIC, "openai": CHAT, "responses": RESPONSES}
 _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -61,7 +61,7 @@ class Translation:
         pivot = self.client.request_to_pivot(self.request.payload, target.model, reasoning)
         body = self.upstream.request_from_pivot(pivot, target, reasoning)
         if self.max_output is not None:
-            _cap(body, self.max_output)
+            cap_output(body, self.max_output)
         return orjson.dumps(body)
 
     def response_body(self, body: bytes) -> bytes:
@@ -83,14 +83,21 @@ class Translation:
         return Composed(decode(), encoder)
 
 
-def _cap(body: dict[str, Any], limit: int) -> None:
-    """Lower the body's output limit to the model's; drop a thinking budget that no longer fits."""
+def cap_output(body: dict[str, Any], limit: int) -> bool:
+    """Lower the body's output limit (`max_tokens`, `max_completion_tokens`,
+    `max_output_tokens`) to the model's; drop a thinking budget that no longer fits. Whether
+    anything changed."""
+    changed = False
     for field in _OUTPUT_LIMITS:
-        if isinstance(body.get(field), int):
-            body[field] = min(body[field], limit)
+        value = body.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            body[field], changed = limit, True
     thinking = body.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("budget_tokens", 0) >= limit:
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if isinstance(budget, int) and budget >= limit:
         body.pop("thinking")
+        changed = True
+    return changed
 
 
 class Composed:

@@ -202,3 +202,83 @@ def test_previous_response_id_is_refused_with_advice(
     with gateway(config) as url, pytest.raises(openai.BadRequestError) as caught:
         client_for(url).responses.create(model=MODEL, input="again", previous_response_id="resp_1")
     assert "send the whole conversation in input" in str(caught.value)
+
+
+def test_openai_clients_get_openai_errors_on_unknown_and_wrong_paths(
+    upstream: FakeUpstream,
+) -> None:
+    config, _, _, _ = three_targets(upstream)
+    with gateway(config) as url:
+        unknown = httpx.post(f"{url}/v1/embeddings", json={"model": MODEL, "input": "x"})
+        wrong = httpx.get(f"{url}/v1/responses")
+        anthropic_client = httpx.post(
+            f"{url}/v1/embeddings", json={}, headers={"anthropic-version": "2023-06-01"}
+        )
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found_error"
+    assert wrong.status_code == 405 and "error" in wrong.json() and "type" not in wrong.json()
+    assert anthropic_client.status_code == 404 and anthropic_client.json()["type"] == "error"
+
+
+def test_every_listed_model_answers_on_its_own(upstream: FakeUpstream, client_for: Any) -> None:
+    import anthropic
+
+    rsp = upstream.provider()
+    config = gateway_config(
+        {
+            "rsp": {
+                **provider(upstream, "openai", rsp),
+                "protocol": "responses",
+                "models": {"gpt-5": {"max_output": 100}, "o4-mini": {}},
+            }
+        },
+        [{"match": "gpt-*", "chain": ["rsp/{model}"]}, {"match": "*", "chain": ["rsp/gpt-5"]}],
+    )
+    with gateway(config) as url:
+        client = client_for(url)
+        listed = [model.id for model in client.models.list()]
+        assert listed and all(client.models.retrieve(model).id == model for model in listed)
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("no-such-model")
+        claude = anthropic.Anthropic(base_url=url, api_key="sk-client", max_retries=0)
+        try:
+            assert claude.models.retrieve(listed[0]).id == listed[0]
+            with pytest.raises(anthropic.NotFoundError):
+                claude.models.retrieve("no-such-model")
+        finally:
+            claude.close()
+
+
+def test_output_limits_above_a_models_max_output_are_lowered(upstream: FakeUpstream) -> None:
+    rsp, ant = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "rsp": {
+                **provider(upstream, "openai", rsp),
+                "protocol": "responses",
+                "models": {"gpt-5": {"max_output": 100}},
+            },
+            "ant": {
+                **provider(upstream, "anthropic", ant),
+                "models": {"claude-x": {"max_output": 200}},
+            },
+        },
+        [{"match": "gpt-*", "chain": ["rsp/{model}"]}, {"match": "*", "chain": ["ant/claude-x"]}],
+    )
+    with gateway(config) as url:
+        httpx.post(
+            f"{url}/v1/responses", json={"model": MODEL, "input": "hi", "max_output_tokens": 5000}
+        )
+        httpx.post(
+            f"{url}/v1/responses", json={"model": MODEL, "input": "hi", "max_output_tokens": 50}
+        )
+        httpx.post(
+            f"{url}/v1/messages",
+            json={
+                "model": "claude-x",
+                "max_tokens": 9000,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+    lowered, kept = (body_of(call) for call in upstream.calls(rsp))
+    assert lowered["max_output_tokens"] == 100 and kept["max_output_tokens"] == 50
+    assert body_of(upstream.calls(ant)[-1])["max_tokens"] == 200
