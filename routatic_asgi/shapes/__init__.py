@@ -21,6 +21,7 @@ import orjson
 
 from routatic_asgi.shapes.anthropic import MESSAGES
 from routatic_asgi.shapes.chat import CHAT_COMPLETIONS
+from routatic_asgi.shapes.responses import RESPONSES
 from routatic_asgi.shapes.rules import Rule, described
 
 __all__ = [
@@ -41,6 +42,7 @@ SHAPES: dict[str, Rule] = {
     "messages": MESSAGES,
     "count_tokens": MESSAGES,
     "chat_completions": CHAT_COMPLETIONS,
+    "responses": RESPONSES,
 }
 
 

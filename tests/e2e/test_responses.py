@@ -282,3 +282,12 @@ def test_output_limits_above_a_models_max_output_are_lowered(upstream: FakeUpstr
     lowered, kept = (body_of(call) for call in upstream.calls(rsp))
     assert lowered["max_output_tokens"] == 100 and kept["max_output_tokens"] == 50
     assert body_of(upstream.calls(ant)[-1])["max_tokens"] == 200
+
+
+def test_a_bad_responses_body_is_a_400_naming_the_field(upstream: FakeUpstream) -> None:
+    config, rsp, _, _ = three_targets(upstream)
+    with gateway(config) as url:
+        bad = httpx.post(f"{url}/v1/responses", json={"model": MODEL, "input": [{"role": "bot"}]})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "input.0.role"
+    assert upstream.calls(rsp) == []
