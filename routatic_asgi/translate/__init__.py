@@ -2,7 +2,8 @@
 
 The pivot is the Anthropic Messages shape (`pivot`). Each protocol is one package of codecs
 to and from it — request, answer, stream, error — described by a `Codec` (`codec`):
-`anthropic` (the pivot's own shape: history repair only), `chat` (OpenAI Chat Completions).
+`anthropic` (the pivot's own shape: history repair only), `chat` (OpenAI Chat Completions)
+and `responses` (the OpenAI Responses API).
 `translation` composes a client's codec with a target's, so any client protocol reaches any
 target protocol; a same-protocol passthrough never comes here. Adding a protocol is one new
 package and one line in `translation.CODECS`. Beside them: `tokens` (a local estimate) and
