@@ -355,10 +355,11 @@ def _speaks_openai(scope: Scope) -> bool:
 
 
 def _envelope(scope: Scope, path: str) -> Protocol:
-    """The error envelope for a path: its protocol's, or for a path no protocol owns (an
-    unknown one under /v1/), the one the client's headers point to."""
+    """The error envelope for a path: its protocol's, or for an unknown path under /v1/ (no
+    protocol owns it), the one the client's headers point to; Anthropic's elsewhere."""
     protocol, endpoint = endpoint_for(path)
-    if endpoint == "messages" and not path.endswith("/messages"):
+    unknown = endpoint == "messages" and not path.endswith("/messages")
+    if unknown and path.startswith("/v1/"):
         return "openai" if _speaks_openai(scope) else "anthropic"
     return protocol
 
