@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from starlette.types import Send
+
 from routatic_asgi.attempt import Attempt, Protocol
 from routatic_asgi.classify import TIMEOUTS, Kind, Reason
 from routatic_asgi.errors import error_body
 
-__all__ = ["Answer", "final_answer", "proxy_error"]
+__all__ = ["Answer", "final_answer", "proxy_error", "send_answer"]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -30,6 +32,13 @@ class Answer:
     status: int
     headers: Headers = field(default_factory=list)
     body: bytes = b""
+
+
+async def send_answer(send: Send, answer: Answer) -> None:
+    """Send a whole answer: the one place the proxy's own responses are written."""
+    headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 def proxy_error(

@@ -18,8 +18,8 @@ import httpx
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from routatic_asgi.answer import Answer, proxy_error
-from routatic_asgi.attempt import Protocol
+from routatic_asgi.answer import Answer, proxy_error, send_answer
+from routatic_asgi.attempt import Protocol, endpoint_for
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, InboundKey, iter_chain
@@ -28,7 +28,7 @@ from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.keyring import Keyring
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.reload import Generation, forget_providers
-from routatic_asgi.router import FallbackRouter, endpoint_for, send_answer
+from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
 from routatic_asgi.shapes import models_query
 from routatic_asgi.short_circuit import AuthShortCircuit

@@ -30,6 +30,7 @@ __all__ = [
     "Protocol",
     "Target",
     "Usage",
+    "endpoint_for",
 ]
 
 REQUEST = "routatic.request"
@@ -39,6 +40,18 @@ PROXY_KEY_HEADER = "routatic.proxy_key_header"
 
 Protocol = Literal["anthropic", "openai", "responses"]  # "openai" is Chat Completions
 Endpoint = Literal["messages", "count_tokens", "chat_completions", "responses"]
+
+
+def endpoint_for(path: str) -> tuple[Protocol, Endpoint]:
+    """The protocol and endpoint a request path speaks (the front door it came in by)."""
+    if path.endswith("/chat/completions"):
+        return "openai", "chat_completions"
+    if path.endswith("/responses"):
+        return "responses", "responses"
+    if path.endswith("/count_tokens"):
+        return "anthropic", "count_tokens"
+    return "anthropic", "messages"
+
 
 logger = logging.getLogger("routatic_asgi")
 

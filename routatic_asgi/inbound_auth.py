@@ -16,10 +16,9 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from routatic_asgi.answer import proxy_error
-from routatic_asgi.attempt import ACTOR, PROXY_KEY_HEADER
+from routatic_asgi.answer import proxy_error, send_answer
+from routatic_asgi.attempt import ACTOR, PROXY_KEY_HEADER, endpoint_for
 from routatic_asgi.config import InboundKey
-from routatic_asgi.router import endpoint_for, send_answer
 
 __all__ = ["InboundAuth"]
 

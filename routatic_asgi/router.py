@@ -17,7 +17,7 @@ import anyio
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.answer import Answer, final_answer, proxy_error
+from routatic_asgi.answer import Answer, final_answer, proxy_error, send_answer
 from routatic_asgi.attempt import (
     ATTEMPT,
     PROXY_KEY_HEADER,
@@ -27,6 +27,7 @@ from routatic_asgi.attempt import (
     InboundRequest,
     Protocol,
     Target,
+    endpoint_for,
 )
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
@@ -39,27 +40,11 @@ from routatic_asgi.telemetry import RECORD, Telemetry, route_label
 from routatic_asgi.translate.codec import stream_error_event
 from routatic_asgi.translate.tokens import estimate_tokens
 
-__all__ = ["FallbackRouter", "endpoint_for", "header_value", "send_answer"]
+__all__ = ["FallbackRouter", "header_value"]
 
 Sleep = Callable[[float], Awaitable[None]]
 Pause = Callable[[], float]
 logger = logging.getLogger("routatic_asgi")
-
-
-def endpoint_for(path: str) -> tuple[Protocol, Endpoint]:
-    if path.endswith("/chat/completions"):
-        return "openai", "chat_completions"
-    if path.endswith("/responses"):
-        return "responses", "responses"
-    if path.endswith("/count_tokens"):
-        return "anthropic", "count_tokens"
-    return "anthropic", "messages"
-
-
-async def send_answer(send: Send, answer: Answer) -> None:
-    headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body})
 
 
 def header_value(text: str) -> bytes:
