@@ -25,6 +25,7 @@ Headers = list[tuple[bytes, bytes]]
 # wrong. Without `x-should-retry: false` the official SDKs and Claude Code retry them (a
 # missing proxy key for minutes).
 _FINAL_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415})
+_LONGEST_RETRY_AFTER = 31 * 86400  # what any upstream may have stated, already clamped
 
 
 @dataclass(slots=True)
@@ -57,8 +58,9 @@ def proxy_error(
     headers: Headers = [(b"content-type", b"application/json")]
     if status in _FINAL_STATUSES:
         headers.append((b"x-should-retry", b"false"))
-    if retry_after is not None:
-        headers.append((b"retry-after", str(max(math.ceil(retry_after), 0)).encode()))
+    if retry_after is not None and math.isfinite(retry_after):
+        seconds = min(max(math.ceil(retry_after), 0), _LONGEST_RETRY_AFTER)
+        headers.append((b"retry-after", str(seconds).encode()))
     return Answer(status, headers, error_body(protocol, status, message, error_type, param))
 
 

@@ -21,9 +21,12 @@ import httpx
 import orjson
 
 __all__ = [
+    "MAX_RESET",
+    "MAX_WAIT",
     "Kind",
     "Outcome",
     "Reason",
+    "bounded_wait",
     "classify_exception",
     "classify_response",
     "classify_stream_error",
@@ -152,11 +155,26 @@ _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
 _GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+# The longest wait an upstream's `Retry-After` is taken at (`resilience.max_wait`), and the
+# furthest a usage limit's stated reset is believed: one header must never park a target
+# for years, nor put a number no store or header can hold on the way.
+MAX_WAIT = 3600.0
+MAX_RESET = 31 * 86400.0
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], now: float, limit: float = MAX_WAIT
+) -> float | None:
     """Seconds to wait, from `retry-after-ms`, or `retry-after` as seconds or an HTTP date.
 
-    `0` or a date in the past means "now" (0.0); an unreadable value means nothing (None).
+    `0`, a negative number or a date in the past means "now" (0.0); a wait beyond `limit` is
+    `limit`; an unreadable value ("nan", "soon") means nothing (None).
     """
+    seconds = _retry_after(headers, now)
+    return None if seconds is None else min(seconds, limit)
+
+
+def _retry_after(headers: Mapping[str, str], now: float) -> float | None:
     millis = headers.get("retry-after-ms")
     if millis is not None:
         try:
@@ -174,6 +192,29 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+def bounded_wait(name: bytes, value: bytes, limit: float) -> bytes | None:
+    """A relayed `retry-after` (seconds) or `retry-after-ms` value a client can act on: a
+    number is clamped to 0..`limit`, an HTTP date is kept, anything else (`nan`) is dropped."""
+    text = value.decode("latin-1").strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return value if _is_http_date(text) else None
+    if math.isnan(number):
+        return None
+    scale = 1000.0 if name == b"retry-after-ms" else 1.0
+    bounded = min(max(number, 0.0), limit * scale)
+    return str(math.ceil(bounded)).encode()
+
+
+def _is_http_date(text: str) -> bool:
+    try:
+        parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    return True
 
 
 def _finite(seconds: float) -> float | None:
@@ -197,11 +238,13 @@ def classify_response(
     fallback_on: Collection[int],
     first: bool,
     now: float,
+    max_wait: float = MAX_WAIT,
 ) -> Outcome:
-    """Classify an upstream HTTP answer. `first` says whether this is the chain's first target."""
+    """Classify an upstream HTTP answer. `first` says whether this is the chain's first target;
+    a `Retry-After` beyond `max_wait` is taken as `max_wait`."""
     if 200 <= status < 300:
         return SUCCESS
-    retry_after = parse_retry_after(headers, now)
+    retry_after = parse_retry_after(headers, now, max_wait)
     if _is_usage_limit(status, headers, body):
         reset_at = usage_reset_at(headers, body, now)
         return Outcome(Kind.EXHAUSTED, Reason.USAGE_LIMIT, status, retry_after, reset_at)
@@ -355,7 +398,7 @@ def depleted_until(headers: Mapping[str, str], now: float) -> float | None:
     if _unified_rejected(headers):
         moments.append(_unified_reset(headers, now))
     future = [m for m in moments if m is not None and m > now and math.isfinite(m)]
-    return max(future) if future else None
+    return min(max(future), now + MAX_RESET) if future else None
 
 
 def usage_reset_at(headers: Mapping[str, str], body: bytes, now: float) -> float | None:
@@ -364,7 +407,7 @@ def usage_reset_at(headers: Mapping[str, str], body: bytes, now: float) -> float
     if _unified_rejected(headers):
         unified = _unified_reset(headers, now)
         if unified is not None and unified > now:
-            return unified
+            return min(unified, now + MAX_RESET)
     for name, value in headers.items():
         lowered = name.lower()
         if lowered.startswith("anthropic-ratelimit-unified"):
@@ -375,12 +418,12 @@ def usage_reset_at(headers: Mapping[str, str], body: bytes, now: float) -> float
             moment = _reset_header(lowered, value, now)
             if moment is not None:
                 candidates.append(moment)
-    retry_after = parse_retry_after(headers, now)
+    retry_after = parse_retry_after(headers, now, MAX_RESET)
     if retry_after is not None:
         candidates.append(now + retry_after)
     candidates.extend(_body_resets(body, now))
     future = [moment for moment in candidates if moment > now and math.isfinite(moment)]
-    return max(future) if future else None
+    return min(max(future), now + MAX_RESET) if future else None
 
 
 def _body_resets(body: bytes, now: float) -> list[float]:
@@ -427,9 +470,9 @@ def _parse_moment(value: str, now: float) -> float | None:
         return number if number > 1e9 else now + number
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):
         pass
     try:
         return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None

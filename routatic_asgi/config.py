@@ -301,6 +301,9 @@ class ResilienceConfig(_Model):
     quota_recheck: Seconds = Field(
         3600.0, description="How often one real request rechecks a used-up credential."
     )
+    max_wait: Seconds = Field(
+        3600.0, description="Longest Retry-After honoured; a longer one is taken as this."
+    )
     max_attempts: int = Field(4, ge=1)
     deadline: Seconds = 600.0
     first_byte_timeout: Seconds = 60.0

@@ -27,6 +27,7 @@ from routatic_asgi.classify import (
     Kind,
     Outcome,
     Reason,
+    bounded_wait,
     classify_exception,
     classify_response,
     classify_stream_error,
@@ -62,6 +63,7 @@ _REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b
 _CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
 _RESPONSE_DROP = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 # A translated body is ours: its encoding, type and length too.
+_WAITS = frozenset({b"retry-after", b"retry-after-ms"})
 _TRANSLATED_DROP = frozenset({b"content-encoding", b"content-type"})
 _ERROR_BODY_LIMIT = 1024 * 1024
 # A non-streamed answer up to this size is read whole before it commits, so one cut short
@@ -172,7 +174,7 @@ class UpstreamRelay:
             attempt.settle(classify_exception(exc))
             return
         attempt.settle(SUCCESS)
-        headers = _response_headers(response)
+        headers = _response_headers(response, self.resilience.max_wait)
         if whole:
             headers.append((b"content-length", str(len(raw)).encode()))
             await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -210,7 +212,7 @@ class UpstreamRelay:
             return
         attempt.settle(SUCCESS)
         attempt.usage = usage_from_body(attempt.target.protocol, raw)
-        headers = _translated_headers(response, body)
+        headers = _translated_headers(response, body, self.resilience.max_wait)
         status = response.status_code
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -231,14 +233,15 @@ class UpstreamRelay:
                 fallback_on=self.fallback_on,
                 first=attempt.first,
                 now=self.clock(),
+                max_wait=self.resilience.max_wait,
             )
         )
         if exchange.passthrough:
-            headers = _response_headers(response)
+            headers = _response_headers(response, self.resilience.max_wait)
             headers.append((b"content-length", str(len(body)).encode()))
         else:
             body = exchange.error_body(response.status_code, body)
-            headers = _translated_headers(response, body)
+            headers = _translated_headers(response, body, self.resilience.max_wait)
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
@@ -252,7 +255,7 @@ class UpstreamRelay:
         send: Send,
         first_byte: Deadline,
     ) -> None:
-        headers = _response_headers(response)
+        headers = _response_headers(response, self.resilience.max_wait)
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
@@ -394,15 +397,29 @@ def _connection_named(headers: Headers) -> frozenset[bytes]:
     )
 
 
-def _response_headers(response: httpx.Response) -> Headers:
+def _response_headers(response: httpx.Response, max_wait: float) -> Headers:
+    """The upstream's headers a client gets: no hop-by-hop ones, and a wait it asks for
+    bounded by `max_wait` (never `1e300`, a negative number or `nan`)."""
     headers = [(k.lower(), v) for k, v in response.headers.raw]
     drop = _RESPONSE_DROP | _connection_named(headers)
-    return [(k, v) for k, v in headers if k not in drop]
+    kept: Headers = []
+    for name, value in headers:
+        if name in drop:
+            continue
+        if name in _WAITS:
+            bounded = bounded_wait(name, value, max_wait)
+            if bounded is None:
+                continue
+            value = bounded
+        kept.append((name, value))
+    return kept
 
 
-def _translated_headers(response: httpx.Response, body: bytes) -> Headers:
+def _translated_headers(response: httpx.Response, body: bytes, max_wait: float) -> Headers:
     """The upstream's headers for a body re-encoded as JSON: its type and length are ours."""
-    headers = [(k, v) for k, v in _response_headers(response) if k not in _TRANSLATED_DROP]
+    headers = [
+        (k, v) for k, v in _response_headers(response, max_wait) if k not in _TRANSLATED_DROP
+    ]
     headers.append((b"content-type", b"application/json"))
     headers.append((b"content-length", str(len(body)).encode()))
     return headers

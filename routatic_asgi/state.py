@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -126,11 +127,17 @@ class StateStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+_LONGEST = 366 * 86400.0  # no record outlives a year
+
+
 def _expiry(record: Record, now: float, linger: float) -> float | None:
     """Seconds from now until the store forgets `record` (None: never)."""
     if record.until is None:
         return linger if linger > 0 else None
-    return max(record.until - now + linger, 0.001)
+    # Bounded whatever a record says: Redis refuses an expiry it cannot hold, and one upstream
+    # header must never be what marks the store degraded.
+    seconds = record.until - now + linger
+    return min(max(seconds, 0.001), _LONGEST) if math.isfinite(seconds) else _LONGEST
 
 
 class MemoryStore:
