@@ -26,6 +26,7 @@ from routatic_asgi.config import Config, InboundKey, iter_chain
 from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.keyring import Keyring
+from routatic_asgi.redaction import Redactor, secrets_of
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.reload import Generation, forget_providers
 from routatic_asgi.router import FallbackRouter
@@ -35,7 +36,7 @@ from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore, StateStore, store_for
 from routatic_asgi.status_page import BrowserKey, page, page_data
 from routatic_asgi.telemetry import RequestRecording, Telemetry
-from routatic_asgi.telemetry.capture import CaptureTransport, DebugCapture, secrets_of
+from routatic_asgi.telemetry.capture import CaptureTransport, DebugCapture
 from routatic_asgi.telemetry.state_watch import WatchedStore
 from routatic_asgi.upstream import Upstreams
 
@@ -424,8 +425,14 @@ def _assemble(
     """The chain for one configuration; telemetry and the state store outlive it."""
     upstreams = Upstreams(config, transport=transport)
     resilience = config.resilience
+    # Every key this configuration holds, and each key_command prints as it comes.
+    redactor = Redactor(secrets_of(config))
     relay: ASGIApp = UpstreamRelay(
-        upstreams=upstreams, resilience=resilience, clock=clock, telemetry=telemetry
+        upstreams=upstreams,
+        resilience=resilience,
+        clock=clock,
+        telemetry=telemetry,
+        redactor=redactor,
     )
     breaker = CircuitBreaker(
         relay,
@@ -442,7 +449,7 @@ def _assemble(
     short_circuit = AuthShortCircuit(
         breaker,
         store=store,
-        keyring=Keyring(config.providers, clock=clock),
+        keyring=Keyring(config.providers, clock=clock, on_key=redactor.add),
         quota_cooldown=resilience.quota_cooldown,
         quota_recheck=resilience.quota_recheck,
         clock=clock,
@@ -479,5 +486,5 @@ def _assemble(
     chain: ASGIApp = InboundAuth(router, keys=config.server.keys)
     chain = RequestRecording(chain, telemetry=telemetry, endpoint_for=endpoint_for)
     if debug_capture is not None:
-        chain = DebugCapture(chain, directory=debug_capture, secrets=secrets_of(config))
+        chain = DebugCapture(chain, directory=debug_capture, secrets=redactor)
     return chain, upstreams, status

@@ -71,6 +71,7 @@ class Keyring:
         timeout: float = KEY_COMMAND_TIMEOUT,
         pause: float = 60.0,
         clock: Clock = SYSTEM_CLOCK,
+        on_key: Callable[[str], None] | None = None,
     ) -> None:
         self.commands = {
             name: provider.key_command
@@ -81,6 +82,7 @@ class Keyring:
         self.timeout = timeout
         self.pause = pause
         self.clock = clock
+        self.on_key = on_key  # told of each fresh key, so it can be redacted wherever it shows
         self._fresh: dict[str, Credential] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._failed_at: dict[str, float] = {}
@@ -118,6 +120,8 @@ class Keyring:
                 if stale is None:
                     self._failed_at[provider] = self.clock.monotonic()
                 return None
+            if self.on_key is not None:
+                self.on_key(secret)
             fresh = Credential(provider, index, secret, f"providers.{provider}.key_command")
             self._fresh[fresh.id] = fresh
             return fresh

@@ -35,6 +35,7 @@ from routatic_asgi.classify import (
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock, Deadline
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.exchange import EventKind, Exchange, StreamCodec, exchange_for
+from routatic_asgi.redaction import Redactor
 from routatic_asgi.sse import EVENT_LIMIT, EventTooLarge, SSEFramer, parse_event
 from routatic_asgi.telemetry import Telemetry, UsageReader, usage_from_body
 from routatic_asgi.translate.fit import unfit_reason
@@ -85,12 +86,14 @@ class UpstreamRelay:
         resilience: ResilienceConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         telemetry: Telemetry | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.upstreams = upstreams
         self.telemetry = telemetry or Telemetry()
         self.resilience = resilience or ResilienceConfig()
         self.fallback_on = frozenset(self.resilience.fallback_on)
         self.clock = clock
+        self.redactor = redactor or Redactor()
         self.extra_headers = {
             name: [(k.lower().encode(), v.encode()) for k, v in provider.headers.items()]
             for name, provider in upstreams.config.providers.items()
@@ -236,6 +239,8 @@ class UpstreamRelay:
                 max_wait=self.resilience.max_wait,
             )
         )
+        # An upstream may quote the key it was sent: no error body shows a key we hold.
+        body = self.redactor.body(body)
         if exchange.passthrough:
             headers = _response_headers(response, self.resilience.max_wait)
             headers.append((b"content-length", str(len(body)).encode()))
@@ -275,7 +280,10 @@ class UpstreamRelay:
                         if kind is EventKind.ERROR and not attempt.succeeded:
                             attempt.settle(self._stream_error(event.data, attempt))
                             return
-                        out.append(codec.translate(event))
+                        translated = codec.translate(event)
+                        if kind is EventKind.ERROR:
+                            translated = self.redactor.body(translated)
+                        out.append(translated)
                         # Committed only once the client's bytes exist: an event the
                         # translation cannot read fails the attempt, before or after.
                         if kind is EventKind.CONTENT and not attempt.succeeded:

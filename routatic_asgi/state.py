@@ -401,9 +401,13 @@ def parse_state_url(url: str) -> tuple[str, str, float]:
     query = parse_qsl(parts.query)
     options = {name: value for name, value in query if name in _OPTIONS}
     rest = urlencode([(name, value) for name, value in query if name not in _OPTIONS])
-    staleness = float(options.get("staleness", DEFAULT_STALENESS))
+    # Errors never quote the URL: it may hold a password.
+    try:
+        staleness = float(options.get("staleness", DEFAULT_STALENESS))
+    except ValueError:
+        raise ValueError("state staleness must be a number of seconds, 0 to 60") from None
     if not 0 <= staleness <= 60:
-        raise ValueError(f"state staleness must be 0 to 60 seconds, not {staleness}")
+        raise ValueError("state staleness must be 0 to 60 seconds")
     prefix = options.get("key_prefix", "routatic:")
     return urlunsplit(parts._replace(query=rest)), prefix, staleness
 

@@ -6,7 +6,8 @@ got; `CaptureTransport` wraps the upstream transport and adds each attempt's ups
 and response to the same capture, found through a context variable set for the request. One
 JSON file per request. Bounded: every body is cut at `body_limit` bytes, and only the newest
 `max_files` files are kept. Credentials are redacted: credential headers, key-like query
-parameters, and every known secret wherever it appears. It never changes a byte of traffic.
+parameters, every configured or `key_command` key wherever it appears (a shared `Redactor`,
+whatever the key's length), and the client's own credentials. It never changes a byte of traffic.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ import httpx
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.config import Config
+from routatic_asgi.redaction import REDACTED, Redactor, secrets_of
 
 __all__ = ["CAPTURE_VARIABLE", "CaptureTransport", "DebugCapture", "redact_headers", "secrets_of"]
 
 CAPTURE_VARIABLE = "ROUTATIC_DEBUG_CAPTURE"
-REDACTED = "[redacted]"
 
 _CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "x-routatic-key", "api-key"}
@@ -87,7 +87,8 @@ class _Capture:
     """One request's capture. Lives for one request only."""
 
     body_limit: int
-    secrets: set[str]
+    redactor: Redactor  # every configured and key_command key, whatever its length
+    secrets: set[str]  # the client's credential headers, seen in this request
     request: dict[str, Any] = field(default_factory=dict)
     response: dict[str, Any] = field(default_factory=dict)
     upstream: list[dict[str, Any]] = field(default_factory=list)
@@ -101,15 +102,10 @@ class _Capture:
             default=lambda value: value.dump() if isinstance(value, _Body) else str(value),
             option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS,
         ).decode()
+        text = self.redactor.text(text)
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, REDACTED)
         return text.encode()
-
-
-def secrets_of(config: Config) -> list[str]:
-    """Every secret the configuration holds: provider keys and inbound proxy keys."""
-    keys = [key.get_secret_value() for p in config.providers.values() for key in p.keys]
-    return keys + [inbound.key.get_secret_value() for inbound in config.server.keys]
 
 
 def _header_secrets(headers: Iterable[tuple[str, str]]) -> set[str]:
@@ -132,14 +128,14 @@ class DebugCapture:
         app: ASGIApp,
         *,
         directory: str | os.PathLike[str],
-        secrets: Iterable[str] = (),
+        secrets: Iterable[str] | Redactor = (),
         body_limit: int = 256 * 1024,
         max_files: int = 500,
     ) -> None:
         self.app = app
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.secrets = {secret for secret in secrets if len(secret) >= 8}
+        self.redactor = secrets if isinstance(secrets, Redactor) else Redactor(secrets)
         self.body_limit, self.max_files = body_limit, max_files
         self._sequence = itertools.count()
 
@@ -148,7 +144,7 @@ class DebugCapture:
             await self.app(scope, receive, send)
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        capture = _Capture(self.body_limit, self.secrets | _header_secrets(headers))
+        capture = _Capture(self.body_limit, self.redactor, _header_secrets(headers))
         request_body, response_body = capture.body(), capture.body()
         capture.request = {
             "method": scope["method"],
