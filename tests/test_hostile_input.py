@@ -507,3 +507,20 @@ def test_any_json_body_at_all_is_answered_cleanly(
         response = rig.post(path, body)
     check_answer(rig, response, path.endswith("completions"), calls)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_one_request_is_one_log_line_whatever_it_carries(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = 'x"\n{"actor":"admin","status":200}\r\n\x1b[2J\u2028'
+    with caplog.at_level(logging.INFO, logger="routatic_asgi.requests"):
+        rig.post("/v1/messages", {**ANTHROPIC_BODY, "model": forged})
+        rig.post("/v1/chat/completions", {**OPENAI_BODY, "model": "gpt-" + forged})
+        rig.post("/v1/messages", {**ANTHROPIC_BODY, "model": "claude-ok-\u00e9\u2028"})
+        rig.send("GET", "/v1/nothing%0a%7B%22actor%22%3A%22admin%22%7D")
+    lines = [r.getMessage() for r in caplog.records if r.name == "routatic_asgi.requests"]
+    assert len(lines) >= 3
+    for line in lines:
+        assert "\n" not in line and "\r" not in line and "\x1b" not in line
+        assert "\u2028" not in line
+        json.loads(line)  # each is one whole JSON object
