@@ -87,6 +87,7 @@ def canary_config() -> Any:
             {"match": "*", "chain": ["first/m", "second/m"]},
         ],
         server={"keys": [PROXY]},
+        resilience={"retry": {"attempts": 0}},  # each scripted answer is one request's
     )
 
 
