@@ -33,6 +33,7 @@ LAYERS = [
         "reload",
         "status_page",
         "rescue",
+        "redaction",
     },
     # 3. the middlewares: they talk through scope keys, never through imports of each other
     {"inbound_auth", "router", "short_circuit", "breaker", "relay"},
