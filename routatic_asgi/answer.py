@@ -190,7 +190,8 @@ def _summary(attempts: Sequence[Attempt]) -> str:
         if outcome.reason in _CONNECTING:  # where it could not connect: host and port
             url = urlsplit(attempt.target.base_url)
             port = url.port or (443 if url.scheme == "https" else 80)
-            status = f" ({url.hostname}:{port})"
+            why = f": {outcome.detail}" if outcome.detail else ""
+            status = f" ({url.hostname}:{port}{why})"
         parts.append(f"{attempt.target.name} {outcome.reason}{status}")
     return "; ".join(parts)
 
