@@ -62,6 +62,12 @@ class FakeUpstream:
         return calls
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """The gateway runs on asyncio (uvicorn's loop): `@pytest.mark.anyio` tests run there only."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[FakeUpstream]:
     process = subprocess.Popen(

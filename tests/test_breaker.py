@@ -149,10 +149,6 @@ def test_a_usage_limit_with_no_credential_to_cool_opens_the_breaker() -> None:
 # --- the middleware in the chain ------------------------------------------------------------
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def two_providers() -> Config:
     return gateway_config(

@@ -28,10 +28,6 @@ MODEL = "claude-sonnet-4-6"
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def schedule(rng: random.Random, epochs: int) -> list[frozenset[str]]:
     """The failing hosts of each epoch; a healthy host of each epoch stays healthy in the next."""

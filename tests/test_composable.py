@@ -20,10 +20,6 @@ from tests.conftest import gateway_config
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 async def hello(scope: Scope, receive: Receive, send: Send) -> None:
     await send(

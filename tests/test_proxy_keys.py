@@ -23,10 +23,6 @@ PROXY_KEY = "rk-proxy-key-canary-0001"
 CLIENT_KEY = "sk-ant-api03-client-key-0001"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def keyed_config(**server: Any) -> Any:
     return gateway_config(

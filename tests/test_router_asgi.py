@@ -26,10 +26,6 @@ MODEL = "claude-sonnet-4-6"
 BODY = json.dumps({"model": MODEL, "max_tokens": 8, "stream": True, "messages": []}).encode()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class Stream(httpx.AsyncByteStream):
     """An upstream body that yields chunks, can wait forever, and records being closed."""

@@ -70,10 +70,6 @@ def test_other_outcomes_say_nothing_about_the_key(kind: Kind) -> None:
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def provider(command: str | None = None, **options: Any) -> ProviderConfig:
     return ProviderConfig.model_validate(

@@ -26,10 +26,6 @@ pytestmark = pytest.mark.anyio
 REDIS_URL = os.environ.get("ROUTATIC_TEST_REDIS_URL")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def redis_url(prefix: str) -> str:
     if not REDIS_URL:

@@ -25,10 +25,6 @@ pytestmark = pytest.mark.anyio
 RECORD = Record("status_503", NOW, NOW + 30, 1)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class Shared:
     """A Redis client holding one dict, counting the GETs it answers."""

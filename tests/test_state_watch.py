@@ -28,10 +28,6 @@ from tests.fake_upstream import anthropic_message
 REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class _Body(httpx.AsyncByteStream):
     """A body the relay streams as from the network (a `content=` body counts as read)."""
