@@ -31,4 +31,4 @@ def test_a_wrong_path_and_a_refused_connection_are_named(upstream: FakeUpstream)
     assert "wrong/claude-x wrong_path 404" in message
     assert "unknown_model" not in message
     port = down.rsplit(":", 1)[1]
-    assert f"down/claude-x connect_error (127.0.0.1:{port})" in message
+    assert f"down/claude-x connect_error (127.0.0.1:{port}: connection refused)" in message
