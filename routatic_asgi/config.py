@@ -307,6 +307,10 @@ class ResilienceConfig(_Model):
     max_attempts: int = Field(4, ge=1)
     deadline: Seconds = 600.0
     first_byte_timeout: Seconds = 60.0
+    hedge_after: Seconds | None = Field(
+        None,
+        description="Start the next target beside a stream whose first content is this late.",
+    )
     idle_timeout: Seconds = 300.0
 
 

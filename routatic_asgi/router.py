@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 
 import anyio
 import orjson
@@ -32,6 +33,7 @@ from routatic_asgi.attempt import (
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import ResilienceConfig
+from routatic_asgi.hedge import Hedge
 from routatic_asgi.rescue import KEPT_LIMIT, PROTOCOLS, Splicer, continuation, transcript
 from routatic_asgi.retry import blip_pause, retry_pause
 from routatic_asgi.routing import Routing, request_traits
@@ -249,6 +251,7 @@ class _Flight:
         self.sent_size = 0
         self.finished = False  # the client's answer has ended
         self.splicer: Splicer | None = None  # set while a rescue's continuation is relayed
+        self.hedge: Hedge | None = None  # set while a slow stream races its hedge
         self.gone = asyncio.Event()
         self.body_message: Message = {"type": "http.request", "body": request.body}
         # One scope for both: the deadline ends it, and so does the client leaving.
@@ -292,11 +295,22 @@ class _Flight:
                 return
             if target.name in spent:
                 continue
-            attempt = await self._try(target)
+            backup = self._hedge_target(index, spent)
+            if backup is not None:
+                attempt, hedged = await self._race(target, backup)
+                if hedged is not None:
+                    spent.add(backup.name)
+                    if self.committed and hedged.succeeded:
+                        attempt, index = hedged, self.targets.index(backup)
+            else:
+                attempt, hedged = await self._try(target), None
             # A retry never takes the place of a target still to try within max_attempts.
             ahead = {t.name for t in self.targets[index + 1 :]} - spent - {target.name}
             retried = 0
-            while (pause := self._retry_pause(attempt, retried, len(ahead))) is not None:
+            while (
+                hedged is None
+                and (pause := self._retry_pause(attempt, retried, len(ahead))) is not None
+            ):
                 await self.router.sleep(pause)
                 retried += 1
                 attempt = await self._try(target, via=Reason.RETRIED)
@@ -315,6 +329,39 @@ class _Flight:
                 return
         await self._panic()
 
+    def _hedge_target(self, index: int, spent: set[str]) -> Target | None:
+        """The target a slow stream's hedge would go to: the next one not yet spent."""
+        resilience = self.router.resilience
+        if resilience.hedge_after is None or not self.request.stream:
+            return None
+        if self.tried + 2 > resilience.max_attempts:
+            return None
+        name = self.targets[index].name
+        for target in self.targets[index + 1 :]:
+            if target.name not in spent and target.name != name:
+                return target
+        return None
+
+    async def _race(self, target: Target, backup: Target) -> tuple[Attempt, Attempt | None]:
+        """`target`, with `backup` started beside it if its first content is slow (hedge.py)."""
+        hedge = self.hedge = Hedge()
+        found: dict[str, Attempt] = {}
+
+        async def first() -> None:
+            found["first"] = await self._try(target)
+
+        async def second() -> None:
+            # Its own copy of the scope: the first attempt's layers still read theirs.
+            found["second"] = await self._try(backup, via=Reason.HEDGED, scope=dict(self.scope))
+
+        after = self.router.resilience.hedge_after
+        assert after is not None
+        try:
+            await hedge.race(first, second, after=after, clock=self.router.clock)
+        finally:
+            self.hedge = None
+        return found["first"], found.get("second")
+
     def _longer_ahead(self, index: int) -> bool:
         """A later target is known (`models:` capabilities) to hold a longer context than the
         one that found the prompt too long (than the prompt's estimate, if its own is unknown).
@@ -329,7 +376,12 @@ class _Flight:
         return any((context(t) or 0) > own for t in self.targets[index + 1 :])
 
     async def _try(
-        self, target: Target, *, via: Reason | None = None, panic: bool = False
+        self,
+        target: Target,
+        *,
+        via: Reason | None = None,
+        panic: bool = False,
+        scope: Scope | None = None,
     ) -> Attempt:
         first = bool(self.targets) and target.name == self.targets[0].name
         attempt = Attempt(target, len(self.request.attempts) + 1, first)
@@ -337,7 +389,7 @@ class _Flight:
         attempt.rescue = self.sent is not None and self.splicer is None
         self.request.attempts.append(attempt)
         self.scope[RECORD].attempt_started(attempt)
-        await self._attempt(attempt)
+        await self._attempt(attempt, self.scope if scope is None else scope)
         assert attempt.outcome is not None
         if attempt.outcome.kind is not Kind.SKIPPED:
             self.tried += 1
@@ -376,7 +428,7 @@ class _Flight:
             soonest = min(candidates, key=lambda a: (a.outcome and a.outcome.retry_after) or 0.0)
             await self._try(soonest.target, panic=True)
 
-    async def _attempt(self, attempt: Attempt) -> None:
+    async def _attempt(self, attempt: Attempt, scope: Scope) -> None:
         held: list[Message] = []
         delivered = False
 
@@ -394,17 +446,38 @@ class _Flight:
                 if attempt.succeeded:
                     await self._splice(held)
             elif self.committed:
-                await self._deliver(message)
+                if self.hedge is None or self.hedge.may_send(attempt):
+                    await self._deliver(message)
             elif attempt.succeeded:
                 await self._commit(attempt, [*held, message])
             else:
                 held.append(message)
 
-        self.scope[ATTEMPT] = attempt
+        scope[ATTEMPT] = attempt
+        hedge = self.hedge
+        with hedge.running(attempt) if hedge is not None else nullcontext():
+            await self._call(attempt, scope, receive, send)
+        if hedge is not None and attempt in hedge.outraced:
+            return
+        if attempt.outcome is None:
+            attempt.settle(Outcome(Kind.TRANSIENT, Reason.NO_ANSWER))
+        elif self.splicer is not None:
+            if attempt.succeeded:
+                await self._splice(held)
+        elif attempt.succeeded and not self.committed and held:
+            await self._commit(attempt, held)
+        elif not self.committed:
+            _keep_answer(attempt, held)
+
+    async def _call(self, attempt: Attempt, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the inner chain for one attempt, settling what it ended by, if it did not."""
         try:
-            await self.router.app(self.scope, receive, send)
+            await self.router.app(scope, receive, send)
         except anyio.get_cancelled_exc_class():
-            if self.gone.is_set():
+            if self.hedge is not None and attempt in self.hedge.outraced:
+                # The other attempt committed first: this one is dropped, not failed.
+                attempt.settle(Outcome(Kind.CANCELLED, Reason.HEDGED))
+            elif self.gone.is_set():
                 if attempt.succeeded:  # gone mid-answer: the answer, not the attempt, was cut
                     attempt.broken = Reason.CLIENT_DISCONNECTED
                 attempt.settle(Outcome(Kind.CANCELLED, Reason.CLIENT_DISCONNECTED))
@@ -416,19 +489,12 @@ class _Flight:
             attempt.settle(Outcome(Kind.TRANSIENT, Reason.INTERNAL_ERROR))
             if self.committed:
                 raise
-        if attempt.outcome is None:
-            attempt.settle(Outcome(Kind.TRANSIENT, Reason.NO_ANSWER))
-        elif self.splicer is not None:
-            if attempt.succeeded:
-                await self._splice(held)
-        elif attempt.succeeded and not self.committed and held:
-            await self._commit(attempt, held)
-        elif not self.committed:
-            _keep_answer(attempt, held)
 
     async def _commit(self, attempt: Attempt, messages: list[Message]) -> None:
         self.committed = True
         self.deadline.stop()
+        if self.hedge is not None:
+            self.hedge.committed(attempt)
         start, *rest = messages
         start = {**start, "headers": [*start.get("headers", ()), *self._routing_headers(attempt)]}
         await self.send(start)
@@ -493,11 +559,14 @@ class _Flight:
     def _routing_headers(self, attempt: Attempt) -> list[tuple[bytes, bytes]]:
         target = header_value(attempt.target.name)
         headers = [(b"x-routatic-target", target), self._attempts_header()]
-        earlier = [a for a in self.request.attempts if a is not attempt and a.outcome is not None]
+        outraced = self.hedge.outraced if self.hedge is not None else set()
+        earlier = [
+            f"{a.target.name}={a.outcome.reason if a.outcome else Reason.HEDGED}"
+            for a in self.request.attempts
+            if a is not attempt and (a.outcome is not None or a in outraced)
+        ]
         if earlier:
-            fallback = ", ".join(
-                f"{a.target.name}={a.outcome.reason}" for a in earlier if a.outcome
-            )
+            fallback = ", ".join(earlier)
             headers.append((b"x-routatic-fallback", header_value(fallback)))
         return headers
 

@@ -34,6 +34,7 @@ LAYERS = [
         "status_page",
         "rescue",
         "redaction",
+        "hedge",
     },
     # 3. the middlewares: they talk through scope keys, never through imports of each other
     {"inbound_auth", "router", "short_circuit", "breaker", "relay"},

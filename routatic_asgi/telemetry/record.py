@@ -135,7 +135,11 @@ class RequestRecord:
     def _attempt_started(self, attempt: Attempt) -> None:
         earlier = list(self.attempt_spans)
         previous = earlier[-1] if earlier else None
-        if previous is not None and previous.outcome is not None:
+        if previous is not None and attempt.via == Reason.HEDGED:  # started beside `previous`
+            self.telemetry.metrics.fallback(
+                previous.target.provider, attempt.target.provider, Reason.HEDGED
+            )
+        elif previous is not None and previous.outcome is not None:
             reason = previous.outcome.reason
             moved = attempt.via != Reason.RETRIED  # a retry of the same target is no fallback
             if moved and previous.outcome.kind not in (Kind.SUCCESS, Kind.CANCELLED):
