@@ -168,6 +168,8 @@ def _multiprocess_metrics() -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from routatic_asgi.connections import guard, raise_open_file_limit, server_options
+
     path = _config_path(args)
     config = _load(path)
     host = args.host or config.server.host
@@ -195,16 +197,23 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"routatic-asgi: debug capture is on: every exchange goes to {capture}", file=sys.stderr
         )
+    open_files = raise_open_file_limit()
+    connection_options, limits = server_options(config.server, open_files)
     for line in _banner(path, config, args.workers):
         print(f"routatic-asgi: {line}", file=sys.stderr)
+    print(
+        f"routatic-asgi: connections: at most {limits.max_connections} per worker "
+        f"(open-file limit {open_files})",
+        file=sys.stderr,
+    )
     options = {
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
         "log_level": args.log_level,
         "access_log": False,
         "lifespan": "on",
+        **connection_options,
     }
     shared = args.workers > 1 or bool(os.environ.get(MULTIPROC_VARIABLE))
     made = _multiprocess_metrics() if shared else None
@@ -216,14 +225,19 @@ def _serve(args: argparse.Namespace) -> int:
             if path:
                 os.environ[_CONFIG_VARIABLE] = os.path.abspath(path)
             os.environ[_WATCH_VARIABLE] = "1" if watch else "0"
-            run_workers("routatic_asgi.cli:app_from_environment", args.workers, **options)
+            run_workers(
+                "routatic_asgi.cli:app_from_environment", args.workers, limits=limits, **options
+            )
         else:
             from routatic_asgi.app import build_app
 
             app = build_app(config, **_observability())
             _watch(app, path, watch=watch)
             _tune_gc()
-            uvicorn.run(app, **options)
+            server = uvicorn.Server(guard(uvicorn.Config(app, **options), limits))
+            server.run()
+            if not server.started:
+                return 3  # uvicorn's own code for a server that could not start
     finally:
         if made:
             shutil.rmtree(made, ignore_errors=True)

@@ -164,6 +164,17 @@ class ServerConfig(_Model):
         description="Inbound proxy keys, sent as x-routatic-key (or Authorization: Bearer).",
     )
     max_body: Bytes = Field(32 * 1024**2, description="Largest request body accepted.")
+    max_connections: int = Field(
+        4096,
+        gt=0,
+        description="Open client connections at most (per worker); past it an idle one is "
+        "closed to make room, else the new one is refused.",
+    )
+    idle_timeout: Seconds = Field(5.0, description="A kept-alive connection may wait this long.")
+    header_timeout: Seconds = Field(
+        10.0, description="A request's line and headers must arrive within this of its start."
+    )
+    body_timeout: Seconds = Field(60.0, description="A request's body must arrive within this.")
 
 
 class ModelCaps(_Model):

@@ -15,6 +15,8 @@ from typing import Any
 from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
+from routatic_asgi.connections import ConnectionLimits, guard
+
 __all__ = ["run_workers"]
 
 logger = logging.getLogger("routatic_asgi.reload")
@@ -28,9 +30,14 @@ class _Supervisor(Multiprocess):
                 os.kill(process.pid, signal.SIGHUP)
 
 
-def run_workers(app: str, workers: int, **options: Any) -> None:
-    """What `uvicorn.run(app, factory=True, workers=N)` does, with the supervisor above."""
-    config = Config(app, factory=True, workers=workers, **options)
+def run_workers(
+    app: str, workers: int, *, limits: ConnectionLimits | None = None, **options: Any
+) -> None:
+    """What `uvicorn.run(app, factory=True, workers=N)` does, with the supervisor above and
+    each worker's connections guarded by `limits`."""
+    config = guard(
+        Config(app, factory=True, workers=workers, **options), limits or ConnectionLimits()
+    )
     sock = config.bind_socket()
     try:
         _Supervisor(config, sockets=[sock]).run()
