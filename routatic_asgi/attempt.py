@@ -4,6 +4,8 @@
 - `scope["routatic.attempt"]`: the `Attempt` in flight, set by `FallbackRouter` per target.
 - `scope["routatic.actor"]`: the name of the inbound key that let the client in.
 - `scope["routatic.proxy_key_header"]`: the header that carried that key; never forwarded.
+- `scope["routatic.hang_up"]`: callables the router runs the moment the client goes away,
+  before cancellation unwinds the chain; the relay closes its upstream connection there.
 
 An attempt's outcome is settled exactly once per call of the inner chain; layers that care
 (breaker, metrics) hang listeners on it instead of reaching into each other.
@@ -21,6 +23,7 @@ from routatic_asgi.classify import Kind, Outcome, Reason
 __all__ = [
     "ACTOR",
     "ATTEMPT",
+    "HANG_UP",
     "PROXY_KEY_HEADER",
     "REQUEST",
     "Attempt",
@@ -37,6 +40,7 @@ REQUEST = "routatic.request"
 ATTEMPT = "routatic.attempt"
 ACTOR = "routatic.actor"
 PROXY_KEY_HEADER = "routatic.proxy_key_header"
+HANG_UP = "routatic.hang_up"
 
 Protocol = Literal["anthropic", "openai", "responses"]  # "openai" is Chat Completions
 Endpoint = Literal["messages", "count_tokens", "chat_completions", "responses"]

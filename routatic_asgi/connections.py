@@ -12,7 +12,9 @@ is uvicorn's httptools protocol with what is missing:
 - past `max_connections` open connections, a new one first closes the longest-idle
   connection (no request in flight: waiting, or still sending its headers); only when every
   connection is serving a request is the new one refused. Those being served carry on.
-  Closings and refusals are logged once a minute, not per connection.
+  Closings and refusals are logged once a minute, not per connection;
+- a client that goes away mid-request has its upstream connections closed at once, by the
+  callables the relay leaves under `scope["routatic.hang_up"]`.
 
 `raise_open_file_limit()` lifts the process's soft limit on open files to its hard limit, so
 thousands of idle sockets cannot starve `accept()`. The limits come from `server:` in the
@@ -31,6 +33,7 @@ from typing import Any
 from uvicorn import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from routatic_asgi.attempt import HANG_UP
 from routatic_asgi.config import ServerConfig
 
 __all__ = ["ConnectionLimits", "GuardedProtocol", "raise_open_file_limit", "server_options"]
@@ -137,11 +140,25 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         if self.transport is None:  # refused: it never became a connection
             return
+        if self.busy:
+            self._hang_up()
         super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
+        self.scope[HANG_UP] = []  # type: ignore[literal-required]
         super().on_headers_complete()
         self._arm(self.limits.body_timeout)
+
+    def _hang_up(self) -> None:
+        """The client is gone mid-request: close its upstream connections now, in this
+        callback, rather than once the request's task has been woken and unwound (with
+        hundreds gone at once, that wait was the longest part)."""
+        scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
+        for hang_up in list(scope.get(HANG_UP, ())):
+            try:
+                hang_up()
+            except Exception:
+                logger.exception("closing an upstream connection failed")
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -253,6 +253,10 @@ class _Body(httpx.AsyncByteStream):
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._connection.body(self._read_timeout)
 
+    def abort(self) -> None:
+        """Close the connection at once, from outside the task reading it (a client gone)."""
+        self._connection.close()
+
     async def aclose(self) -> None:
         if not self._released:
             self._released = True

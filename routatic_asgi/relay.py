@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from routatic_asgi.attempt import (
     ATTEMPT,
+    HANG_UP,
     PROXY_KEY_HEADER,
     REQUEST,
     Attempt,
@@ -123,9 +124,14 @@ class UpstreamRelay:
             except httpx.HTTPError as exc:
                 attempt.settle(classify_exception(exc))
                 return
+            hang_up = _hang_up(response, attempt)
+            if hang_up is not None:
+                scope.setdefault(HANG_UP, []).append(hang_up)
             try:
                 await self._relay(response, attempt, exchange, send, first_byte)
             finally:
+                if hang_up is not None:
+                    scope[HANG_UP].remove(hang_up)
                 await response.aclose()
         if first_byte.expired:
             attempt.settle(Outcome(Kind.TRANSIENT, Reason.FIRST_BYTE_TIMEOUT))
@@ -174,7 +180,7 @@ class UpstreamRelay:
             body = response.aiter_raw()
             raw, whole = await _read_ahead(body, _READ_AHEAD)
         except httpx.HTTPError as exc:
-            attempt.settle(classify_exception(exc))
+            attempt.settle(_failure(attempt, exc))
             return
         attempt.settle(SUCCESS)
         headers = _response_headers(response, self.resilience.max_wait)
@@ -193,7 +199,8 @@ class UpstreamRelay:
         except httpx.HTTPError as exc:
             # Its length promised, the body cannot end well: returning without its end makes
             # the server drop the connection, which is how the client learns it was cut.
-            _broke(attempt, classify_exception(exc).reason)
+            if not _gone(attempt):
+                _broke(attempt, classify_exception(exc).reason)
 
     async def _relay_translated(
         self, response: httpx.Response, attempt: Attempt, exchange: Exchange, send: Send
@@ -208,7 +215,7 @@ class UpstreamRelay:
                 return
             body = exchange.response_body(raw)
         except httpx.HTTPError as exc:
-            attempt.settle(classify_exception(exc))
+            attempt.settle(_failure(attempt, exc))
             return
         except _MALFORMED:
             attempt.settle(Outcome(Kind.TRANSIENT, Reason.UNREADABLE_ANSWER, response.status_code))
@@ -226,7 +233,7 @@ class UpstreamRelay:
         try:
             body = await _read_limited(response, _ERROR_BODY_LIMIT)
         except httpx.HTTPError as exc:
-            attempt.settle(classify_exception(exc))
+            attempt.settle(_failure(attempt, exc))
             return
         attempt.settle(
             classify_response(
@@ -304,10 +311,10 @@ class UpstreamRelay:
                 if body:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
         except httpx.HTTPError as exc:
-            failure = classify_exception(exc)
+            failure = _failure(attempt, exc)
             body = b""
         if failure is not None:
-            if not attempt.succeeded:
+            if not attempt.succeeded or failure.kind is Kind.CANCELLED:
                 attempt.settle(failure)
                 return
             _broke(attempt, failure.reason)
@@ -374,6 +381,31 @@ def _bearer_as_api_key(headers: Headers) -> Headers:
                 continue
         moved.append((name, value))
     return moved
+
+
+def _hang_up(response: httpx.Response, attempt: Attempt) -> Callable[[], None] | None:
+    """What closes `response`'s connection the moment the client goes away, marking the
+    attempt so the read that fails next is not taken for the upstream's failure."""
+    abort = getattr(response.stream, "abort", None)
+    if abort is None:  # another transport: cancellation closes it
+        return None
+
+    def hang_up() -> None:
+        attempt.broken = Reason.CLIENT_DISCONNECTED
+        abort()
+
+    return hang_up
+
+
+def _gone(attempt: Attempt) -> bool:
+    return attempt.broken == Reason.CLIENT_DISCONNECTED
+
+
+def _failure(attempt: Attempt, exc: httpx.HTTPError) -> Outcome:
+    """A transport failure's outcome: nobody's failure when the client hung up first."""
+    if _gone(attempt):
+        return Outcome(Kind.CANCELLED, Reason.CLIENT_DISCONNECTED)
+    return classify_exception(exc)
 
 
 def _broke(attempt: Attempt, reason: str) -> None:

@@ -36,6 +36,7 @@ from collections import defaultdict, deque
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 QUEUES: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
 CALLS: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -334,7 +335,7 @@ async def wait_disconnect(receive: Any, call: dict[str, Any]) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            call["disconnected_at"] = time.monotonic()
+            call.setdefault("disconnected_at", time.monotonic())  # the protocol may have noted it
             DISCONNECTED[0].set()
             DISCONNECTED[0] = asyncio.Event()
             return
@@ -397,6 +398,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "started_at": time.monotonic(),
     }
     CALLS[prefix].append(call)
+    scope[CALL] = call
     try:
         request = json.loads(body)
     except ValueError:
@@ -422,7 +424,9 @@ async def play(answer: dict[str, Any], send: Any, receive: Any, call: dict[str, 
         if "hold" in answer:
             await GATES[answer["hold"]].wait()
             for event in answer.get("rest", []):
-                await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": event.encode(), "more_body": True}
+                )
         then = answer.get("then")
         if then == "hang":
             await wait_disconnect(receive, call)
@@ -481,12 +485,27 @@ async def respond(send: Any, status: int, headers: dict[str, str], body: bytes) 
     await send({"type": "http.response.body", "body": body})
 
 
+CALL = "fake.call"  # scope key: the call record, for the protocol to note its disconnect
+
+
+class NotingProtocol(HttpToolsProtocol):
+    """Notes the moment a connection is lost in the I/O callback itself, before any task
+    hears of it: the time the gateway closed it, as near as this process can tell."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            call = self.cycle.scope.get(CALL)  # type: ignore[attr-defined]
+            if isinstance(call, dict):
+                call.setdefault("disconnected_at", time.monotonic())
+        super().connection_lost(exc)
+
+
 def main() -> None:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(app, log_level="critical", lifespan="off")
+    config = uvicorn.Config(app, log_level="critical", lifespan="off", http=NotingProtocol)
 
     async def serve() -> None:
         DISCONNECTED.append(asyncio.Event())

@@ -80,7 +80,7 @@ def _attempt_entry(attempt: Attempt) -> dict[str, Any]:
         entry["status"] = outcome.status
     if outcome is not None and outcome.detail:  # why a connect failed: refused, DNS, TLS...
         entry["detail"] = outcome.detail
-    if attempt.broken is not None:  # it committed, then broke off: the 200 went out
+    if attempt.broken is not None and attempt.succeeded:  # committed, then broke off
         cancelled = attempt.broken == Reason.CLIENT_DISCONNECTED
         entry["outcome"] = Kind.CANCELLED.value if cancelled else Kind.TRANSIENT.value
         entry["reason"] = attempt.broken

@@ -1,0 +1,90 @@
+"""Many clients hanging up at once: each one's upstream connection closes within 100 ms.
+
+300 streams are opened through `routatic-asgi serve`, each committed (its first event relayed) and
+then held open by an upstream that never ends; the clients all hang up together. The fake
+upstream notes when it saw each of its connections close, on the same monotonic clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import FakeUpstream
+from tests.fake_upstream import anthropic_stream
+from tests.test_connections import CONFIG, serve
+
+STREAMS = 300
+WITHIN = 0.1  # seconds from a client's hang-up to its upstream connection closing
+
+# A latency bound means nothing on a machine whose cores are all taken by something else.
+pytestmark = pytest.mark.skipif(
+    os.getloadavg()[0] > (os.cpu_count() or 1),
+    reason=f"the machine is busy (load average {os.getloadavg()[0]:.1f} on "
+    f"{os.cpu_count()} cores): 100 ms latencies cannot be measured",
+)
+
+
+def open_stream(host: str, port: int, body: bytes) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=10)
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def committed(sock: socket.socket) -> None:
+    """Read until the stream's first content event has arrived: the answer has committed."""
+    seen = b""
+    while b"content_block_start" not in seen:
+        part = sock.recv(65536)
+        assert part, "the gateway closed the stream"
+        seen += part
+    assert seen.startswith(b"HTTP/1.1 200")
+
+
+def test_300_clients_hanging_up_at_once_close_their_upstream_connections(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    prefix = upstream.provider()
+    config = tmp_path / "routatic.yaml"
+    config.write_text(CONFIG % upstream.url(prefix))
+    events = anthropic_stream("claude-x", deltas=1)[:4]
+    upstream.script(prefix, *[{"sse": events, "then": "hang"} for _ in range(STREAMS)])
+    body = json.dumps(
+        {"model": "claude-x", "max_tokens": 8, "stream": True,
+         "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()  # fmt: skip
+    with serve(config) as (url, _):  # a process of its own: the clients' hang-ups are not
+        # held up waiting for the server's thread to let go of the interpreter
+        address = urlsplit(url)
+        assert address.hostname is not None and address.port is not None
+        streams = [open_stream(address.hostname, address.port, body) for _ in range(STREAMS)]
+        try:
+            for sock in streams:
+                committed(sock)
+        finally:
+            hung_up = []
+            for sock in streams:
+                sock.close()
+                hung_up.append(time.monotonic())
+        deadline = time.monotonic() + 10
+        calls = upstream.calls(prefix)
+        while sum("disconnected_at" in call for call in calls) < STREAMS:
+            assert time.monotonic() < deadline, "some upstream connections were never closed"
+            upstream.disconnected(prefix)
+            calls = upstream.calls(prefix)
+    assert len(calls) == STREAMS
+    # Which upstream call served which client is not known: the last hang-up bounds them all,
+    # and each closing follows its own hang-up.
+    closed = sorted(call["disconnected_at"] for call in calls)
+    lags = [close - hang for close, hang in zip(closed, hung_up, strict=True)]
+    assert max(lags) < WITHIN, f"slowest closing {max(lags) * 1000:.0f} ms after its hang-up"
