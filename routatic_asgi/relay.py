@@ -9,7 +9,7 @@ which is the commit point the router waits for. It never retries and never picks
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from starlette.types import Receive, Scope, Send

@@ -61,6 +61,19 @@ def header_value(text: str) -> bytes:
     ).encode()
 
 
+# What parsing one body may build. A body's parsed size is not its length: dense JSON
+# ([{},{},...]) makes a Python object of some 64 bytes for every 3 bytes of input, so
+# 32 MiB of it would take over a gigabyte. Counting separators first (a C scan) bounds it.
+PARSE_BUDGET = 256 * 1024 * 1024
+_VALUE_COST = 64  # bytes a parsed value costs, about: an object, its slot in its container
+
+
+def parse_cost(body: bytes) -> int:
+    """About how much memory parsing `body` takes: its text plus a cost per value."""
+    values = body.count(b",") + body.count(b"{") + body.count(b"[")
+    return len(body) + values * _VALUE_COST
+
+
 def _exceeds(digits: bytes, limit: int) -> bool:
     """A declared length above `limit`; one of thousands of digits is, without reading it."""
     return len(digits) > 20 or int(digits) > limit
@@ -147,6 +160,17 @@ class FallbackRouter:
         if declared is not None and declared.isdigit() and _exceeds(declared, self.max_body):
             raise _Rejected(self._too_large(protocol))
         body = await self._read_body(receive, protocol)
+        cost = parse_cost(body)
+        if cost > PARSE_BUDGET:
+            raise _Rejected(
+                proxy_error(
+                    protocol,
+                    413,
+                    f"the body holds too many JSON values: parsed, it would take about "
+                    f"{cost >> 20} MiB (at most {PARSE_BUDGET >> 20} MiB)",
+                    "request_too_large",
+                )
+            )
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -140,6 +140,9 @@ def _expiry(record: Record, now: float, linger: float) -> float | None:
     return min(max(seconds, 0.001), _LONGEST) if math.isfinite(seconds) else _LONGEST
 
 
+_FIRST_SWEEP = 1024  # records held before the first sweep of expired ones
+
+
 class MemoryStore:
     """In-process state: the default for one process, and Redis's stand-in when it is down."""
 
@@ -147,6 +150,7 @@ class MemoryStore:
         self.clock = clock
         self._records: dict[str, tuple[Record, float | None]] = {}
         self._leases: dict[str, float] = {}
+        self._sweep_at = _FIRST_SWEEP
 
     @property
     def degraded(self) -> bool:
@@ -170,8 +174,20 @@ class MemoryStore:
         if current is not None and current.outlasts(record):
             return current
         ttl = _expiry(record, now, linger)
+        if key not in self._records and len(self._records) >= self._sweep_at:
+            self._sweep()
         self._records[key] = (record, None if ttl is None else self.clock() + ttl)
         return record
+
+    def _sweep(self) -> None:
+        """Drop every expired record once the records have doubled since the last sweep:
+        keys hold client-chosen model names and credential fingerprints, so records that
+        nobody reads again must still leave memory when they expire."""
+        now = self.clock()
+        expired = [k for k, (_, expires) in self._records.items() if expires and now >= expires]
+        for key in expired:
+            del self._records[key]
+        self._sweep_at = max(2 * len(self._records), _FIRST_SWEEP)
 
     async def delete(self, key: str) -> None:
         self._records.pop(key, None)

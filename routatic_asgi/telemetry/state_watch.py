@@ -17,12 +17,22 @@ import re
 from opentelemetry import trace
 
 from routatic_asgi.breaker import PREFIX as BREAKER
+from routatic_asgi.breaker import STREAK_MEMORY
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.short_circuit import PREFIX as CREDENTIAL
 from routatic_asgi.state import Record, StateStore
 from routatic_asgi.telemetry.metrics import Metrics
 
 __all__ = ["WatchedStore", "breaker_labels", "credential_labels"]
+
+
+# Records known here before the first sweep for ones the store has forgotten.
+_FIRST_SWEEP = 1024
+
+
+def _forgotten(record: Record, now: float, linger: float) -> bool:
+    """Whether the store has let `record` expire: `linger` after its end, or never."""
+    return record.until is not None and now >= record.until + linger
 
 
 # How bad each breaker phase is, to show one state for the keys of a provider/model pair.
@@ -63,6 +73,7 @@ class WatchedStore:
         self.pairs: dict[tuple[str, str], set[str]] = {}  # target keys by (provider, model)
         self.half_open: set[str] = set()
         self.credentials: dict[str, Record | None] = {}  # by state key
+        self.sweep_at = _FIRST_SWEEP
         self.was_degraded: bool | None = None  # as last published
         metrics.before_scrape.append(self.refresh)
 
@@ -138,22 +149,55 @@ class WatchedStore:
         self._degraded()
         if key.startswith(BREAKER):
             target = key.removeprefix(BREAKER)
-            if target in self.breakers and self.breakers[target] == record:
+            if self.breakers.get(target) == record:  # a closed breaker unknown here: None
                 return
-            if target not in self.breakers:
-                self.pairs.setdefault(breaker_labels(target), set()).add(target)
-            self.breakers[target] = record
             now = self.clock()
-            if record is None or record.in_force(now):
-                self.half_open.discard(target)
+            if record is None:  # closed: published, then forgotten (model names are the
+                self._forget(target)  # client's to choose, without end)
+            else:
+                if target not in self.breakers:
+                    self.pairs.setdefault(breaker_labels(target), set()).add(target)
+                    self._sweep(now)
+                self.breakers[target] = record
+                if record.in_force(now):
+                    self.half_open.discard(target)
             self._publish_breaker(target, now)
         elif key.startswith(CREDENTIAL):
             state_key = key.removeprefix(CREDENTIAL)
-            if state_key in self.credentials and self.credentials[state_key] == record:
+            if self.credentials.get(state_key) == record:  # clients' own: None unless marked
                 return
-            self.credentials[state_key] = record
+            if record is None:
+                self.credentials.pop(state_key, None)
+            else:
+                if state_key not in self.credentials:
+                    self._sweep(self.clock())
+                self.credentials[state_key] = record
             provider, credential = credential_labels(state_key)
             self.metrics.credential(provider, credential, _credential_state(record, self.clock()))
+
+    def _forget(self, target: str) -> None:
+        self.breakers.pop(target, None)
+        self.half_open.discard(target)
+        labels = breaker_labels(target)
+        keys = self.pairs.get(labels)
+        if keys is not None:
+            keys.discard(target)
+            if not keys:
+                del self.pairs[labels]
+
+    def _sweep(self, now: float) -> None:
+        """Forget what the store has forgotten (records past their end and linger), once the
+        records known here have doubled since the last sweep: memory follows the store's,
+        at a cost spread thin over the writes."""
+        if len(self.breakers) + len(self.credentials) < self.sweep_at:
+            return
+        for target, record in list(self.breakers.items()):
+            if record is None or _forgotten(record, now, STREAK_MEMORY):
+                self._forget(target)
+        for state_key, record in list(self.credentials.items()):
+            if record is None or _forgotten(record, now, 0.0):  # a cooldown ends at its reset
+                del self.credentials[state_key]
+        self.sweep_at = max(2 * (len(self.breakers) + len(self.credentials)), _FIRST_SWEEP)
 
     def _publish_breaker(self, target: str, now: float) -> None:
         """One state per provider/model: the worst of its keys' breakers."""
@@ -172,6 +216,8 @@ class WatchedStore:
     def refresh(self) -> None:
         """Recompute what time alone changes: cooldowns that ran out, resets that came."""
         now = self.clock()
+        self.sweep_at = 0  # a scrape forgets what the store has forgotten
+        self._sweep(now)
         for keys in list(self.pairs.values()):
             self._publish_breaker(next(iter(keys)), now)
         for state_key, record in list(self.credentials.items()):
