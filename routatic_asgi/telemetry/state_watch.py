@@ -194,9 +194,11 @@ class WatchedStore:
         for target, record in list(self.breakers.items()):
             if record is None or _forgotten(record, now, STREAK_MEMORY):
                 self._forget(target)
+                self._publish_breaker(target, now)  # closed, as far as this key goes
         for state_key, record in list(self.credentials.items()):
             if record is None or _forgotten(record, now, 0.0):  # a cooldown ends at its reset
                 del self.credentials[state_key]
+                self.metrics.credential(*credential_labels(state_key), "ok")
         self.sweep_at = max(2 * (len(self.breakers) + len(self.credentials)), _FIRST_SWEEP)
 
     def _publish_breaker(self, target: str, now: float) -> None:
