@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "routatic_asgi"
 
 LAYERS = [
     # 0. foundations: no decisions, no knowledge of the chain
-    {"errors", "config_errors", "clock", "classify", "sse", "http11", "shapes", "supervisor"},
+    {"errors", "config_errors", "clock", "classify", "sse", "http11", "shapes"},
     # 1. the objects every layer shares
     {"config", "attempt", "state"},
     # 2. decisions, codecs, storage of keys, the upstream client, telemetry
@@ -35,6 +35,8 @@ LAYERS = [
         "rescue",
         "redaction",
         "hedge",
+        "connections",
+        "supervisor",
     },
     # 3. the middlewares: they talk through scope keys, never through imports of each other
     {"inbound_auth", "router", "short_circuit", "breaker", "relay"},
