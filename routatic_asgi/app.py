@@ -22,7 +22,7 @@ from routatic_asgi.answer import Answer, proxy_error, send_answer
 from routatic_asgi.attempt import Protocol, endpoint_for
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
-from routatic_asgi.config import Config, InboundKey, iter_chain
+from routatic_asgi.config import Config, InboundKey, iter_chain, route_targets
 from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.keyring import Keyring
@@ -312,7 +312,7 @@ class RoutaticApp:
         ids = {r.match for r in self.config.routes if not any(c in r.match for c in "*?[")}
         named = {m for provider in self.config.providers.values() for m in provider.models}
         for route in self.config.routes:
-            for entry in route.chain:
+            for entry in route_targets(route):
                 model = entry.partition("/")[2]
                 if "{model}" not in model:
                     named.add(model)
@@ -454,7 +454,7 @@ def _assemble(
         quota_recheck=resilience.quota_recheck,
         clock=clock,
     )
-    routing = Routing(config)
+    routing = Routing(config, clock=clock)
     credentials = [c for pool in routing.credentials.values() for c in pool]
     # The breakers /status lists even while closed: every target whose model is fixed.
     fixed_targets = [

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from routatic_asgi.classify import Kind, Outcome, Reason
+from routatic_asgi.session import Session
 
 __all__ = [
     "ACTOR",
@@ -173,3 +174,4 @@ class InboundRequest:
     query: bytes = b""
     attempts: list[Attempt] = field(default_factory=list)
     route: str = ""  # the matched route's glob, a bounded label for metrics and logs
+    session: Session | None = None  # the conversation it continues (see session.py)

@@ -23,9 +23,11 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     SecretStr,
+    Tag,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -38,9 +40,13 @@ from routatic_asgi.errors import ConfigError
 from routatic_asgi.state import parse_state_url
 
 __all__ = [
+    "AffinityConfig",
     "BreakerConfig",
+    "ChainStep",
     "Config",
     "CooldownConfig",
+    "GroupMember",
+    "GroupStep",
     "InboundKey",
     "ModelCaps",
     "ProviderConfig",
@@ -54,6 +60,7 @@ __all__ = [
     "default_left_out",
     "load_config",
     "parse_config",
+    "route_targets",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -199,7 +206,11 @@ class ProviderConfig(_Model):
     key_command: str | None = Field(
         None, description="A command that prints a fresh key; run once on a 401."
     )
-    strategy: Literal["round_robin", "ordered"] = "round_robin"
+    strategy: Literal["affinity", "round_robin", "ordered"] = Field(
+        "affinity",
+        description="How a pool picks a key: affinity (each session keeps its key), "
+        "round_robin (per request) or ordered (the first healthy key).",
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
     models: dict[str, ModelCaps] = Field(default_factory=dict)
     connect_timeout: Seconds = 10.0
@@ -257,19 +268,51 @@ class RouteWhen(_Model):
     background: bool | None = None
 
 
+def _provider_slash_model(entry: str) -> str:
+    provider, _, model = entry.partition("/")
+    if not provider or not model:
+        raise ValueError(f"{entry!r} is not provider/model, e.g. anthropic/{{model}}")
+    return entry
+
+
+TargetName = Annotated[str, AfterValidator(_provider_slash_model)]
+
+
+def _member(value: Any) -> Any:
+    return {"target": value} if isinstance(value, str) else value
+
+
+class GroupMember(_Model):
+    """One target of a group and its share of the group's new sessions."""
+
+    target: TargetName = Field(description="provider/model; {model} = requested.")
+    weight: float = Field(1.0, gt=0, description="Relative share of new sessions.")
+
+
+class GroupStep(_Model):
+    """A chain step of equivalent targets: sessions spread by weight, each keeps its own."""
+
+    group: list[
+        Annotated[GroupMember, BeforeValidator(_member, json_schema_input_type=str | GroupMember)]
+    ] = Field(min_length=1, description="Members: provider/model, or {target, weight}.")
+
+
+def _step_kind(value: Any) -> str:
+    return "group" if isinstance(value, dict | GroupStep) else "target"
+
+
+ChainStep = Annotated[
+    Annotated[TargetName, Tag("target")] | Annotated[GroupStep, Tag("group")],
+    Discriminator(_step_kind),
+]
+
+
 class RouteConfig(_Model):
     match: str = Field(description="A glob on the model the client asked for.")
     when: RouteWhen | None = None
-    chain: list[str] = Field(min_length=1, description="provider/model; {model} = requested.")
-
-    @field_validator("chain")
-    @classmethod
-    def _provider_slash_model(cls, chain: list[str]) -> list[str]:
-        for entry in chain:
-            provider, _, model = entry.partition("/")
-            if not provider or not model:
-                raise ValueError(f"{entry!r} is not provider/model, e.g. anthropic/{{model}}")
-        return chain
+    chain: list[ChainStep] = Field(
+        min_length=1, description="provider/model ({model} = requested), or {group: [...]}."
+    )
 
     def matches(self, model: str) -> bool:
         return fnmatchcase(model, self.match)
@@ -300,6 +343,14 @@ class BreakerConfig(_Model):
     )
 
 
+class AffinityConfig(_Model):
+    hold: Seconds = Field(
+        0.0,
+        description="How long a session that failed over stays on its fallback after the "
+        "primary was last seen failing; 0: it goes back as soon as the primary is healthy.",
+    )
+
+
 class ResilienceConfig(_Model):
     fallback_on: list[int] = Field(default_factory=lambda: [408, 429, 500, 502, 503, 504, 529])
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
@@ -323,6 +374,7 @@ class ResilienceConfig(_Model):
         description="Start the next target beside a stream whose first content is this late.",
     )
     idle_timeout: Seconds = 300.0
+    affinity: AffinityConfig = Field(default_factory=AffinityConfig)
 
 
 class Config(_Model):
@@ -599,8 +651,17 @@ def default_left_out(env: Mapping[str, str] | None = None) -> list[str]:
     ]
 
 
+def route_targets(route: RouteConfig) -> Iterator[str]:
+    """Every provider/model a route names, a group's members in their written order."""
+    for step in route.chain:
+        if isinstance(step, GroupStep):
+            yield from (member.target for member in step.group)
+        else:
+            yield step
+
+
 def iter_chain(route: RouteConfig, model: str) -> Iterator[tuple[str, str]]:
     """Each (provider, upstream model) of a route's chain, with `{model}` filled in."""
-    for entry in route.chain:
+    for entry in route_targets(route):
         provider, _, upstream_model = entry.partition("/")
         yield provider, upstream_model.replace("{model}", model)

@@ -32,7 +32,7 @@ def validation_errors(
     variables = variables or {}
     errors = []
     for error in exc.errors(include_input=False, include_url=False):
-        loc = tuple(error["loc"])
+        loc = _untagged(tuple(error["loc"]))
         path = ".".join(str(part) for part in loc)
         if any(path == gone or path.startswith(gone + ".") for gone in skip):
             continue
@@ -55,8 +55,8 @@ def unknown_providers(data: Any, source: str) -> list[ConfigError]:
     errors = []
     for index, route in enumerate(routes if isinstance(routes, list) else []):
         chain = route.get("chain") if isinstance(route, Mapping) else None
-        for entry in chain if isinstance(chain, list) else []:
-            provider = str(entry).partition("/")[0]
+        for entry in _chain_targets(chain):
+            provider = entry.partition("/")[0]
             if provider and provider not in known:
                 errors.append(
                     ConfigError(
@@ -68,6 +68,30 @@ def unknown_providers(data: Any, source: str) -> list[ConfigError]:
                     )
                 )
     return errors
+
+
+def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A location without the tag pydantic adds for a chain step's kind (target or group)."""
+    parts = list(loc)
+    for index in range(len(parts) - 1, 1, -1):
+        tagged = parts[index - 2] == "chain" and isinstance(parts[index - 1], int)
+        if tagged and parts[index] in ("target", "group"):
+            del parts[index]
+    return tuple(parts)
+
+
+def _chain_targets(chain: Any) -> list[str]:
+    """Every provider/model a raw chain names: its entries and its groups' members."""
+    found: list[str] = []
+    for entry in chain if isinstance(chain, list) else []:
+        group = entry.get("group") if isinstance(entry, Mapping) else None
+        if not isinstance(entry, Mapping):
+            found.append(str(entry))
+        for member in group if isinstance(group, list) else []:
+            target = member.get("target") if isinstance(member, Mapping) else member
+            if isinstance(target, str):
+                found.append(target)
+    return found
 
 
 def _did_you_mean(word: str, known: Sequence[str]) -> str:

@@ -38,6 +38,7 @@ from routatic_asgi.hedge import Hedge
 from routatic_asgi.rescue import KEPT_LIMIT, PROTOCOLS, Splicer, continuation, transcript
 from routatic_asgi.retry import blip_pause, retry_pause
 from routatic_asgi.routing import Routing, request_traits
+from routatic_asgi.session import session_of
 from routatic_asgi.shapes import check_request
 from routatic_asgi.telemetry import RECORD, Telemetry, route_label
 from routatic_asgi.translate.codec import stream_error_event
@@ -194,9 +195,11 @@ class FallbackRouter:
                 )
             )
         stream = payload.get("stream") is True and endpoint != "count_tokens"
-        return InboundRequest(
+        request = InboundRequest(
             protocol, endpoint, body, payload, model, stream, scope["query_string"]
         )
+        request.session = session_of(scope["headers"], payload)
+        return request
 
     async def _read_body(self, receive: Receive, protocol: Protocol) -> bytes:
         chunks: list[bytes] = []
@@ -231,7 +234,7 @@ class FallbackRouter:
                 )
             )
         request.route = route_label(route)
-        targets = self.routing.targets(route, request.model)
+        targets = self.routing.targets(route, request.model, request.session)
         if request.endpoint == "count_tokens":
             targets = [target for target in targets if target.protocol == "anthropic"]
             if not targets:  # no Anthropic target to count: answered here, by a local estimate
@@ -289,6 +292,7 @@ class _Flight:
         try:
             with self.deadline:
                 await self._attempts()
+            self.router.routing.settled(self.request.session, self.request.attempts)
             if self.committed or self.gone.is_set():
                 return
             answer = final_answer(

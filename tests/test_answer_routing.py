@@ -169,7 +169,7 @@ def test_targets_follow_the_chain_with_the_requested_model_filled_in() -> None:
 
 
 def test_round_robin_rotates_the_pool_per_request() -> None:
-    resolver = routing()
+    resolver = routing(strategy="round_robin")
     route = resolver.route_for("claude-x", {})
     assert route is not None
     firsts = [resolver.targets(route, "claude-x")[1].credential.index for _ in range(4)]  # type: ignore[union-attr]

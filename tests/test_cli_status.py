@@ -33,7 +33,7 @@ def test_status_lists_breakers_and_credentials(upstream: FakeUpstream) -> None:
     config = gateway_config(
         {
             "down": {"protocol": "anthropic", "base_url": upstream.url(down), "auth": "none"},
-            "zen": {"protocol": "anthropic", "base_url": upstream.url(zen), "keys": [BAD, GOOD]},
+            "zen": {"protocol": "anthropic", "base_url": upstream.url(zen), "keys": [BAD, GOOD], "strategy": "ordered"},
         },
         [{"match": "*", "chain": ["down/{model}", "zen/{model}", "zen/fixed-model"]}],
         server={"keys": [PROXY_KEY]},

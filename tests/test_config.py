@@ -100,7 +100,7 @@ def test_a_missing_variable_names_itself_the_file_and_the_path() -> None:
         ({"routes": [{"match": "*", "chain": ["nobody/{model}"]}]}, "routes.0.chain", "nobody"),
         (
             {"routes": [{"match": "*", "chain": ["just-a-model"]}]},
-            "routes.0.chain",
+            "routes.0.chain.0",
             "provider/model",
         ),
         ({"resilience": {"deadline": "soon"}}, "resilience.deadline", "duration"),

@@ -70,6 +70,8 @@ def test_the_schema_validates_every_configuration_in_the_readme_and_deploy() -> 
         {"resilience": {"deadline": True}},
         {"server": {"keys": [{"name": "a"}]}},
         {"providers": {"p": {"protocol": "smtp", "base_url": "https://x", "auth": "none"}}},
+        {"routes": [{"match": "*", "chain": [{"group": [{"target": "p/m", "weight": 0}]}]}]},
+        {"routes": [{"match": "*", "chain": [{"group": []}]}]},
     ],
 )
 def test_the_schema_refuses_what_the_loader_refuses(wrong: dict[str, Any]) -> None:
@@ -86,6 +88,7 @@ def test_durations_sizes_and_the_keys_shorthand_are_accepted_as_written() -> Non
         "server": {"keys": ["${PROXY_KEY}", {"name": "team-a", "key": "${TEAM_A}"}], "max_body": "32MiB"},
         "providers": {"p": {"protocol": "openai", "base_url": "https://x/v1", "keys": ["${K}"]}},
         "routes": [{"match": "*", "chain": ["p/m"]}],
-        "resilience": {"deadline": "10m", "cooldown": {"base": "30s", "max": 900}},
+        "resilience": {"deadline": "10m", "cooldown": {"base": "30s", "max": 900},
+                       "affinity": {"hold": "5m"}},
     }
     jsonschema.validate(data, schema())

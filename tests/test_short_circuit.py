@@ -282,7 +282,8 @@ async def test_a_success_with_nothing_left_sends_the_next_request_elsewhere(
 
 
 async def test_a_pool_of_bad_and_good_keys_serves_from_the_good_one(rigs: list[Rig]) -> None:
-    rig = rig_for(rigs, config({"zen": openai("zen.test", keys=[BAD, GOOD])}, ["zen/a"]))
+    pool = openai("zen.test", keys=[BAD, GOOD], strategy="ordered")
+    rig = rig_for(rigs, config({"zen": pool}, ["zen/a"]))
 
     async def by_key(request: httpx.Request) -> httpx.Response:
         if request.headers["authorization"] == f"Bearer {BAD}":
@@ -298,8 +299,9 @@ async def test_a_pool_of_bad_and_good_keys_serves_from_the_good_one(rigs: list[R
     assert (bad["index"], bad["state"], good["index"], good["state"]) == (0, "bad", 1, "ok")
 
 
-async def test_requests_rotate_over_a_pool_of_healthy_keys(rigs: list[Rig]) -> None:
-    rig = rig_for(rigs, config({"zen": openai("zen.test", keys=[BAD, GOOD, FRESH])}, ["zen/a"]))
+async def test_round_robin_rotates_requests_over_a_pool_of_healthy_keys(rigs: list[Rig]) -> None:
+    pool = openai("zen.test", keys=[BAD, GOOD, FRESH], strategy="round_robin")
+    rig = rig_for(rigs, config({"zen": pool}, ["zen/a"]))
     for _ in range(6):
         await ask(rig.client)
     assert rig.upstreams.keys("zen.test") == [BAD, GOOD, FRESH] * 2

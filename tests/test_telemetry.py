@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from routatic_asgi.attempt import Attempt, InboundRequest, Target, Usage
 from routatic_asgi.classify import SUCCESS, Kind, Outcome
+from routatic_asgi.session import Session
 from routatic_asgi.sse import Event, SSEFramer
 from routatic_asgi.telemetry import UsageReader, route_label, usage_from_body
 from routatic_asgi.telemetry.metrics import LabelBound
@@ -31,6 +32,7 @@ from tests.fake_upstream import anthropic_message, anthropic_stream, openai_stre
 MODEL = "claude-sonnet-4-6"
 REQUEST = {"model": MODEL, "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
 SECRET = "sk-second-secret-0001"
+SESSION = "5b1c9e2a-7f4d-4c1e-9a3b-private-session"
 
 
 # --- usage -----------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def test_a_fallback_stream_is_counted_traced_and_logged(
         response = httpx.post(
             f"{url}/v1/messages",
             json={**REQUEST, "stream": True},
-            headers={"x-routatic-key": "proxy-key-0001"},
+            headers={"x-routatic-key": "proxy-key-0001", "x-claude-code-session-id": SESSION},
         )
         assert response.status_code == 200
         [line] = request_lines.wait(1)
@@ -238,6 +240,7 @@ def test_a_fallback_stream_is_counted_traced_and_logged(
     assert "routatic_fallbacks_total{" in scraped
 
     assert line["actor"] == "team-a"
+    assert line["session"] == Session(SESSION, "x-claude-code-session-id").hashed
     assert line["model"] == MODEL and line["route"] == "claude-*" and line["stream"] is True
     assert line["provider"] == "second" and line["served_model"] == "backup-model"
     assert line["stop_reason"] == "end_turn" and line["status"] == 200
@@ -256,6 +259,7 @@ def test_a_fallback_stream_is_counted_traced_and_logged(
     assert request_span.name == f"chat {MODEL}" and len(spans) == 3
     assert request_span.attributes is not None and served.attributes is not None
     assert request_span.attributes["gen_ai.operation.name"] == "chat"
+    assert request_span.attributes["routatic.session"] == line["session"]
     assert request_span.attributes["gen_ai.request.model"] == MODEL
     assert request_span.attributes["gen_ai.provider.name"] == "second"
     assert request_span.attributes["gen_ai.response.model"] == "backup-model"
@@ -271,6 +275,7 @@ def test_a_fallback_stream_is_counted_traced_and_logged(
 
     everything = scraped + "".join(request_lines.raw) + repr([s.to_json() for s in spans])
     assert SECRET not in everything and "proxy-key-0001" not in everything
+    assert SESSION not in everything
 
 
 def test_when_every_target_fails_the_request_span_and_outcome_say_so(

@@ -2,7 +2,7 @@
 
 Pure: built from the shared request objects and timings. A line holds names, ids,
 classifications, token counts and timings; it never holds a body, a header value or a
-secret (a credential appears only as provider#index).
+secret (a credential appears only as provider#index, a session only as its hash).
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ def request_line(
         "endpoint": endpoint,
         "model": request.model if request else None,
         "route": (request.route or None) if request else None,
+        "session": request.session.hashed if request and request.session else None,
         "stream": request.stream if request else None,
         "status": status,
         "outcome": request_outcome(request, status),

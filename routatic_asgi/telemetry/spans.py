@@ -2,7 +2,7 @@
 
 Pure functions from the shared request objects to attribute mappings. They never put a
 credential, a body or an upstream's raw error text in an attribute: a credential appears as
-its id (provider#index), an error as its bounded classification reason.
+its id (provider#index), a session as its hash, an error as its bounded classification reason.
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ def operation_name(endpoint: str) -> str:
 
 
 def request_attributes(request: InboundRequest) -> Attributes:
-    return {
+    attributes: Attributes = {
         "gen_ai.operation.name": operation_name(request.endpoint),
         "gen_ai.request.model": request.model,
         "gen_ai.request.stream": request.stream,
         "routatic.protocol": request.protocol,
         "routatic.route": request.route or "none",
     }
+    if request.session is not None:
+        attributes["routatic.session"] = request.session.hashed
+    return attributes
 
 
 def attempt_attributes(attempt: Attempt, endpoint: str) -> Attributes:

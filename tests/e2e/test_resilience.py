@@ -206,7 +206,14 @@ def test_a_clients_used_up_subscription_is_skipped_for_that_client_until_its_res
 def test_a_pool_of_bad_and_good_keys_serves_from_the_good_one(upstream: FakeUpstream) -> None:
     zen = upstream.provider()
     config = gateway_config(
-        {"zen": {"protocol": "anthropic", "base_url": upstream.url(zen), "keys": [BAD, GOOD]}},
+        {
+            "zen": {
+                "protocol": "anthropic",
+                "base_url": upstream.url(zen),
+                "keys": [BAD, GOOD],
+                "strategy": "ordered",
+            }
+        },
         [{"match": "*", "chain": ["zen/{model}"]}],
     )
     upstream.script(zen, error(401, "authentication_error"))  # the first call carries BAD
