@@ -214,6 +214,16 @@ class ProviderConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
     models: dict[str, ModelCaps] = Field(default_factory=dict)
     connect_timeout: Seconds = 10.0
+    cache_control: bool = Field(
+        False,
+        description="protocol openai: the provider honours Anthropic cache_control "
+        "breakpoints on content parts (OpenRouter), so translated requests keep them.",
+    )
+    auto_cache: bool = Field(
+        True,
+        description="protocol anthropic: requests translated from OpenAI and Responses "
+        "clients get prompt-cache breakpoints (tools, system, the last turns).",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -240,6 +250,17 @@ class ProviderConfig(_Model):
                 "(e.g. https://api.openai.com/v1): the gateway appends /chat/completions "
                 "or /responses itself"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _cache_options_fit_the_protocol(self) -> ProviderConfig:
+        if self.cache_control and self.protocol != "openai":
+            raise ValueError(
+                "cache_control: true is for protocol: openai providers; Anthropic targets "
+                "always get the client's breakpoints and Responses has none"
+            )
+        if "auto_cache" in self.model_fields_set and self.protocol != "anthropic":
+            raise ValueError("auto_cache is for protocol: anthropic providers")
         return self
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from typing import Protocol as TypingProtocol
 import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
-from routatic_asgi.config import ModelCaps
+from routatic_asgi.config import ModelCaps, ProviderConfig
 from routatic_asgi.translate import (
     CODECS,
     EventKind,
@@ -126,13 +126,19 @@ class RepairedResponses(Passthrough):
 
 
 def exchange_for(
-    request: InboundRequest, target: Target, *, now: float = 0.0, caps: ModelCaps | None = None
+    request: InboundRequest,
+    target: Target,
+    *,
+    now: float = 0.0,
+    caps: ModelCaps | None = None,
+    provider: ProviderConfig | None = None,
 ) -> Exchange | None:
     """The exchange for this request on this target, or None when it cannot be spoken.
 
     `now` stamps translated OpenAI answers; `caps` (the target model's configured
     capabilities) may turn a translated request's reasoning off, and caps the output limit of
-    any request, passthrough included, to the model's `max_output`.
+    any request, passthrough included, to the model's `max_output`; `provider` (the target's
+    configuration) says how a translation keeps its cache warm.
     """
     if target.protocol == request.protocol:
         if (target.protocol, request.endpoint) not in _PATHS:
@@ -145,4 +151,4 @@ def exchange_for(
         return Passthrough(request, target, limit)
     if request.endpoint == "count_tokens":
         return None
-    return Translation(request, target, caps=caps, now=now)
+    return Translation(request, target, caps=caps, now=now, provider=provider)

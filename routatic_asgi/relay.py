@@ -104,12 +104,13 @@ class UpstreamRelay:
         request: InboundRequest = scope[REQUEST]
         attempt: Attempt = scope[ATTEMPT]
         target = attempt.target
-        caps = self.upstreams.config.providers[target.provider].models.get(target.model)
+        provider = self.upstreams.config.providers[target.provider]
+        caps = provider.models.get(target.model)
         unfit = unfit_reason(request.payload, caps)
         if unfit is not None:
             attempt.settle(Outcome(Kind.SKIPPED, unfit))
             return
-        exchange = exchange_for(request, target, now=self.clock(), caps=caps)
+        exchange = exchange_for(request, target, now=self.clock(), caps=caps, provider=provider)
         if exchange is None:
             attempt.settle(Outcome(Kind.SKIPPED, Reason.NO_TRANSLATION))
             return

@@ -1,11 +1,12 @@
 """A fake provider that caches prompt prefixes per account, as Anthropic and OpenAI do.
 
-An `httpx.MockTransport` handler for both protocols (`/v1/messages`, `/chat/completions`),
-streamed or not. A request's prompt is cut into units (tools and system, then each message);
+An `httpx.MockTransport` handler for every protocol (`/v1/messages`, `/chat/completions`,
+`/responses`), streamed or not. A request's prompt is cut into units (tools and system, then each message);
 it reads from the cache the longest run of leading units that the *same key* sent within
 `ttl` seconds, and writes the rest. Usage comes back in the protocol's own shape: Anthropic's
 `cache_read_input_tokens`/`cache_creation_input_tokens` beside the uncached `input_tokens`,
-OpenAI's `prompt_tokens` with `prompt_tokens_details.cached_tokens`. A revoked key gets 401.
+OpenAI's `prompt_tokens` with `prompt_tokens_details.cached_tokens`, Responses'
+`input_tokens` with `input_tokens_details.cached_tokens`. A revoked key gets 401.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ from typing import Any
 
 import httpx
 
-from tests.fake_upstream import anthropic_message, anthropic_stream, openai_completion
-from tests.resilience_kit import respond
+from tests.fake_upstream import (
+    anthropic_message,
+    anthropic_stream,
+    openai_completion,
+    responses_response,
+    responses_stream,
+)
+from tests.resilience_kit import Body, respond
 
 
 @dataclass
@@ -86,6 +93,8 @@ class PrefixCache:
         model = body.get("model", "")
         if request.url.path.endswith("/chat/completions"):
             return _openai(model, served, stream=body.get("stream") is True)
+        if request.url.path.endswith("/responses"):
+            return _responses(model, served, stream=body.get("stream") is True)
         return _anthropic(model, served, stream=body.get("stream") is True)
 
 
@@ -105,9 +114,7 @@ def _anthropic(model: str, served: Served, *, stream: bool) -> httpx.Response:
     start = json.loads(events[0].split("data: ", 1)[1])
     start["message"]["usage"] = {**_anthropic_usage(served), "output_tokens": 1}
     events[0] = f"event: message_start\ndata: {json.dumps(start)}\n\n"
-    return httpx.Response(
-        200, headers={"content-type": "text/event-stream"}, content="".join(events).encode()
-    )
+    return _sse("".join(events))
 
 
 def _openai_usage(served: Served) -> dict[str, Any]:
@@ -129,4 +136,34 @@ def _openai(model: str, served: Served, *, stream: bool) -> httpx.Response:
         {**base, "choices": [], "usage": _openai_usage(served)},
     ]
     text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=text.encode())
+    return _sse(text)
+
+
+def _responses_usage(served: Served) -> dict[str, Any]:
+    return {
+        "input_tokens": served.prompt,
+        "input_tokens_details": {"cached_tokens": served.cached},
+        "output_tokens": 7,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": served.prompt + 7,
+    }
+
+
+def _responses(model: str, served: Served, *, stream: bool) -> httpx.Response:
+    if not stream:
+        return respond(200, {**responses_response(model), "usage": _responses_usage(served)})
+    events = []
+    for event in responses_stream(model):
+        name, _, data = event.partition("\ndata: ")
+        payload = json.loads(data)
+        if payload["type"] == "response.completed":
+            payload["response"]["usage"] = _responses_usage(served)
+        events.append(f"{name}\ndata: {json.dumps(payload)}\n\n")
+    return _sse("".join(events))
+
+
+def _sse(text: str) -> httpx.Response:
+    """A stream the relay reads as from the network."""
+    return httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=Body(text.encode())
+    )

@@ -21,7 +21,7 @@ from routatic_asgi.attempt import Protocol, Target
 from routatic_asgi.errors import error_body
 from routatic_asgi.sse import Event, encode_event
 
-__all__ = ["Codec", "EventKind", "StreamCodec", "stream_error_event"]
+__all__ = ["CacheHints", "Codec", "EventKind", "StreamCodec", "stream_error_event"]
 
 
 class EventKind(Enum):
@@ -58,6 +58,24 @@ Payload = Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class CacheHints:
+    """What keeps a target's prompt cache warm, for a translated request.
+
+    `prompt_cache_key`: sent to OpenAI-protocol and Responses targets (their cache routing
+    hint). `breakpoints`: the pivot's `cache_control` reaches a Chat Completions target that
+    honours it (OpenRouter); otherwise it is dropped. `auto_breakpoints`: an Anthropic target
+    gets breakpoints on tools, system and the last turns when the client sent none.
+    """
+
+    prompt_cache_key: str | None = None
+    breakpoints: bool = False
+    auto_breakpoints: bool = False
+
+
+NO_HINTS = CacheHints()
+
+
+@dataclass(frozen=True, slots=True)
 class Codec:
     """One wire protocol, to and from the pivot (the Anthropic Messages shape).
 
@@ -74,8 +92,8 @@ class Codec:
     extra_headers: tuple[tuple[bytes, bytes], ...]
     # (client payload, target model, reasoning allowed) → pivot request
     request_to_pivot: Callable[[Payload, str, bool], dict[str, Any]]
-    # (pivot request, target, reasoning allowed) → the target's request
-    request_from_pivot: Callable[[Payload, Target, bool], dict[str, Any]]
+    # (pivot request, target, reasoning allowed, cache hints) → the target's request
+    request_from_pivot: Callable[[Payload, Target, bool, CacheHints], dict[str, Any]]
     answer_to_pivot: Callable[[bytes], bytes]
     # (pivot answer, the client's payload, now) → the client's answer
     answer_from_pivot: Callable[[bytes, Payload, int], bytes]

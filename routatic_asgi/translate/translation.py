@@ -18,14 +18,14 @@ from typing import Any
 import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
-from routatic_asgi.config import ModelCaps
+from routatic_asgi.config import ModelCaps, ProviderConfig
 from routatic_asgi.sse import Event, SSEFramer
 from routatic_asgi.translate.anthropic import CODEC as ANTHROPIC
 from routatic_asgi.translate.chat import CODEC as CHAT
-from routatic_asgi.translate.codec import Codec, EventKind, StreamCodec
+from routatic_asgi.translate.codec import CacheHints, Codec, EventKind, StreamCodec
 from routatic_asgi.translate.responses import CODEC as RESPONSES
 
-__all__ = ["CODECS", "Composed", "Translation", "cap_output"]
+__all__ = ["CODECS", "Composed", "Translation", "cache_hints", "cap_output"]
 
 CODECS: dict[str, Codec] = {"anthropic": ANTHROPIC, "openai": CHAT, "responses": RESPONSES}
 _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -43,8 +43,10 @@ class Translation:
         *,
         caps: ModelCaps | None = None,
         now: float = 0.0,
+        provider: ProviderConfig | None = None,
     ) -> None:
         self.request, self.target = request, target
+        self.cache = cache_hints(request, provider)
         self.client, self.upstream = CODECS[request.protocol], CODECS[target.protocol]
         self.reasoning = caps is None or caps.thinking
         self.max_output = caps.max_output if caps is not None else None
@@ -59,7 +61,7 @@ class Translation:
     def request_body(self) -> bytes:
         target, reasoning = self.target, self.reasoning
         pivot = self.client.request_to_pivot(self.request.payload, target.model, reasoning)
-        body = self.upstream.request_from_pivot(pivot, target, reasoning)
+        body = self.upstream.request_from_pivot(pivot, target, reasoning, self.cache)
         if self.max_output is not None:
             cap_output(body, self.max_output)
         return orjson.dumps(body)
@@ -81,6 +83,23 @@ class Translation:
         if decode is None:
             return encoder
         return Composed(decode(), encoder)
+
+
+def cache_hints(request: InboundRequest, provider: ProviderConfig | None) -> CacheHints:
+    """How this translated request keeps its target's prompt cache warm.
+
+    The client's own `prompt_cache_key` goes on as it is (Codex sends its session id), else
+    the session's hashed key; breakpoints as the target provider is configured."""
+    own = request.payload.get("prompt_cache_key")
+    key = own if isinstance(own, str) and own else None
+    if key is None and request.session is not None:
+        key = request.session.cache_key
+    return CacheHints(
+        prompt_cache_key=key,
+        breakpoints=provider is not None and provider.cache_control,
+        auto_breakpoints=provider is None or provider.auto_cache,
+    )
+
 
 
 def cap_output(body: dict[str, Any], limit: int) -> bool:

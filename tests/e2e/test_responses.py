@@ -89,10 +89,11 @@ def test_unstreamed_response_from_an_anthropic_fallback(
     assert response.status == "completed"
     assert response.usage is not None and response.usage.output_tokens > 0
     sent = body_of(upstream.calls(ant)[-1])
-    assert sent["system"] == [{"type": "text", "text": "Be brief."}]
-    assert sent["messages"] == [
-        {"role": "user", "content": [{"type": "text", "text": "Say hello in French."}]}
-    ]
+    # An automatic cache breakpoint: a Responses client cannot mark one itself.
+    breakpoint = {"type": "ephemeral"}
+    assert sent["system"] == [{"type": "text", "text": "Be brief.", "cache_control": breakpoint}]
+    text = {"type": "text", "text": "Say hello in French.", "cache_control": breakpoint}
+    assert sent["messages"] == [{"role": "user", "content": [text]}]
 
 
 def test_streamed_response_from_a_chat_fallback(upstream: FakeUpstream, client_for: Any) -> None:

@@ -369,13 +369,19 @@ def test_openai_sdk_tool_loop_on_an_anthropic_target(upstream: FakeUpstream, sdk
     assert headers["anthropic-version"] == "2023-06-01"
     assert headers["x-api-key"] == f"sk-{ant}-key0001"
     sent = body_of(calls[1])
-    assert sent["system"] == [{"type": "text", "text": "Be brief."}]
+    breakpoint = {"type": "ephemeral"}  # automatic: an OpenAI client cannot mark its own
+    assert sent["system"] == [{"type": "text", "text": "Be brief.", "cache_control": breakpoint}]
     assert sent["max_tokens"] == 8192
     assert sent["messages"][1]["content"] == [
         {"type": "tool_use", "id": "toolu_01OAI", "name": "read", "input": {"path": "b.txt"}}
     ]
     assert sent["messages"][2]["content"] == [
-        {"type": "tool_result", "tool_use_id": "toolu_01OAI", "content": "bye"}
+        {
+            "type": "tool_result",
+            "tool_use_id": "toolu_01OAI",
+            "content": "bye",
+            "cache_control": breakpoint,
+        }
     ]
 
 

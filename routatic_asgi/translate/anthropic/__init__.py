@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from routatic_asgi.attempt import Target
+from routatic_asgi.translate.anthropic.breakpoints import with_breakpoints
 from routatic_asgi.translate.anthropic.continuity import (
     anthropic_history,
     has_foreign_thinking,
     without_thinking,
 )
 from routatic_asgi.translate.anthropic.stream import AnthropicStream
-from routatic_asgi.translate.codec import Codec, Payload
+from routatic_asgi.translate.codec import CacheHints, Codec, Payload
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -32,11 +33,15 @@ def _request_to_pivot(payload: Payload, model: str, reasoning: bool) -> dict[str
     return {**payload, "model": model}
 
 
-def _request_from_pivot(pivot: Payload, target: Target, reasoning: bool) -> dict[str, Any]:
+def _request_from_pivot(
+    pivot: Payload, target: Target, reasoning: bool, cache: CacheHints
+) -> dict[str, Any]:
     body = anthropic_history({**pivot, "model": target.model})
     if isinstance(body.get("tools"), list):
         # `strict` on a tool is tied to a beta header a translated request does not send.
         body["tools"] = [_without_strict(tool) for tool in body["tools"]]
+    if cache.auto_breakpoints:
+        body = with_breakpoints(body)
     return body if reasoning else without_thinking(body)
 
 

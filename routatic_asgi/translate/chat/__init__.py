@@ -18,7 +18,7 @@ from routatic_asgi.translate.chat.request_to_pivot import to_anthropic
 from routatic_asgi.translate.chat.stream import OpenAIStream
 from routatic_asgi.translate.chat.stream_from_pivot import AnthropicToOpenAI
 from routatic_asgi.translate.chat.stream_to_pivot import OpenAIToAnthropic
-from routatic_asgi.translate.codec import Codec, Payload, StreamCodec
+from routatic_asgi.translate.codec import CacheHints, Codec, Payload, StreamCodec
 
 __all__ = [
     "CODEC",
@@ -34,9 +34,16 @@ def _request_to_pivot(payload: Payload, model: str, reasoning: bool) -> dict[str
     return to_anthropic(payload, model, reasoning=reasoning)
 
 
-def _request_from_pivot(pivot: Payload, target: Target, reasoning: bool) -> dict[str, Any]:
+def _request_from_pivot(
+    pivot: Payload, target: Target, reasoning: bool, cache: CacheHints
+) -> dict[str, Any]:
     dialect = dialect_of(target.model, target.base_url)
-    return to_openai(pivot, target.model, reasoning=reasoning, dialect=dialect)
+    body = to_openai(
+        pivot, target.model, reasoning=reasoning, dialect=dialect, breakpoints=cache.breakpoints
+    )
+    if cache.prompt_cache_key:
+        body["prompt_cache_key"] = cache.prompt_cache_key
+    return body
 
 
 def _answer_from_pivot(body: bytes, payload: Payload, now: int) -> bytes:

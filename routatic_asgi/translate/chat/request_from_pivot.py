@@ -35,28 +35,42 @@ def _image_part(block: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _user_parts(blocks: list[Any]) -> list[dict[str, Any]]:
+def _user_parts(blocks: list[Any], keep: bool = False) -> list[dict[str, Any]]:
+    """Content parts of user blocks; with `keep`, a block's cache_control stays on its part."""
     parts: list[dict[str, Any]] = []
     for block in blocks:
         if not isinstance(block, dict):
             continue
+        before = len(parts)
         if block.get("type") == "image":
             image = _image_part(block)
             if image is not None:
                 parts.append(image)
         else:
             parts.extend({"type": "text", "text": text} for text in texts([block]))
+        if keep and len(parts) > before and isinstance(block.get("cache_control"), dict):
+            parts[-1]["cache_control"] = block["cache_control"]
     return parts
 
 
 def _user_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-    """A plain string when there are only texts: every OpenAI-compatible server reads that."""
-    if all(part["type"] == "text" for part in parts):
+    """A plain string when there are only texts: every OpenAI-compatible server reads that.
+
+    Parts that carry a cache breakpoint stay parts: the breakpoint lives on its part."""
+    if all(part["type"] == "text" and "cache_control" not in part for part in parts):
         return "\n\n".join(part["text"] for part in parts)
     return parts
 
 
-def _tool_messages(blocks: list[Any]) -> Iterator[dict[str, Any]]:
+def _kept_breakpoint(text: str, block: Any, keep: bool) -> str | list[dict[str, Any]]:
+    """`text`, or as one text part with the block's cache_control when it is to be kept."""
+    breakpoint = block.get("cache_control") if keep and isinstance(block, dict) else None
+    if isinstance(breakpoint, dict) and text:
+        return [{"type": "text", "text": text, "cache_control": breakpoint}]
+    return text
+
+
+def _tool_messages(blocks: list[Any], keep: bool) -> Iterator[dict[str, Any]]:
     """One `role: tool` message per tool_result; their images follow in a user message."""
     images: list[dict[str, Any]] = []
     for block in blocks:
@@ -68,17 +82,21 @@ def _tool_messages(blocks: list[Any]) -> Iterator[dict[str, Any]]:
             text = TOOL_ERROR_PREFIX + text
         if isinstance(content, list):
             images.extend(p for p in _user_parts(content) if p["type"] == "image_url")
-        yield {"role": "tool", "tool_call_id": str(block.get("tool_use_id", "")), "content": text}
+        yield {
+            "role": "tool",
+            "tool_call_id": str(block.get("tool_use_id", "")),
+            "content": _kept_breakpoint(text, block, keep),
+        }
     if images:
         yield {"role": "user", "content": images}
 
 
-def _user_messages(content: Any) -> list[dict[str, Any]]:
+def _user_messages(content: Any, keep: bool) -> list[dict[str, Any]]:
     if not isinstance(content, list):
         return [{"role": "user", "content": "\n\n".join(texts(content))}]
-    messages = list(_tool_messages(content))
+    messages = list(_tool_messages(content, keep))
     rest = [b for b in content if not (isinstance(b, dict) and b.get("type") == "tool_result")]
-    parts = _user_parts(rest)
+    parts = _user_parts(rest, keep)
     if parts or not messages:
         messages.append({"role": "user", "content": _user_content(parts)})
     return messages
@@ -108,11 +126,23 @@ def _no_reasoning(calls: list[dict[str, Any]]) -> str:
     return f"(No reasoning was recorded for this turn, which called {named}.)"
 
 
-def _openai_messages(payload: Mapping[str, Any], placeholder: bool) -> list[dict[str, Any]]:
+def _system_message(system: Any, keep: bool) -> dict[str, Any] | None:
+    """The system prompt as one message; its breakpoints, when kept, on its parts."""
+    if keep and isinstance(system, list):
+        parts = _user_parts(system, keep=True)
+        if any("cache_control" in part for part in parts):
+            return {"role": "system", "content": parts}
+    text = "\n\n".join(texts(system))
+    return {"role": "system", "content": text} if text else None
+
+
+def _openai_messages(
+    payload: Mapping[str, Any], placeholder: bool, keep: bool = False
+) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
-    system = "\n\n".join(texts(payload.get("system")))
-    if system:
-        messages.append({"role": "system", "content": system})
+    system = _system_message(payload.get("system"), keep)
+    if system is not None:
+        messages.append(system)
     for message in payload.get("messages") or ():
         if not isinstance(message, dict):
             continue
@@ -122,7 +152,7 @@ def _openai_messages(payload: Mapping[str, Any], placeholder: bool) -> list[dict
         elif role == "system":
             messages.append({"role": "system", "content": "\n\n".join(texts(content))})
         else:
-            messages.extend(_user_messages(content))
+            messages.extend(_user_messages(content, keep))
     return messages
 
 
@@ -193,14 +223,16 @@ def to_openai(
     *,
     reasoning: bool = True,
     dialect: Dialect = "compatible",
+    breakpoints: bool = False,
 ) -> dict[str, Any]:
     """An Anthropic Messages body as a Chat Completions body for `model`.
 
     `reasoning=False` asks for no reasoning; `dialect` picks how reasoning is asked for
     (`reasoning_effort`, DeepSeek's `thinking`, OpenRouter's `reasoning`) and OpenAI's own
-    API gets `max_completion_tokens`.
+    API gets `max_completion_tokens`. `breakpoints` keeps the body's `cache_control` on the
+    content parts it marks, for targets that honour it (OpenRouter); else it is dropped.
     """
-    messages = _openai_messages(payload, placeholder=dialect == "deepseek")
+    messages = _openai_messages(payload, placeholder=dialect == "deepseek", keep=breakpoints)
     body: dict[str, Any] = {"model": model, "messages": messages}
     if "max_tokens" in payload:
         limit = "max_completion_tokens" if dialect == "openai" else "max_tokens"

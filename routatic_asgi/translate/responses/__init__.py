@@ -14,7 +14,7 @@ from typing import Any
 
 from routatic_asgi.attempt import Target
 from routatic_asgi.translate.chat.errors import anthropic_error_as_openai, openai_error_as_anthropic
-from routatic_asgi.translate.codec import Codec, Payload, StreamCodec
+from routatic_asgi.translate.codec import CacheHints, Codec, Payload, StreamCodec
 from routatic_asgi.translate.responses.answers import to_pivot_message, to_response
 from routatic_asgi.translate.responses.reasoning import (
     has_foreign_reasoning,
@@ -42,8 +42,13 @@ def _request_to_pivot(payload: Payload, model: str, reasoning: bool) -> dict[str
     return to_pivot(payload, model, reasoning=reasoning)
 
 
-def _request_from_pivot(pivot: Payload, target: Target, reasoning: bool) -> dict[str, Any]:
-    return to_responses(pivot, target.model, reasoning=reasoning)
+def _request_from_pivot(
+    pivot: Payload, target: Target, reasoning: bool, cache: CacheHints
+) -> dict[str, Any]:
+    body = to_responses(pivot, target.model, reasoning=reasoning)
+    if cache.prompt_cache_key:  # Responses has no cache_control: breakpoints are dropped
+        body["prompt_cache_key"] = cache.prompt_cache_key
+    return body
 
 
 def _stream_from_pivot(payload: Payload, now: int) -> StreamCodec:
