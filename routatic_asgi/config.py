@@ -259,7 +259,7 @@ class ProviderConfig(_Model):
                 "cache_control: true is for protocol: openai providers; Anthropic targets "
                 "always get the client's breakpoints and Responses has none"
             )
-        if "auto_cache" in self.model_fields_set and self.protocol != "anthropic":
+        if not self.auto_cache and self.protocol != "anthropic":
             raise ValueError("auto_cache is for protocol: anthropic providers")
         return self
 
