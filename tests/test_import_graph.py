@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "routatic_asgi"
 
 LAYERS = [
     # 0. foundations: no decisions, no knowledge of the chain
-    {"errors", "config_errors", "clock", "classify", "sse", "http11", "shapes"},
+    {"errors", "config_errors", "clock", "classify", "sse", "http11", "shapes", "session"},
     # 1. the objects every layer shares
     {"config", "attempt", "state"},
     # 2. decisions, codecs, storage of keys, the upstream client, telemetry
@@ -22,6 +22,7 @@ LAYERS = [
         "answer",
         "retry",
         "routing",
+        "affinity",
         "keyring",
         "exchange",
         "translate",
