@@ -34,6 +34,7 @@ __all__ = [
     "classify_stream_error",
     "depleted_until",
     "parse_retry_after",
+    "says_too_long",
     "status_reason",
     "usage_reset_at",
 ]
@@ -155,6 +156,14 @@ _TOO_LONG = re.compile(
     r"|reduce the length",
     re.IGNORECASE,
 )
+
+
+def says_too_long(text: str) -> bool:
+    """Whether an error's text says the prompt is longer than the model's context, in any
+    provider's words ("prompt is too long", "maximum context length", ...)."""
+    return _TOO_LONG.search(text) is not None
+
+
 _TRY_AGAIN_IN = re.compile(r"try again in\s+((?:\d+(?:\.\d+)?\s*[hms]\s*)+)", re.IGNORECASE)
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
 _GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -266,11 +275,11 @@ def classify_response(
             return Outcome(
                 Kind.UNFIT, Reason.UNKNOWN_MODEL if about_model else Reason.WRONG_PATH, status
             )
-        if _TOO_LONG.search(body.decode("utf-8", "replace")):
+        if says_too_long(body.decode("utf-8", "replace")):
             return Outcome(Kind.UNFIT, Reason.CONTEXT_TOO_LONG, status)
         if 400 <= status < 500:
             return Outcome(Kind.UNFIT, Reason.REJECTED, status)
-    elif 400 <= status < 500 and _TOO_LONG.search(body[:65536].decode("utf-8", "replace")):
+    elif 400 <= status < 500 and says_too_long(body[:65536].decode("utf-8", "replace")):
         # The client's to fix (Claude Code compacts on it), unless a later target is known to
         # hold a longer context: the router decides that, it knows the chain.
         return Outcome(Kind.CLIENT, Reason.CONTEXT_TOO_LONG, status)

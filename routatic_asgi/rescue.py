@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from routatic_asgi.sse import Event, SSEFramer, encode_event
+from routatic_asgi.translate.chat.stream import has_content
 
 __all__ = ["KEPT_LIMIT", "PROTOCOLS", "Splicer", "Transcript", "continuation", "transcript"]
 
@@ -177,7 +178,7 @@ class Splicer:
         if self.broken.id is not None:
             data["id"] = self.broken.id
         choices = data.get("choices") or []
-        if choices and all(_role_only(c) for c in choices):
+        if choices and not any(has_content(c) for c in choices):
             return b""  # the continuation's opening role chunk: the client had one
         usage = data.get("usage")
         if isinstance(usage, dict):
@@ -191,10 +192,3 @@ class Splicer:
 
     def finish(self) -> bytes:
         return b""
-
-
-def _role_only(choice: dict[str, Any]) -> bool:
-    delta = choice.get("delta") or {}
-    return not choice.get("finish_reason") and not any(
-        delta.get(f) for f in ("content", "tool_calls", "reasoning_content", "refusal")
-    )

@@ -28,6 +28,8 @@ from routatic_asgi.translate import (
     to_openai,
     unfit_reason,
 )
+from routatic_asgi.translate.chat.errors import openai_error_as_anthropic
+from routatic_asgi.translate.chat.stream import OpenAIStream
 from tests.translation_cases import all_fixtures, exchange, load, stream_output
 
 SIGNATURE = "EqQBCkgIARABGAIiQL4e3W2hN0bJ0h0m8Jq9kVbZ3o1m2Yy0oQw2yqz+Ue3V7xk2c9T1b5Xy6Lz3pQ=="
@@ -194,6 +196,39 @@ def test_openai_stream_commits_at_content_and_errors_before_it_fall_back() -> No
     assert codec.kind(error) is EventKind.ERROR
     assert codec.kind(chunk({"content": "x"})) is EventKind.CONTENT
     assert codec.kind(error) is EventKind.END  # after the commit: it ends the stream
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        {"content": "x"},
+        {"tool_calls": [{"index": 0, "function": {"name": "read"}}]},
+        {"reasoning_content": "thinking"},
+        {"reasoning": "thinking"},  # OpenRouter's name for it
+        {"refusal": "I can't help with that"},
+    ],
+)
+def test_a_chat_stream_commits_at_the_same_chunk_passed_through_or_translated(
+    delta: dict[str, Any],
+) -> None:
+    for codec in (OpenAIStream(), OpenAIToAnthropic()):
+        assert codec.kind(chunk({"role": "assistant"})) is EventKind.HOLD
+        assert codec.kind(chunk(delta)) is EventKind.CONTENT, type(codec).__name__
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "This model's maximum context length is 8192 tokens",
+        "Please reduce the length of the messages",
+        "prompt is too long: 250000 tokens > 200000 maximum",
+    ],
+)
+def test_a_translated_context_error_says_prompt_is_too_long_once(message: str) -> None:
+    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error"}})
+    error = orjson.loads(openai_error_as_anthropic(400, body))["error"]
+    assert error["message"].startswith("prompt is too long")
+    assert error["message"].count("prompt is too long") == 1
 
 
 def test_tool_ids_are_made_acceptable_and_stable() -> None:

@@ -7,11 +7,11 @@ whether an error falls back: that is `routatic_asgi.classify`'s job on the untra
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
+from routatic_asgi.classify import says_too_long
 from routatic_asgi.errors import anthropic_error_body, anthropic_error_type, openai_error_body
 from routatic_asgi.sse import encode_event
 
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 _MESSAGE_LIMIT = 2000
-_TOO_LONG = re.compile(r"context length|context window|maximum context|too many tokens", re.I)
+_ANTHROPIC_TOO_LONG = "prompt is too long"
 
 # OpenAI error types/codes that name an Anthropic error type more precisely than the status.
 _OPENAI_KINDS = (
@@ -80,8 +80,9 @@ def openai_error_as_anthropic(status: int, body: bytes) -> bytes:
     """
     message, kind = _openai_error(_json(body))
     message = message or _text(body)
-    if "context_length" in kind or _TOO_LONG.search(message):
-        message = f"prompt is too long: {message}"
+    too_long = "context_length" in kind or says_too_long(message)
+    if too_long and not message.lower().startswith(_ANTHROPIC_TOO_LONG):
+        message = f"{_ANTHROPIC_TOO_LONG}: {message}"
     return anthropic_error_body(status, message, _anthropic_type(status, kind))
 
 

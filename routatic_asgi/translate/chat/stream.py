@@ -15,7 +15,7 @@ import orjson
 from routatic_asgi.sse import Event
 from routatic_asgi.translate.codec import EventKind, stream_error_event
 
-__all__ = ["OpenAIStream"]
+__all__ = ["OpenAIStream", "has_content"]
 
 # A finish reason that is set: searched in the bytes, the chunks after the commit go unparsed.
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
@@ -51,7 +51,7 @@ class OpenAIStream:
             return EventKind.HOLD
         if "error" in chunk:
             return EventKind.ERROR
-        if _has_content(chunk):
+        if any(has_content(choice) for choice in _choices(chunk)):
             self.committed = True
             self.finished = _FINISHED.search(data) is not None
             return EventKind.CONTENT
@@ -67,18 +67,22 @@ class OpenAIStream:
         return stream_error_event("openai", message)
 
 
-def _has_content(chunk: dict[str, object]) -> bool:
-    choices = chunk.get("choices")
-    if not isinstance(choices, list):
+# What a delta carries that makes it the answer's content (reasoning is OpenRouter's name
+# for what DeepSeek calls reasoning_content).
+_CONTENT_FIELDS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal")
+
+
+def has_content(choice: object) -> bool:
+    """Whether a Chat Completions stream choice carries content or a finish reason: the
+    commit point of a Chat stream, passed through or translated, and what a rescue keeps."""
+    if not isinstance(choice, dict):
         return False
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        if choice.get("finish_reason"):
-            return True
-        delta = choice.get("delta")
-        if isinstance(delta, dict) and any(
-            delta.get(field) for field in ("content", "tool_calls", "reasoning_content", "refusal")
-        ):
-            return True
-    return False
+    if choice.get("finish_reason"):
+        return True
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and any(delta.get(field) for field in _CONTENT_FIELDS)
+
+
+def _choices(chunk: dict[str, object]) -> list[object]:
+    choices = chunk.get("choices")
+    return choices if isinstance(choices, list) else []

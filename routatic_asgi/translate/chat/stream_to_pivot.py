@@ -14,6 +14,7 @@ from typing import Any
 from routatic_asgi.sse import Event
 from routatic_asgi.translate.chat.answers import anthropic_usage, reasoning_of, stop_reason
 from routatic_asgi.translate.chat.errors import openai_error_chunk_as_anthropic
+from routatic_asgi.translate.chat.stream import has_content
 from routatic_asgi.translate.codec import EventKind, stream_error_event
 from routatic_asgi.translate.pivot import as_dict, keepalive, load, sse, tool_id
 
@@ -69,10 +70,7 @@ class OpenAIToAnthropic:
         choice = _choice(chunk)
         if self.committed:
             return EventKind.END if choice.get("finish_reason") else EventKind.CONTENT
-        delta = _delta(choice)
-        if choice.get("finish_reason") or any(
-            delta.get(f) for f in ("content", "tool_calls", "reasoning_content", "reasoning")
-        ):
+        if has_content(choice):
             self.committed = True
             return EventKind.CONTENT
         return EventKind.HOLD
