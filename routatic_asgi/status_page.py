@@ -1,5 +1,6 @@
 """`GET /ui`: one static page showing the chains, every breaker and credential with its time
-left, and the last requests with their attempts, updating live from `/status` and `/ui/data`.
+left, the prompt-cache hit ratio of each provider and model, and the last requests with their
+attempts, updating live from `/status` and `/ui/data`.
 
 The page is a single HTML file with inline script and style: no build step, no external
 asset (its Content-Security-Policy forbids any). `BrowserKey` lets a browser give the proxy
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.resources import files
 from typing import Any
 
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.config import Config, iter_chain
 
-__all__ = ["BrowserKey", "page", "page_data"]
+__all__ = ["BrowserKey", "cache_hits", "page", "page_data"]
 
 _HEADERS = [
     (b"content-type", b"text/html; charset=utf-8"),
@@ -40,7 +41,7 @@ def page() -> tuple[list[tuple[bytes, bytes]], bytes]:
 
 
 def page_data(config: Config, recent: Any) -> bytes:
-    """The chains of `config` and the recent request log lines, newest first."""
+    """The chains of `config`, the cache hits and the recent request log lines, newest first."""
     chains = [
         {
             "match": route.match,
@@ -49,7 +50,32 @@ def page_data(config: Config, recent: Any) -> bytes:
         }
         for route in config.routes
     ]
-    return orjson.dumps({"chains": chains, "requests": list(reversed(recent))})
+    requests = list(reversed(recent))
+    return orjson.dumps({"chains": chains, "caches": cache_hits(requests), "requests": requests})
+
+
+_INPUT_KINDS = ("input", "cache_read", "cache_write")
+
+
+def cache_hits(lines: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per provider and served model of the request log `lines`: the input tokens, cached or
+    not, and the share read from the provider's prompt cache (what the Overview dashboard's
+    hit ratio shows). Only lines that a target served and that reported input tokens count."""
+    totals: dict[tuple[str, str], dict[str, int]] = {}
+    for line in lines:
+        tokens = line.get("tokens") or {}
+        if not line.get("provider") or not any(tokens.get(k) for k in _INPUT_KINDS):
+            continue
+        key = (line["provider"], line.get("served_model") or "")
+        counts = totals.setdefault(key, {"requests": 0, **dict.fromkeys(_INPUT_KINDS, 0)})
+        counts["requests"] += 1
+        for kind in _INPUT_KINDS:
+            counts[kind] += int(tokens.get(kind) or 0)
+    return [
+        {"provider": provider, "model": model, **counts,
+         "hit_ratio": counts["cache_read"] / sum(counts[k] for k in _INPUT_KINDS)}
+        for (provider, model), counts in sorted(totals.items())
+    ]  # fmt: skip
 
 
 class BrowserKey:

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from routatic_asgi.telemetry.metrics import Metrics
 from tests.conftest import FakeUpstream, closed_port_url, gateway, gateway_config
+from tests.fake_upstream import anthropic_message, anthropic_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -78,6 +79,8 @@ def test_every_panel_is_filtered_described_and_shares_the_crosshair() -> None:
     ratio = overview["Error ratio"]["fieldConfig"]["defaults"]
     assert [step["value"] for step in ratio["thresholds"]["steps"]] == [None, 0.05, 0.25]
     assert overview["Tokens by provider"]["fieldConfig"]["defaults"]["unit"] == "suffix: tokens/s"
+    hits = overview[HIT_RATIO]["fieldConfig"]["defaults"]
+    assert (hits["unit"], hits["min"], hits["max"]) == ("percentunit", 0, 1)
 
 
 def exported() -> set[str]:
@@ -191,6 +194,21 @@ def _scalar(client: httpx.Client, expr: str) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
+HIT_RATIO = "Cache hit ratio by provider and model"
+# What the good provider reports: 60 of its 80 input tokens read from its prompt cache.
+CACHED = {"input_tokens": 10, "cache_read_input_tokens": 60, "cache_creation_input_tokens": 10}
+
+
+def _cached_answers(model: str) -> list[dict[str, Any]]:
+    """An unstreamed and a streamed answer whose usage reports CACHED, in _load's order."""
+    message = {**anthropic_message(model), "usage": {**CACHED, "output_tokens": 7}}
+    events = anthropic_stream(model)
+    start = json.loads(events[0].split("data: ", 1)[1])
+    start["message"]["usage"] = {**CACHED, "output_tokens": 1}
+    events[0] = f"event: message_start\ndata: {json.dumps(start)}\n\n"
+    return [{"status": 200, "json": message}, {"sse": events}] * 2
+
+
 SCRAPES = 'count_over_time(up{job="routatic"}[10m])'
 TOTAL = "sum(routatic_requests_total)"
 
@@ -244,15 +262,20 @@ def test_prometheus_scraping_a_gateway_under_faults_answers_every_panel(
         with prometheus(target, tmp_path) as client:
             sent = 0
             for _ in range(2):  # two bursts, each seen by scrapes before and after it
+                upstream.script(prefixes["good"], *_cached_answers("claude-x"))
                 _more_scrapes(client)
                 sent += _load(url)
                 _until(lambda n=sent: _scalar(client, TOTAL) >= n, "saw every request")
             _more_scrapes(client)
 
-            empty = []
+            empty, ratios = [], {}
             for dashboard, title, expr in panel_queries():
                 result = _query(client, as_grafana_sends(expr))
                 values = [float(sample["value"][1]) for sample in result]
                 if not any(math.isfinite(value) for value in values):
                     empty.append(f"{dashboard}: {title}: {expr} -> {values}")
+                if title == HIT_RATIO:
+                    ratios = {s["metric"]["provider"]: float(s["value"][1]) for s in result}
     assert not empty, "panels without data:\n" + "\n".join(empty)
+    # cache read over every input token: uncached, read and written
+    assert ratios["good"] == pytest.approx(60 / 80)

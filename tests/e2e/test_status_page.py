@@ -1,5 +1,6 @@
 """GET /ui in a real headless Chromium, driven over the DevTools protocol: the page shows the
-chains, breakers, credentials and requests, and follows a breaker that opens while it is open."""
+chains, breakers, credentials, prompt-cache hits and requests, and follows a breaker that opens
+while it is open."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from routatic_asgi.session import Session
 from tests.conftest import FakeUpstream
+from tests.fake_upstream import anthropic_message
 from tests.test_cli import serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium to drive: apt-get install chromium (.ci/run does)"
 )
 PROXY_KEY = "proxy-key-page-0001"
+SESSION = "4e0d-private-session-id"
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -132,10 +136,12 @@ routes:
             assert "sk-flaky-0001" not in page.evaluate("document.body.innerText")
 
             upstream.script(flaky, *[{"status": 503, "headers": {"retry-after": "600"}, "body": "{}"}] * 3)
+            cached = {"input_tokens": 10, "cache_read_input_tokens": 60, "cache_creation_input_tokens": 10, "output_tokens": 7}
+            upstream.script(backup, {"status": 200, "json": {**anthropic_message("model-b"), "usage": cached}})
             answer = httpx.post(
                 f"{url}/v1/messages",
                 json={"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
-                headers={"x-routatic-key": PROXY_KEY},
+                headers={"x-routatic-key": PROXY_KEY, "x-claude-code-session-id": SESSION},
                 timeout=30,
             )
             assert answer.headers["x-routatic-target"] == "backup/model-b"
@@ -148,4 +154,13 @@ routes:
                 "the request that fell back",
             )
             assert "flaky/model-a transient" in requests and "backup/model-b success" in requests
+
+            # 60 of the 80 input tokens were read from the provider's cache
+            hits = 'document.querySelector(\'#caches tr[data-cache="backup/model-b"]\')'
+            assert page.until(f"{hits}?.cells[2].innerText", "the cache hit ratio") == "75%"
+            data = httpx.get(f"{url}/ui/data", headers={"authorization": basic}).json()
+            [line] = [r for r in data["requests"] if r["provider"] == "backup"]
+            assert line["tokens"] == {"input": 10, "output": 7, "cache_read": 60, "cache_write": 10}
+            assert line["session"] == Session(SESSION, "x-claude-code-session-id").hashed
+            assert SESSION not in page.evaluate("document.body.innerText") + json.dumps(data)
             assert page.evaluate("document.getElementById('problem').innerText") == ""
