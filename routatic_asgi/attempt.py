@@ -8,15 +8,19 @@
   before cancellation unwinds the chain; the relay closes its upstream connection there.
 
 An attempt's outcome is settled exactly once per call of the inner chain; layers that care
-(breaker, metrics) hang listeners on it instead of reaching into each other.
+(breaker, metrics) hang listeners on it instead of reaching into each other. A layer that acts
+on the outcome calls the inner chain through `call_then_act`; a layer that calls its target
+again within the attempt (a key refreshed after a rejection) says so with `Attempt.retry`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.session import Session
@@ -34,6 +38,7 @@ __all__ = [
     "Protocol",
     "Target",
     "Usage",
+    "call_then_act",
     "endpoint_for",
 ]
 
@@ -144,6 +149,8 @@ class Attempt:
     rescue: bool = False
     # Set by the router: how this attempt came about ("retried", "hedged", "rescued").
     via: Reason | None = None
+    # The outcomes of earlier calls within this attempt, oldest first (see `retry`).
+    retried: list[Outcome] = field(default_factory=list)
 
     def settle(self, outcome: Outcome) -> None:
         """Record the outcome once and tell every listener; a broken listener is logged."""
@@ -152,6 +159,27 @@ class Attempt:
         if self.via is not None and outcome.kind is Kind.SUCCESS:
             outcome = replace(outcome, reason=self.via)  # how it was served: "retried", ...
         self.outcome = outcome
+        self._announce()
+
+    def retry(self, target: Target) -> None:
+        """Call the inner chain once more within this attempt, on `target` (its target with a
+        fresh key after a rejection).
+
+        The settled outcome moves to `retried` and the attempt is open again: every listener
+        hears the retry now (`outcome` None, the earlier outcome last in `retried`) and the
+        retry's own outcome when it settles, so observers count two upstream calls. Only a
+        layer that held back every message of the earlier call may retry: the router sees one
+        attempt, answered by its last call.
+        """
+        if self.outcome is None:
+            raise RuntimeError("only a settled attempt can be retried")
+        self.retried.append(self.outcome)
+        self.target = target
+        self.outcome = None
+        self.upstream_headers = {}
+        self._announce()
+
+    def _announce(self) -> None:
         for listener in self.listeners:
             try:
                 listener(self)
@@ -161,6 +189,35 @@ class Attempt:
     @property
     def succeeded(self) -> bool:
         return self.outcome is not None and self.outcome.kind is Kind.SUCCESS
+
+
+async def call_then_act(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    attempt: Attempt,
+    act: Callable[[], Awaitable[None]],
+) -> None:
+    """Call the inner `app` for `attempt` and run `act` once, as soon as the attempt settles.
+
+    That is before the first message passed on after the outcome is known (a stream goes on
+    while the breaker records its success), or when `app` returns having sent nothing after it
+    (a skip, a failure held back, no answer at all: `attempt.outcome` may still be None then).
+    When `app` raises, `act` does not run: the router settles the attempt for what ended it.
+    """
+    acted = False
+
+    async def watching(message: Message) -> None:
+        nonlocal acted
+        if not acted and attempt.outcome is not None:
+            acted = True
+            await act()
+        await send(message)
+
+    await app(scope, receive, watching)
+    if not acted:
+        await act()
 
 
 @dataclass(slots=True, eq=False)

@@ -32,9 +32,9 @@ from enum import StrEnum
 from typing import Any
 
 import anyio
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, Attempt
+from routatic_asgi.attempt import ATTEMPT, Attempt, call_then_act
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import CooldownConfig
@@ -176,29 +176,14 @@ class CircuitBreaker:
         # A probe (or a call in panic) is one call: the router never retries it.
         attempt.probe = attempt.probe or current is not Phase.CLOSED
         try:
-            await self._watched(scope, receive, send, attempt, record)
+            await call_then_act(
+                self.app, scope, receive, send, attempt, lambda: self._record(attempt, record)
+            )
         finally:
             if probing:
                 # A probe that was cancelled or failed lets the next request probe.
                 with anyio.CancelScope(shield=True):
                     await self.store.release(PREFIX + key)
-
-    async def _watched(
-        self, scope: Scope, receive: Receive, send: Send, attempt: Attempt, record: Record | None
-    ) -> None:
-        """Call the chain; record the outcome as soon as it is settled (a stream goes on)."""
-        recorded = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal recorded
-            if not recorded and attempt.outcome is not None:
-                recorded = True
-                await self._record(attempt, record)
-            await send(message)
-
-        await self.app(scope, receive, watching_send)
-        if not recorded:
-            await self._record(attempt, record)
 
     async def _record(self, attempt: Attempt, record: Record | None) -> None:
         key = PREFIX + attempt.target.key

@@ -24,11 +24,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, PROXY_KEY_HEADER, Attempt, Credential
+from routatic_asgi.attempt import ATTEMPT, PROXY_KEY_HEADER, Attempt, Credential, call_then_act
 from routatic_asgi.classify import Kind, Outcome, Reason, depleted_until
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.keyring import Keyring
@@ -132,11 +133,9 @@ class AuthShortCircuit:
         fresh = await self._call(scope, receive, send, attempt, state_key(credential), retry=retry)
         if fresh is None:
             return
-        # The same target again with the fresh key: a second call of the inner chain, with a
-        # second outcome (listeners hear both: two upstream calls were made).
-        attempt.target = replace(target, credential=fresh)
-        attempt.outcome = None
-        attempt.upstream_headers = {}
+        # The same target again with the fresh key: a retry within the attempt, announced to
+        # its listeners (two upstream calls were made; nothing of the first reached the router).
+        attempt.retry(replace(target, credential=fresh))
         await self._call(scope, receive, send, attempt, state_key(fresh), retry=False)
 
     async def _passthrough(
@@ -183,26 +182,20 @@ class AuthShortCircuit:
         With `retry`, a rejected key's answer is held back while `key_command` runs; the fresh
         credential is returned (and nothing was sent), or the held answer goes on as it was.
         """
-        recorded = False
         held: list[Message] = []
 
         def rejected() -> bool:
             outcome = attempt.outcome
             return retry and outcome is not None and outcome.kind is Kind.AUTH
 
-        async def watching_send(message: Message) -> None:
-            nonlocal recorded
-            if not recorded and attempt.outcome is not None:
-                recorded = True
-                await self._record(attempt, key)
+        async def holding_send(message: Message) -> None:
             if rejected():
                 held.append(message)
             else:
                 await send(message)
 
-        await self.app(scope, receive, watching_send)
-        if not recorded:
-            await self._record(attempt, key)
+        act = partial(self._record, attempt, key)
+        await call_then_act(self.app, scope, receive, holding_send, attempt, act)
         if not rejected():
             return None
         fresh = await self.keyring.refresh(attempt.target.provider, attempt.target.credential)

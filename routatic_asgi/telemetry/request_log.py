@@ -87,6 +87,8 @@ def _attempt_entry(attempt: Attempt) -> dict[str, Any]:
         entry["status"] = 200
     if attempt.via is not None:
         entry["via"] = attempt.via
+    if attempt.retried:  # earlier calls within the attempt: a key refreshed after a rejection
+        entry["retried"] = [earlier.reason for earlier in attempt.retried]
     return entry
 
 
