@@ -21,7 +21,7 @@ from routatic_asgi.classify import (
     parse_retry_after,
     usage_reset_at,
 )
-from routatic_asgi.cli import _status_text
+from routatic_asgi.cli.status import status_text
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from tests.conftest import gateway_config
 from tests.resilience_kit import NOW, Clock, Upstreams, app_for, ask, client_for, respond
@@ -178,6 +178,6 @@ async def test_one_absurd_header_reaches_neither_a_header_nor_the_store(
     assert untils, report
     for until in untils:
         assert math.isfinite(until) and until <= NOW + MAX_RESET
-    text = _status_text(report)  # what `routatic-asgi status` prints
+    text = status_text(report)  # what `routatic-asgi status` prints
     assert "left)" in text
     assert "e+" not in json.dumps(report)
