@@ -37,7 +37,7 @@ def test_the_docker_context_holds_what_the_image_copies_and_nothing_else() -> No
     copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", (ROOT / "deploy/Dockerfile").read_text(), re.M)
     for source in " ".join(copied).split():
         assert not ignored(source.rstrip("/"), patterns), source
-    assert not ignored("routatic_asgi/app.py", patterns)
+    assert not ignored("routatic_asgi/app/__init__.py", patterns)
     for private in (".venv/bin/python", ".git/config", "tests/test_cli.py", "bench/run.py",
                     "routatic_asgi/__pycache__/app.cpython-311.pyc", ".env", "routatic.yaml"):
         assert ignored(private, patterns), private
