@@ -38,6 +38,10 @@ LAYERS = [
         "hedge",
         "connections",
         "supervisor",
+        # the router's parts: reading the request, the attempts over targets, the commit point
+        "intake",
+        "flight",
+        "commit_point",
     },
     # 3. the middlewares: they talk through scope keys, never through imports of each other
     {"inbound_auth", "router", "short_circuit", "breaker", "relay"},

@@ -1,0 +1,206 @@
+"""`CommitPoint`: one request's answer as the client sees it, over all its attempts.
+
+Every attempt's messages are held until one commits (a 2xx, or a stream's first content);
+the committed attempt's go to the client, with the routing headers on its response start,
+and a failed attempt's are dropped or kept as the answer. A rescue's continuation is spliced
+into the stream that broke. flight.py decides which attempts to make; this module runs one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.types import Message, Receive, Scope, Send
+
+from routatic_asgi.attempt import ATTEMPT, Attempt, InboundRequest, Target
+from routatic_asgi.classify import Kind, Outcome, Reason
+from routatic_asgi.hedge import Hedge
+from routatic_asgi.rescue import KEPT_LIMIT, PROTOCOLS, Splicer
+
+if TYPE_CHECKING:
+    from routatic_asgi.router import FallbackRouter
+
+__all__ = ["CommitPoint", "header_value"]
+
+logger = logging.getLogger("routatic_asgi")
+
+
+def header_value(text: str) -> bytes:
+    """Text for a response header: a model name comes from the client, so every byte outside
+    printable ASCII (and `%` itself) is percent-escaped; nothing can end the header line."""
+    raw = text.encode()
+    if raw.isascii() and text.isprintable() and "%" not in text:
+        return raw
+    return "".join(
+        chr(byte) if 0x20 <= byte < 0x7F and byte != 0x25 else f"%{byte:02X}" for byte in raw
+    ).encode()
+
+
+class CommitPoint:
+    """The state one request's attempts share, and how each runs. Lives for one request only."""
+
+    def __init__(
+        self,
+        router: FallbackRouter,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: InboundRequest,
+        targets: list[Target],
+    ) -> None:
+        self.router, self.scope, self.receive, self.send = router, scope, receive, send
+        self.request, self.targets = request, targets
+        self.committed = False
+        self.tried = 0  # upstream calls made, retries included
+        # What the client got of a committed stream, kept (bounded) to rescue it if it breaks.
+        rescue = router.resilience.rescue and request.stream and request.protocol in PROTOCOLS
+        self.sent: list[bytes] | None = [] if rescue else None
+        self.sent_size = 0
+        self.finished = False  # the client's answer has ended
+        self.splicer: Splicer | None = None  # set while a rescue's continuation is relayed
+        self.hedge: Hedge | None = None  # set while a slow stream races its hedge
+        self.gone = asyncio.Event()
+        self.body_message: Message = {"type": "http.request", "body": request.body}
+        # One scope for both: the deadline ends it, and so does the client leaving.
+        self.deadline = router.clock.deadline(router.resilience.deadline)
+
+    async def _attempt(self, attempt: Attempt, scope: Scope) -> None:
+        held: list[Message] = []
+        delivered = False
+
+        async def receive() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return self.body_message
+            await self.gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if self.splicer is not None:  # a rescue's continuation: spliced once it commits
+                held.append(message)
+                if attempt.succeeded:
+                    await self._splice(held)
+            elif self.committed:
+                if self.hedge is None or self.hedge.may_send(attempt):
+                    await self._deliver(message)
+            elif attempt.succeeded:
+                await self._commit(attempt, [*held, message])
+            else:
+                held.append(message)
+
+        scope[ATTEMPT] = attempt
+        hedge = self.hedge
+        with hedge.running(attempt) if hedge is not None else nullcontext():
+            await self._call(attempt, scope, receive, send)
+        if hedge is not None and attempt in hedge.outraced:
+            return
+        if attempt.outcome is None:
+            attempt.settle(Outcome(Kind.TRANSIENT, Reason.NO_ANSWER))
+        elif self.splicer is not None:
+            if attempt.succeeded:
+                await self._splice(held)
+        elif attempt.succeeded and not self.committed and held:
+            await self._commit(attempt, held)
+        elif not self.committed:
+            _keep_answer(attempt, held)
+
+    async def _call(self, attempt: Attempt, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the inner chain for one attempt, settling what it ended by, if it did not."""
+        try:
+            await self.router.app(scope, receive, send)
+        except anyio.get_cancelled_exc_class():
+            if self.hedge is not None and attempt in self.hedge.outraced:
+                # The other attempt committed first: this one is dropped, not failed.
+                attempt.settle(Outcome(Kind.CANCELLED, Reason.HEDGED))
+            elif self.gone.is_set():
+                if attempt.succeeded:  # gone mid-answer: the answer, not the attempt, was cut
+                    attempt.broken = Reason.CLIENT_DISCONNECTED
+                attempt.settle(Outcome(Kind.CANCELLED, Reason.CLIENT_DISCONNECTED))
+            else:
+                attempt.settle(Outcome(Kind.TRANSIENT, Reason.DEADLINE))
+            raise
+        except Exception:
+            logger.exception("attempt on %s failed inside the proxy", attempt.target.name)
+            attempt.settle(Outcome(Kind.TRANSIENT, Reason.INTERNAL_ERROR))
+            if self.committed:
+                raise
+
+    async def _commit(self, attempt: Attempt, messages: list[Message]) -> None:
+        self.committed = True
+        self.deadline.stop()
+        if self.hedge is not None:
+            self.hedge.committed(attempt)
+        start, *rest = messages
+        start = {**start, "headers": [*start.get("headers", ()), *self._routing_headers(attempt)]}
+        await self.send(start)
+        for message in rest:
+            await self._deliver(message)
+
+    async def _deliver(self, message: Message) -> None:
+        """Send a committed answer's message, keeping what a rescue would need to read back."""
+        if message["type"] == "http.response.body":
+            self.finished = not message.get("more_body", False)
+            if self.sent is not None:
+                body = message.get("body", b"")
+                self.sent_size += len(body)
+                if self.sent_size > KEPT_LIMIT:
+                    self.sent = None  # too much to read back: this stream cannot be rescued
+                else:
+                    self.sent.append(body)
+        await self.send(message)
+
+    async def _splice(self, held: list[Message]) -> None:
+        assert self.splicer is not None
+        for message in held:
+            if message["type"] != "http.response.body":
+                continue  # the continuation's own response start: the client has one
+            more = message.get("more_body", False)
+            body = self.splicer.feed(message.get("body", b""))
+            if body or not more:
+                await self._deliver({"type": "http.response.body", "body": body, "more_body": more})
+        held.clear()
+
+    def _routing_headers(self, attempt: Attempt) -> list[tuple[bytes, bytes]]:
+        target = header_value(attempt.target.name)
+        headers = [(b"x-routatic-target", target), self._attempts_header()]
+        outraced = self.hedge.outraced if self.hedge is not None else set()
+        earlier = [
+            f"{a.target.name}={a.outcome.reason if a.outcome else Reason.HEDGED}"
+            for a in self.request.attempts
+            if a is not attempt and (a.outcome is not None or a in outraced)
+        ]
+        if earlier:
+            fallback = ", ".join(earlier)
+            headers.append((b"x-routatic-fallback", header_value(fallback)))
+        return headers
+
+    def _attempts_header(self) -> tuple[bytes, bytes]:
+        count = sum(
+            1
+            for a in self.request.attempts
+            if a.outcome is None or a.outcome.kind is not Kind.SKIPPED
+        )
+        return (b"x-routatic-attempts", str(count).encode())
+
+
+_ANSWER_LIMIT = 1024 * 1024
+
+
+def _keep_answer(attempt: Attempt, held: list[Message]) -> None:
+    """Keep a failed attempt's error response (status, headers, body) to return it as is.
+
+    A 2xx that failed (a stream that broke before its content) is no answer to give: the
+    client must never get a 200 for a request no target served."""
+    if not held or held[0]["type"] != "http.response.start" or held[0]["status"] < 300:
+        return
+    start = held[0]
+    attempt.status = start["status"]
+    attempt.headers = [
+        (name, value) for name, value in start.get("headers", ()) if name != b"content-length"
+    ]
+    attempt.body = b"".join(m.get("body", b"") for m in held[1:])[:_ANSWER_LIMIT]
