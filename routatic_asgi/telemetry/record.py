@@ -2,8 +2,9 @@
 
 `Telemetry` is built once per app from an injected registry and tracer provider. The router
 opens a `RequestRecord` per request (request span, requests/duration/fallbacks, the request
-log line, proxy overhead) and tells it when each attempt starts; the relay wraps each upstream
-call in an `UpstreamWatch` (attempts, TTFB, tokens, active streams, time spent upstream).
+log line, proxy overhead: request_record.py) and tells it when each attempt starts; the relay
+wraps each upstream call in an `UpstreamWatch` (attempts, TTFB, tokens, active streams, time
+spent upstream: upstream_watch.py).
 Recording never breaks a request: a failing recorder is logged and ignored. It never reads a
 body and never records a secret.
 """
@@ -13,26 +14,16 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
-import orjson
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from routatic_asgi.attempt import ACTOR, REQUEST, Attempt, InboundRequest
-from routatic_asgi.classify import SHORT_CIRCUITS, Kind, Reason
+from routatic_asgi.attempt import REQUEST, Attempt
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.telemetry.metrics import Metrics
-from routatic_asgi.telemetry.request_log import request_line, request_outcome
-from routatic_asgi.telemetry.spans import (
-    attempt_attributes,
-    operation_name,
-    request_attributes,
-    usage_attributes,
-)
+from routatic_asgi.telemetry.request_record import RequestRecord
+from routatic_asgi.telemetry.upstream_watch import UpstreamWatch
 
 __all__ = ["RECORD", "RequestRecord", "RequestRecording", "Telemetry", "UpstreamWatch"]
 
@@ -41,9 +32,6 @@ REQUEST_LOG = "routatic_asgi.requests"
 RECENT_REQUESTS = 100
 
 logger = logging.getLogger("routatic_asgi")
-
-_QUIET_FAILURES = (Kind.SUCCESS, Kind.SKIPPED, Kind.CANCELLED)
-_NOT_SERVER_ERRORS = ("success", "client_error", "rejected", "cancelled")
 
 
 class Telemetry:
@@ -83,176 +71,6 @@ class Telemetry:
         return UpstreamWatch(self, scope.get(RECORD), scope.get(REQUEST), attempt)
 
 
-def _start_span(telemetry: Telemetry, endpoint: str, protocol: str) -> Span:
-    try:
-        return telemetry.tracer.start_span(
-            operation_name(endpoint),
-            kind=SpanKind.SERVER,
-            attributes={"routatic.protocol": protocol},
-        )
-    except Exception:  # a broken tracer provider costs the trace, never the request
-        logger.exception("starting a request span failed")
-        return trace.INVALID_SPAN
-
-
-class RequestRecord:
-    """One request as the router sees it. Lives for one request only."""
-
-    def __init__(self, telemetry: Telemetry, scope: Scope, protocol: str, endpoint: str) -> None:
-        self.telemetry, self.scope = telemetry, scope
-        self.protocol, self.endpoint = protocol, endpoint
-        self.started = telemetry.timer()
-        self.at = telemetry.clock()
-        self.status: int | None = None
-        self.first_byte: float | None = None
-        self.upstream_seconds = 0.0
-        self.attempt_spans: dict[Attempt, Span] = {}
-        self.finished = False
-        self.watching = False
-        self.span = _start_span(telemetry, endpoint, protocol)
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
-
-    def watch(self, send: Send) -> Send:
-        """`send`, noting the status the client got and when its first byte left."""
-        if self.watching:  # an outer layer watches already: no second wrapper per message
-            return send
-        self.watching = True
-
-        async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.status is None:
-                self.status = message["status"]
-                self.first_byte = self.telemetry.timer()
-            await send(message)
-
-        return watched
-
-    def attempt_started(self, attempt: Attempt) -> None:
-        try:
-            self._attempt_started(attempt)
-        except Exception:
-            logger.exception("recording an attempt failed")
-
-    def _attempt_started(self, attempt: Attempt) -> None:
-        earlier = list(self.attempt_spans)
-        previous = earlier[-1] if earlier else None
-        if previous is not None and attempt.via == Reason.HEDGED:  # started beside `previous`
-            self.telemetry.metrics.fallback(
-                previous.target.provider, attempt.target.provider, Reason.HEDGED
-            )
-        elif previous is not None and previous.outcome is not None:
-            reason = previous.outcome.reason
-            moved = attempt.via != Reason.RETRIED  # a retry of the same target is no fallback
-            if moved and previous.outcome.kind not in (Kind.SUCCESS, Kind.CANCELLED):
-                self.telemetry.metrics.fallback(
-                    previous.target.provider, attempt.target.provider, reason
-                )
-                self.span.add_event(
-                    "routatic.fallback",
-                    {"from": previous.target.key, "to": attempt.target.key, "reason": reason},
-                )
-        span: Span = trace.INVALID_SPAN
-        if self.span.is_recording():  # spare the attributes when nobody traces
-            span = self.telemetry.tracer.start_span(
-                f"{operation_name(self.endpoint)} {attempt.target.model}",
-                context=trace.set_span_in_context(self.span),
-                kind=SpanKind.CLIENT,
-                attributes=attempt_attributes(attempt, self.endpoint),
-            )
-        self.attempt_spans[attempt] = span
-        attempt.listeners.append(self._settled)
-
-    def _settled(self, attempt: Attempt) -> None:
-        span = self.attempt_spans.get(attempt)
-        outcome = attempt.outcome
-        if span is None or outcome is None:
-            return
-        if outcome.kind is Kind.SKIPPED and outcome.reason in SHORT_CIRCUITS:
-            self.telemetry.metrics.short_circuit(attempt.target.provider, outcome.reason)
-        if not span.is_recording():  # no tracing, or a second outcome of the same attempt
-            return
-        span.set_attribute("routatic.outcome", outcome.kind.value)
-        span.set_attribute("routatic.reason", outcome.reason)
-        if outcome.status:
-            span.set_attribute("http.response.status_code", outcome.status)
-        if outcome.kind in _QUIET_FAILURES:
-            if outcome.kind is not Kind.SUCCESS:
-                span.end()
-            return
-        span.set_attribute("error.type", outcome.reason)
-        span.set_status(Status(StatusCode.ERROR, outcome.kind.value))
-        span.end()
-
-    def finish(self) -> None:
-        """Record the request's metrics, end its spans and log its line; later calls do
-        nothing."""
-        if self.finished:
-            return
-        self.finished = True
-        try:
-            self._finish()
-        except Exception:
-            logger.exception("recording a request failed")
-        finally:
-            otel_context.detach(self._token)
-
-    def _finish(self) -> None:
-        request: InboundRequest | None = self.scope.get(REQUEST)
-        duration = self.telemetry.timer() - self.started
-        outcome = request_outcome(request, self.status)
-        route = request.route if request is not None else ""
-        metrics = self.telemetry.metrics
-        metrics.request(self.protocol, route, outcome, duration)
-        if request is not None and request.attempts:
-            metrics.proxy_overhead.observe(max(duration - self.upstream_seconds, 0.0))
-        if self.span.is_recording():
-            self._end_spans(request, outcome)
-        ttfb = None if self.first_byte is None else self.first_byte - self.started
-        context = self.span.get_span_context()
-        line = request_line(
-            at=self.at,
-            actor=self.scope.get(ACTOR),
-            protocol=self.protocol,
-            endpoint=self.endpoint,
-            request=request,
-            status=self.status,
-            ttfb=ttfb,
-            duration=duration,
-            trace_id=format(context.trace_id, "032x") if context.is_valid else None,
-        )
-        self.telemetry.recent.append(line)
-        log = self.telemetry.log
-        if not log.isEnabledFor(logging.INFO):
-            return
-        # Not log.info(): that also walks the stack for the caller's file and line, which the
-        # request log never shows. Level, filters and handlers apply all the same.
-        text = orjson.dumps(line).decode()
-        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, text, (), None))
-
-    def _end_spans(self, request: InboundRequest | None, outcome: str) -> None:
-        span = self.span
-        for attempt, attempt_span in self.attempt_spans.items():
-            if attempt_span.is_recording():
-                attempt_span.set_attributes(usage_attributes(attempt.usage))
-                attempt_span.end()
-        if request is not None:
-            span.update_name(f"{operation_name(self.endpoint)} {request.model}")
-            span.set_attributes(request_attributes(request))
-            span.set_attribute("routatic.attempts", len(request.attempts))
-            served = next((a for a in request.attempts if a.succeeded), None)
-            if served is not None:
-                span.set_attribute("gen_ai.provider.name", served.target.provider)
-                span.set_attribute("gen_ai.response.model", served.target.model)
-                span.set_attributes(usage_attributes(served.usage))
-        span.set_attribute("routatic.outcome", outcome)
-        if self.status is not None:
-            span.set_attribute("http.response.status_code", self.status)
-        if outcome != "success":
-            span.set_attribute("error.type", outcome)
-        if outcome not in _NOT_SERVER_ERRORS:
-            span.set_status(Status(StatusCode.ERROR, outcome))
-        span.end()
-
-
 class RequestRecording:
     """ASGI middleware: opens each request's record before the layers that may answer on
     their own (InboundAuth's 401), so those requests are counted and logged too.
@@ -280,70 +98,3 @@ class RequestRecording:
             await self.app(scope, receive, record.watch(send))
         finally:
             record.finish()
-
-
-class UpstreamWatch:
-    """One upstream call as the relay sees it: `with telemetry.upstream(scope, attempt):`."""
-
-    def __init__(
-        self,
-        telemetry: Telemetry,
-        record: RequestRecord | None,
-        request: InboundRequest | None,
-        attempt: Attempt,
-    ) -> None:
-        self.telemetry, self.record, self.request, self.attempt = (
-            telemetry,
-            record,
-            request,
-            attempt,
-        )
-        self.started = 0.0
-        self.streaming = False
-        self.heard = False  # a layer may call the relay again for the same attempt
-
-    def __enter__(self) -> UpstreamWatch:
-        self.started = self.telemetry.timer()
-        self.attempt.listeners.append(self._settled)
-        return self
-
-    def _settled(self, attempt: Attempt) -> None:
-        outcome = attempt.outcome
-        if outcome is None or self.heard:
-            return
-        self.heard = True
-        target, metrics = attempt.target, self.telemetry.metrics
-        metrics.attempt(target.provider, target.model, outcome.kind.value)
-        if outcome.kind is not Kind.SUCCESS:
-            return
-        metrics.first_byte(target.provider, target.model, self.telemetry.timer() - self.started)
-        if self.request is not None and self.request.stream:
-            metrics.active_streams.inc()
-            self.streaming = True
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        try:
-            self._close()
-        except Exception:
-            logger.exception("recording an upstream call failed")
-
-    def _close(self) -> None:
-        metrics = self.telemetry.metrics
-        if self.streaming:
-            metrics.active_streams.dec()
-        if self.record is not None:
-            self.record.upstream_seconds += self.telemetry.timer() - self.started
-        usage, target = self.attempt.usage, self.attempt.target
-        if self.attempt.succeeded and usage is not None:
-            kinds = (
-                ("input", usage.input),
-                ("output", usage.output),
-                ("cache_read", usage.cache_read),
-                ("cache_write", usage.cache_write),
-            )
-            metrics.used(target.provider, target.model, kinds)

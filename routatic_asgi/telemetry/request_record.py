@@ -1,0 +1,208 @@
+"""`RequestRecord`: one request as the layers see it, from its start to its answer.
+
+It holds the request span, notes the status and first byte the client got, opens a span per
+attempt and, once, records the request's metrics and writes its log line. Recording never
+breaks a request: a failing recorder is logged and ignored. It never reads a body and never
+records a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import orjson
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from starlette.types import Message, Scope, Send
+
+from routatic_asgi.attempt import ACTOR, REQUEST, Attempt, InboundRequest
+from routatic_asgi.classify import SHORT_CIRCUITS, Kind, Reason
+from routatic_asgi.telemetry.request_log import request_line, request_outcome
+from routatic_asgi.telemetry.spans import (
+    attempt_attributes,
+    operation_name,
+    request_attributes,
+    usage_attributes,
+)
+
+if TYPE_CHECKING:
+    from routatic_asgi.telemetry.record import Telemetry
+
+__all__ = ["RequestRecord"]
+
+logger = logging.getLogger("routatic_asgi")
+
+_QUIET_FAILURES = (Kind.SUCCESS, Kind.SKIPPED, Kind.CANCELLED)
+_NOT_SERVER_ERRORS = ("success", "client_error", "rejected", "cancelled")
+
+
+def _start_span(telemetry: Telemetry, endpoint: str, protocol: str) -> Span:
+    try:
+        return telemetry.tracer.start_span(
+            operation_name(endpoint),
+            kind=SpanKind.SERVER,
+            attributes={"routatic.protocol": protocol},
+        )
+    except Exception:  # a broken tracer provider costs the trace, never the request
+        logger.exception("starting a request span failed")
+        return trace.INVALID_SPAN
+
+
+class RequestRecord:
+    """One request as the router sees it. Lives for one request only."""
+
+    def __init__(self, telemetry: Telemetry, scope: Scope, protocol: str, endpoint: str) -> None:
+        self.telemetry, self.scope = telemetry, scope
+        self.protocol, self.endpoint = protocol, endpoint
+        self.started = telemetry.timer()
+        self.at = telemetry.clock()
+        self.status: int | None = None
+        self.first_byte: float | None = None
+        self.upstream_seconds = 0.0
+        self.attempt_spans: dict[Attempt, Span] = {}
+        self.finished = False
+        self.watching = False
+        self.span = _start_span(telemetry, endpoint, protocol)
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def watch(self, send: Send) -> Send:
+        """`send`, noting the status the client got and when its first byte left."""
+        if self.watching:  # an outer layer watches already: no second wrapper per message
+            return send
+        self.watching = True
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.status is None:
+                self.status = message["status"]
+                self.first_byte = self.telemetry.timer()
+            await send(message)
+
+        return watched
+
+    def attempt_started(self, attempt: Attempt) -> None:
+        try:
+            self._attempt_started(attempt)
+        except Exception:
+            logger.exception("recording an attempt failed")
+
+    def _attempt_started(self, attempt: Attempt) -> None:
+        earlier = list(self.attempt_spans)
+        previous = earlier[-1] if earlier else None
+        if previous is not None and attempt.via == Reason.HEDGED:  # started beside `previous`
+            self.telemetry.metrics.fallback(
+                previous.target.provider, attempt.target.provider, Reason.HEDGED
+            )
+        elif previous is not None and previous.outcome is not None:
+            reason = previous.outcome.reason
+            moved = attempt.via != Reason.RETRIED  # a retry of the same target is no fallback
+            if moved and previous.outcome.kind not in (Kind.SUCCESS, Kind.CANCELLED):
+                self.telemetry.metrics.fallback(
+                    previous.target.provider, attempt.target.provider, reason
+                )
+                self.span.add_event(
+                    "routatic.fallback",
+                    {"from": previous.target.key, "to": attempt.target.key, "reason": reason},
+                )
+        span: Span = trace.INVALID_SPAN
+        if self.span.is_recording():  # spare the attributes when nobody traces
+            span = self.telemetry.tracer.start_span(
+                f"{operation_name(self.endpoint)} {attempt.target.model}",
+                context=trace.set_span_in_context(self.span),
+                kind=SpanKind.CLIENT,
+                attributes=attempt_attributes(attempt, self.endpoint),
+            )
+        self.attempt_spans[attempt] = span
+        attempt.listeners.append(self._settled)
+
+    def _settled(self, attempt: Attempt) -> None:
+        span = self.attempt_spans.get(attempt)
+        outcome = attempt.outcome
+        if span is None or outcome is None:
+            return
+        if outcome.kind is Kind.SKIPPED and outcome.reason in SHORT_CIRCUITS:
+            self.telemetry.metrics.short_circuit(attempt.target.provider, outcome.reason)
+        if not span.is_recording():  # no tracing, or a second outcome of the same attempt
+            return
+        span.set_attribute("routatic.outcome", outcome.kind.value)
+        span.set_attribute("routatic.reason", outcome.reason)
+        if outcome.status:
+            span.set_attribute("http.response.status_code", outcome.status)
+        if outcome.kind in _QUIET_FAILURES:
+            if outcome.kind is not Kind.SUCCESS:
+                span.end()
+            return
+        span.set_attribute("error.type", outcome.reason)
+        span.set_status(Status(StatusCode.ERROR, outcome.kind.value))
+        span.end()
+
+    def finish(self) -> None:
+        """Record the request's metrics, end its spans and log its line; later calls do
+        nothing."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self._finish()
+        except Exception:
+            logger.exception("recording a request failed")
+        finally:
+            otel_context.detach(self._token)
+
+    def _finish(self) -> None:
+        request: InboundRequest | None = self.scope.get(REQUEST)
+        duration = self.telemetry.timer() - self.started
+        outcome = request_outcome(request, self.status)
+        route = request.route if request is not None else ""
+        metrics = self.telemetry.metrics
+        metrics.request(self.protocol, route, outcome, duration)
+        if request is not None and request.attempts:
+            metrics.proxy_overhead.observe(max(duration - self.upstream_seconds, 0.0))
+        if self.span.is_recording():
+            self._end_spans(request, outcome)
+        ttfb = None if self.first_byte is None else self.first_byte - self.started
+        context = self.span.get_span_context()
+        line = request_line(
+            at=self.at,
+            actor=self.scope.get(ACTOR),
+            protocol=self.protocol,
+            endpoint=self.endpoint,
+            request=request,
+            status=self.status,
+            ttfb=ttfb,
+            duration=duration,
+            trace_id=format(context.trace_id, "032x") if context.is_valid else None,
+        )
+        self.telemetry.recent.append(line)
+        log = self.telemetry.log
+        if not log.isEnabledFor(logging.INFO):
+            return
+        # Not log.info(): that also walks the stack for the caller's file and line, which the
+        # request log never shows. Level, filters and handlers apply all the same.
+        text = orjson.dumps(line).decode()
+        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, text, (), None))
+
+    def _end_spans(self, request: InboundRequest | None, outcome: str) -> None:
+        span = self.span
+        for attempt, attempt_span in self.attempt_spans.items():
+            if attempt_span.is_recording():
+                attempt_span.set_attributes(usage_attributes(attempt.usage))
+                attempt_span.end()
+        if request is not None:
+            span.update_name(f"{operation_name(self.endpoint)} {request.model}")
+            span.set_attributes(request_attributes(request))
+            span.set_attribute("routatic.attempts", len(request.attempts))
+            served = next((a for a in request.attempts if a.succeeded), None)
+            if served is not None:
+                span.set_attribute("gen_ai.provider.name", served.target.provider)
+                span.set_attribute("gen_ai.response.model", served.target.model)
+                span.set_attributes(usage_attributes(served.usage))
+        span.set_attribute("routatic.outcome", outcome)
+        if self.status is not None:
+            span.set_attribute("http.response.status_code", self.status)
+        if outcome != "success":
+            span.set_attribute("error.type", outcome)
+        if outcome not in _NOT_SERVER_ERRORS:
+            span.set_status(Status(StatusCode.ERROR, outcome))
+        span.end()
