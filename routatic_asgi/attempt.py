@@ -1,5 +1,7 @@
 """The objects the layers pass each other through the ASGI scope.
 
+- `scope["routatic.endpoint"]`: the (protocol, endpoint) of the request's path, put there by
+  the outermost layer that asks (`endpoint_of`); every inner layer reads it.
 - `scope["routatic.request"]`: the `InboundRequest`, set by `FallbackRouter`.
 - `scope["routatic.attempt"]`: the `Attempt` in flight, set by `FallbackRouter` per target.
 - `scope["routatic.actor"]`: the name of the inbound key that let the client in.
@@ -16,7 +18,7 @@ again within the attempt (a key refreshed after a rejection) says so with `Attem
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -28,6 +30,7 @@ from routatic_asgi.session import Session
 __all__ = [
     "ACTOR",
     "ATTEMPT",
+    "ENDPOINT",
     "HANG_UP",
     "PROXY_KEY_HEADER",
     "REQUEST",
@@ -40,9 +43,12 @@ __all__ = [
     "Usage",
     "call_then_act",
     "endpoint_for",
+    "endpoint_of",
+    "proxy_key_in_authorization",
 ]
 
 REQUEST = "routatic.request"
+ENDPOINT = "routatic.endpoint"
 ATTEMPT = "routatic.attempt"
 ACTOR = "routatic.actor"
 PROXY_KEY_HEADER = "routatic.proxy_key_header"
@@ -61,6 +67,22 @@ def endpoint_for(path: str) -> tuple[Protocol, Endpoint]:
     if path.endswith("/count_tokens"):
         return "anthropic", "count_tokens"
     return "anthropic", "messages"
+
+
+def endpoint_of(scope: MutableMapping[str, Any]) -> tuple[Protocol, Endpoint]:
+    """The request's protocol and endpoint: read from the scope, where the first layer to ask
+    (the outermost) puts it, so it is worked out once per request."""
+    found: tuple[Protocol, Endpoint] | None = scope.get(ENDPOINT)
+    if found is None:
+        found = endpoint_for(scope["path"])
+        scope[ENDPOINT] = found
+    return found
+
+
+def proxy_key_in_authorization(scope: Mapping[str, Any]) -> bool:
+    """`InboundAuth` took the proxy key from `Authorization`: that header is then no client
+    credential, to forward or to mark."""
+    return scope.get(PROXY_KEY_HEADER) == b"authorization"
 
 
 logger = logging.getLogger("routatic_asgi")

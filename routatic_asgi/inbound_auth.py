@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.answer import proxy_error, send_answer
-from routatic_asgi.attempt import ACTOR, PROXY_KEY_HEADER, endpoint_for
+from routatic_asgi.attempt import ACTOR, PROXY_KEY_HEADER, endpoint_of
 from routatic_asgi.config import InboundKey
 
 __all__ = ["InboundAuth"]
@@ -43,7 +43,7 @@ class InboundAuth:
                 scope["headers"] = self._without_proxy_keys(scope["headers"])
                 await self.app(scope, receive, send)
                 return
-        protocol, _ = endpoint_for(scope["path"])
+        protocol, _ = endpoint_of(scope)
         message = "a valid proxy key is required: send it as x-routatic-key"
         await send_answer(send, proxy_error(protocol, 401, message, "authentication_error"))
 

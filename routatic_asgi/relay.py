@@ -17,11 +17,11 @@ from starlette.types import Receive, Scope, Send
 from routatic_asgi.attempt import (
     ATTEMPT,
     HANG_UP,
-    PROXY_KEY_HEADER,
     REQUEST,
     Attempt,
     InboundRequest,
     Target,
+    proxy_key_in_authorization,
 )
 from routatic_asgi.classify import (
     SUCCESS,
@@ -139,7 +139,7 @@ class UpstreamRelay:
 
     def _headers(self, scope: Scope, target: Target, exchange: Exchange) -> Headers:
         drop = _REQUEST_DROP if target.passthrough else _REQUEST_DROP | _CREDENTIALS
-        if scope.get(PROXY_KEY_HEADER) == b"authorization":
+        if proxy_key_in_authorization(scope):
             drop = drop | {b"authorization"}
         drop = drop | _connection_named(scope["headers"])
         headers = [(k, v) for k, v in scope["headers"] if k not in drop and exchange.forwards(k)]

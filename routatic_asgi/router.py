@@ -19,11 +19,9 @@ from routatic_asgi.answer import proxy_error, send_answer
 from routatic_asgi.attempt import (
     PROXY_KEY_HEADER,
     REQUEST,
-    Endpoint,
     InboundRequest,
-    Protocol,
     Target,
-    endpoint_for,
+    endpoint_of,
 )
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.commit_point import header_value
@@ -67,17 +65,15 @@ class FallbackRouter:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        protocol, endpoint = endpoint_for(scope["path"])
-        record = self.telemetry.request(scope, protocol, endpoint)
         try:
-            await self._serve(scope, receive, record.watch(send), protocol, endpoint)
+            await self.telemetry.recorded(
+                scope, send, lambda send: self._serve(scope, receive, send)
+            )
         finally:
-            record.finish()
             _unlink(scope)
 
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, protocol: Protocol, endpoint: Endpoint
-    ) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        protocol, endpoint = endpoint_of(scope)
         try:
             request = await read_request(scope, receive, protocol, endpoint, self.max_body)
             scope[REQUEST] = request

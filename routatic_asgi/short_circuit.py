@@ -29,7 +29,13 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, PROXY_KEY_HEADER, Attempt, Credential, call_then_act
+from routatic_asgi.attempt import (
+    ATTEMPT,
+    Attempt,
+    Credential,
+    call_then_act,
+    proxy_key_in_authorization,
+)
 from routatic_asgi.classify import Kind, Outcome, Reason, depleted_until
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.keyring import Keyring
@@ -80,7 +86,7 @@ def client_state_key(scope: Scope, provider: str) -> str | None:
     a fingerprint of it, never the credential itself."""
     headers = dict(scope["headers"])
     secret = headers.get(b"x-api-key")
-    if secret is None and scope.get(PROXY_KEY_HEADER) != b"authorization":
+    if secret is None and not proxy_key_in_authorization(scope):
         secret = headers.get(b"authorization")  # unless it carried the proxy key
     if not secret:
         return None

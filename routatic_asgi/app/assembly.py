@@ -15,7 +15,6 @@ import httpx
 from starlette.types import ASGIApp
 
 from routatic_asgi.app.gateway import Assembly, RoutaticApp
-from routatic_asgi.attempt import endpoint_for
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, iter_chain
@@ -151,7 +150,7 @@ def _assemble(
         sleep=sleep,
     )
     chain: ASGIApp = InboundAuth(router, keys=config.server.keys)
-    chain = RequestRecording(chain, telemetry=telemetry, endpoint_for=endpoint_for)
+    chain = RequestRecording(chain, telemetry=telemetry)
     if debug_capture is not None:
         chain = DebugCapture(chain, directory=debug_capture, secrets=redactor)
     return chain, upstreams, status

@@ -18,7 +18,6 @@ from routatic_asgi.answer import Answer, proxy_error, send_answer
 from routatic_asgi.app.discovery import JSON, json_answer, list_models, model_ids, one_model
 from routatic_asgi.app.paths import WITHOUT_V1, envelope, hint
 from routatic_asgi.app.reset import reset
-from routatic_asgi.attempt import endpoint_for
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, InboundKey
 from routatic_asgi.inbound_auth import InboundAuth
@@ -129,12 +128,7 @@ class RoutaticApp:
 
     async def _refuse(self, scope: Scope, send: Send, answer: Answer) -> None:
         """A 404 or 405 of the dispatcher's own, in the request log like any request."""
-        protocol, endpoint = endpoint_for(scope["path"])
-        record = self.telemetry.request(scope, protocol, endpoint)
-        try:
-            await send_answer(record.watch(send), answer)
-        finally:
-            record.finish()
+        await self.telemetry.recorded(scope, send, lambda send: send_answer(send, answer))
 
     async def reload(self, config: Config) -> None:
         """Serve `config` from the next request on; requests in flight finish on the old one.

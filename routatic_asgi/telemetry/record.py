@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry import trace
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from routatic_asgi.attempt import REQUEST, Attempt
+from routatic_asgi.attempt import REQUEST, Attempt, endpoint_of
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.request_record import RequestRecord
 from routatic_asgi.telemetry.upstream_watch import UpstreamWatch
+
+Serve = Callable[[Send], Awaitable[None]]
 
 __all__ = ["RECORD", "RequestRecord", "RequestRecording", "Telemetry", "UpstreamWatch"]
 
@@ -58,14 +60,21 @@ class Telemetry:
         """At shutdown: a worker's live gauges (active streams) leave the shared totals."""
         self.metrics.close()
 
-    def request(self, scope: Scope, protocol: str, endpoint: str) -> RequestRecord:
-        """The request's record: the one an outer `RequestRecording` opened, or a new one."""
+    async def recorded(self, scope: Scope, send: Send, serve: Serve) -> None:
+        """Run `serve` with the request recorded: the one place a request's record is opened
+        and finished. The first layer to get here (the outermost) opens it, watches what the
+        client is sent and finishes it when `serve` returns; a layer inside records into it."""
         record = scope.get(RECORD)
         if isinstance(record, RequestRecord) and record.telemetry is self:
-            return record
+            await serve(send)
+            return
+        protocol, endpoint = endpoint_of(scope)
         record = RequestRecord(self, scope, protocol, endpoint)
         scope[RECORD] = record
-        return record
+        try:
+            await serve(record.watch(send))
+        finally:
+            record.finish()
 
     def upstream(self, scope: Scope, attempt: Attempt) -> UpstreamWatch:
         return UpstreamWatch(self, scope.get(RECORD), scope.get(REQUEST), attempt)
@@ -75,26 +84,14 @@ class RequestRecording:
     """ASGI middleware: opens each request's record before the layers that may answer on
     their own (InboundAuth's 401), so those requests are counted and logged too.
 
-    The router records into the same record and finishes it; this layer finishes it when
-    the router never ran. It never reads the body.
+    The router records into the same record. It never reads the body.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        telemetry: Telemetry,
-        endpoint_for: Callable[[str], tuple[str, str]],
-    ) -> None:
-        self.app, self.telemetry, self.endpoint_for = app, telemetry, endpoint_for
+    def __init__(self, app: ASGIApp, *, telemetry: Telemetry) -> None:
+        self.app, self.telemetry = app, telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        protocol, endpoint = self.endpoint_for(scope["path"])
-        record = self.telemetry.request(scope, protocol, endpoint)
-        try:
-            await self.app(scope, receive, record.watch(send))
-        finally:
-            record.finish()
+        await self.telemetry.recorded(scope, send, lambda send: self.app(scope, receive, send))

@@ -63,15 +63,11 @@ class RequestRecord:
         self.upstream_seconds = 0.0
         self.attempt_spans: dict[Attempt, Span] = {}
         self.finished = False
-        self.watching = False
         self.span = _start_span(telemetry, endpoint, protocol)
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
 
     def watch(self, send: Send) -> Send:
         """`send`, noting the status the client got and when its first byte left."""
-        if self.watching:  # an outer layer watches already: no second wrapper per message
-            return send
-        self.watching = True
 
         async def watched(message: Message) -> None:
             if message["type"] == "http.response.start" and self.status is None:
