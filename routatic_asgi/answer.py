@@ -99,6 +99,9 @@ def final_answer(
         return proxy_error(protocol, status, message, error_type, wait)
     if all(a.outcome is not None and a.outcome.reason in TIMEOUTS for a in tried):
         return proxy_error(protocol, 504, f"every target timed out: {summary}", "timeout_error")
+    if all(a.outcome is not None and a.outcome.reason in _UNREADABLE for a in tried):
+        message = f"every target answered with something unreadable: {summary}"
+        return proxy_error(protocol, 502, message, "api_error")
     overloaded = any(a.outcome is not None and a.outcome.status == 529 for a in tried)
     status = 529 if overloaded else 503
     error_type = "overloaded_error" if overloaded else "api_error"
@@ -114,6 +117,8 @@ _NEVER = {
     Reason.NO_TRANSLATION: "cannot answer this endpoint",
 }
 _TOO_LONG = frozenset({Reason.UNFIT_CONTEXT, Reason.CONTEXT_TOO_LONG})
+# An answer that is not its protocol's: a bad gateway, not an overloaded one.
+_UNREADABLE = frozenset({Reason.UNREADABLE_ANSWER, Reason.MALFORMED_EVENT})
 
 
 def _unservable(attempt: Attempt) -> bool:

@@ -4,13 +4,14 @@ An `Exchange` gives the relay the upstream path and body, which client headers t
 how to turn the response and error bodies into the caller's protocol, and a `StreamCodec`
 that tells hold-back, content, error and end apart in the target's stream and re-encodes each
 event for the caller. `Passthrough` (the same protocol on both sides) changes nothing but the
-model name and never goes through the pivot; `Repaired` is the Anthropic passthrough whose
-history carries thinking Anthropic would refuse; every other pair is a
+model name and never goes through the pivot; `Repaired` is a passthrough (Anthropic or Responses)
+whose history carries thinking or reasoning the target would refuse; every other pair is a
 `routatic_asgi.translate.Translation`. Nothing here performs I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from typing import Protocol as TypingProtocol
 
@@ -35,7 +36,6 @@ __all__ = [
     "Exchange",
     "Passthrough",
     "Repaired",
-    "RepairedResponses",
     "StreamCodec",
     "exchange_for",
     "stream_error_event",
@@ -106,23 +106,27 @@ class Passthrough:
 
 
 class Repaired(Passthrough):
-    """Anthropic to Anthropic, with thinking that Anthropic did not sign taken out first."""
+    """The same protocol on both sides, with history the target would refuse taken out first:
+    thinking Anthropic did not sign (Anthropic), reasoning items another protocol wrote
+    (Responses)."""
+
+    def __init__(
+        self, request: InboundRequest, target: Target, max_output: int | None = None
+    ) -> None:
+        super().__init__(request, target, max_output)
+        self.repair = _REPAIRS[target.protocol]
 
     def request_body(self) -> bytes:
-        body = anthropic_history(self.request.payload)
+        body = self.repair(self.request.payload)
         body = self._capped(body) or body
         body["model"] = self.target.model
         return orjson.dumps(body)
 
 
-class RepairedResponses(Passthrough):
-    """Responses to Responses, with reasoning items another protocol wrote taken out first."""
-
-    def request_body(self) -> bytes:
-        body = without_foreign_reasoning(self.request.payload)
-        body = self._capped(body) or body
-        body["model"] = self.target.model
-        return orjson.dumps(body)
+_REPAIRS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "anthropic": anthropic_history,
+    "responses": without_foreign_reasoning,
+}
 
 
 def exchange_for(
@@ -147,7 +151,7 @@ def exchange_for(
         if target.protocol == "anthropic" and has_foreign_thinking(request.payload):
             return Repaired(request, target, limit)
         if target.protocol == "responses" and has_foreign_reasoning(request.payload):
-            return RepairedResponses(request, target, limit)
+            return Repaired(request, target, limit)
         return Passthrough(request, target, limit)
     if request.endpoint == "count_tokens":
         return None

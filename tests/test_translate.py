@@ -260,6 +260,12 @@ def test_an_unreadable_answer_is_a_translation_error() -> None:
         to_anthropic_message(b"<html>oops</html>")
     with pytest.raises(TranslationError):
         to_anthropic_message(b'{"choices": []}')
+    # A completion whose choices hold no message is no answer, never an empty one.
+    for body in (b'{"choices": 5}', b'{"choices": [5]}', b'{"choices": [{}]}'):
+        with pytest.raises(TranslationError):
+            to_anthropic_message(body)
+    with pytest.raises(TranslationError):
+        to_anthropic_message(b'{"choices": [{"message": 5, "finish_reason": "stop"}]}')
 
 
 def test_translation_headers() -> None:
@@ -415,3 +421,23 @@ def test_the_codecs_do_not_import_the_exchange() -> None:
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.ImportFrom):
                 assert node.module != "routatic_asgi.exchange", f"{module} imports the exchange"
+
+
+def test_claude_codes_user_id_reaches_openai_targets_only_as_a_hash() -> None:
+    user_id = json.dumps({"device_id": "dev-1", "account_uuid": "acc-1", "session_id": "ses-1"})
+    ask = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    sent = []
+    for protocol in ("openai", "responses"):
+        translation = Translation(
+            request("anthropic", {**ask, "metadata": {"user_id": user_id}}), target(protocol)
+        )
+        body = orjson.loads(translation.request_body())
+        assert "dev-1" not in json.dumps(body) and "acc-1" not in json.dumps(body)
+        sent.append(body["user"])
+    assert sent[0] == sent[1] and len(sent[0]) <= 64  # one stable id, within OpenAI's limit
+    other = Translation(
+        request("anthropic", {**ask, "metadata": {"user_id": "u2"}}), target("openai")
+    )
+    assert orjson.loads(other.request_body())["user"] != sent[0]
+    without = Translation(request("anthropic", ask), target("openai"))
+    assert "user" not in orjson.loads(without.request_body())

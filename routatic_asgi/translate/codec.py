@@ -21,7 +21,14 @@ from routatic_asgi.attempt import Protocol, Target
 from routatic_asgi.errors import error_body
 from routatic_asgi.sse import Event, encode_event
 
-__all__ = ["CacheHints", "Codec", "EventKind", "StreamCodec", "stream_error_event"]
+__all__ = [
+    "CacheHints",
+    "Codec",
+    "EventKind",
+    "PivotEvents",
+    "StreamCodec",
+    "stream_error_event",
+]
 
 
 class EventKind(Enum):
@@ -41,6 +48,30 @@ class StreamCodec(TypingProtocol):
     def finish(self) -> bytes: ...
 
     def error_event(self, message: str) -> bytes: ...
+
+
+class PivotEvents:
+    """The commit point in pivot events, for a codec that encodes them for a client:
+    `message_start` and `ping` are held back, the first other event is content, `error` before
+    it is the target's failure (after it, the end), `message_stop` is the end."""
+
+    _HOLD = frozenset({"message_start", "ping"})
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.committed = False
+
+    def kind(self, event: Event) -> EventKind:
+        self.seen = True
+        name = event.name
+        if name in self._HOLD or name is None:
+            return EventKind.HOLD
+        if name == "error":
+            return EventKind.END if self.committed else EventKind.ERROR
+        if name == "message_stop":
+            return EventKind.END
+        self.committed = True
+        return EventKind.CONTENT
 
 
 def stream_error_event(protocol: Protocol, message: str) -> bytes:
@@ -70,6 +101,12 @@ class CacheHints:
     prompt_cache_key: str | None = None
     breakpoints: bool = False
     auto_breakpoints: bool = False
+
+    def keyed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """An OpenAI-protocol body with the `prompt_cache_key`, when there is one."""
+        if self.prompt_cache_key:
+            body["prompt_cache_key"] = self.prompt_cache_key
+        return body
 
 
 NO_HINTS = CacheHints()

@@ -27,6 +27,8 @@ __all__ = [
     "as_dict",
     "keepalive",
     "load",
+    "message",
+    "message_start",
     "parse",
     "sse",
     "texts",
@@ -68,6 +70,33 @@ def load(data: bytes) -> dict[str, Any] | None:
 
 def sse(name: str, payload: dict[str, Any]) -> bytes:
     return encode_event(name, orjson.dumps(payload))
+
+
+def message(
+    message_id: str,
+    model: str,
+    content: list[dict[str, Any]],
+    stop_reason: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """A pivot Message: a whole answer, or (no content, no stop reason) a stream's opening."""
+    return {
+        "id": message_id or "msg_translated",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage or {"input_tokens": 0, "output_tokens": 0},
+    }
+
+
+def message_start(message_id: str, model: str) -> bytes:
+    """The `message_start` event that opens a translated stream."""
+    return sse(
+        "message_start", {"type": "message_start", "message": message(message_id, model, [])}
+    )
 
 
 def keepalive(event: Event) -> bytes:

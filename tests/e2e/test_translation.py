@@ -701,3 +701,38 @@ def test_unreadable_or_failing_translated_answers_fall_back(
     assert headers["x-routatic-fallback"] == "first/a=status_500"  # the error chunk, classified
     assert len(upstream.calls(first)) == 2
     assert [b.type for b in streamed.content] == ["text"]
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/responses"])
+def test_a_completion_without_a_message_is_a_bad_gateway_not_an_empty_answer(
+    upstream: FakeUpstream, path: str
+) -> None:
+    first, second = upstream.provider(), upstream.provider()
+    config = gateway_config(
+        {
+            "first": provider(upstream, "openai", first),
+            "second": provider(upstream, "openai", second),
+        },
+        [{"match": "lone", "chain": ["first/a"]}, {"match": "*", "chain": ["first/a", "second/b"]}],
+        resilience={"retry": {"attempts": 0}},
+    )
+    if path == "/v1/messages":
+        ask: dict[str, Any] = {"max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    else:
+        ask = {"input": "hi"}
+    empty = {"status": 200, "json": {"id": "c1", "choices": [{"finish_reason": "stop"}]}}
+    upstream.script(first, empty, empty)
+    clock = FakeClock()
+    with gateway(config, clock=clock) as url:
+        served = httpx.post(url + path, json={"model": "m", **ask}, timeout=30)
+        clock.now += 3600  # past the first target's cooldown
+        alone = httpx.post(url + path, json={"model": "lone", **ask}, timeout=30)
+    assert served.status_code == 200
+    assert served.headers["x-routatic-fallback"] == "first/a=unreadable_answer"
+    assert served.headers["x-routatic-target"] == "second/b"
+    assert alone.status_code == 502
+    error = alone.json()
+    if path == "/v1/messages":
+        assert error["type"] == "error" and "unreadable" in error["error"]["message"]
+    else:
+        assert "unreadable" in error["error"]["message"]

@@ -30,20 +30,15 @@ __all__ = [
 ]
 
 
-def _request_to_pivot(payload: Payload, model: str, reasoning: bool) -> dict[str, Any]:
-    return to_anthropic(payload, model, reasoning=reasoning)
-
-
 def _request_from_pivot(
     pivot: Payload, target: Target, reasoning: bool, cache: CacheHints
 ) -> dict[str, Any]:
     dialect = dialect_of(target.model, target.base_url)
-    body = to_openai(
-        pivot, target.model, reasoning=reasoning, dialect=dialect, breakpoints=cache.breakpoints
+    return cache.keyed(
+        to_openai(
+            pivot, target.model, reasoning=reasoning, dialect=dialect, breakpoints=cache.breakpoints
+        )
     )
-    if cache.prompt_cache_key:
-        body["prompt_cache_key"] = cache.prompt_cache_key
-    return body
 
 
 def _answer_from_pivot(body: bytes, payload: Payload, now: int) -> bytes:
@@ -61,7 +56,7 @@ CODEC = Codec(
     path="/chat/completions",
     foreign=(b"anthropic-",),
     extra_headers=(),
-    request_to_pivot=_request_to_pivot,
+    request_to_pivot=to_anthropic,
     request_from_pivot=_request_from_pivot,
     answer_to_pivot=to_anthropic_message,
     answer_from_pivot=_answer_from_pivot,

@@ -12,7 +12,13 @@ from typing import Any
 
 import orjson
 
-from routatic_asgi.translate.pivot import TranslationError, as_dict, parse, tool_arguments, tool_id
+from routatic_asgi.translate.pivot import (
+    TranslationError,
+    parse,
+    tool_arguments,
+    tool_id,
+)
+from routatic_asgi.translate.pivot import message as pivot_message
 
 __all__ = [
     "TranslationError",
@@ -109,7 +115,9 @@ def to_anthropic_message(body: bytes) -> bytes:
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise TranslationError("the upstream's completion has no choices")
     choice = choices[0]
-    message = as_dict(choice.get("message"))
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise TranslationError("the upstream's completion has no message")
     seed = str(completion.get("id", ""))
     content: list[dict[str, Any]] = []
     reasoning = reasoning_of(message)
@@ -131,16 +139,9 @@ def to_anthropic_message(body: bytes) -> bytes:
             }
         )
     has_tools = any(block["type"] == "tool_use" for block in content)
-    result = {
-        "id": seed or "msg_translated",
-        "type": "message",
-        "role": "assistant",
-        "model": str(completion.get("model", "")),
-        "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason"), has_tools),
-        "stop_sequence": None,
-        "usage": anthropic_usage(completion.get("usage")),
-    }
+    stop = stop_reason(choice.get("finish_reason"), has_tools)
+    usage = anthropic_usage(completion.get("usage"))
+    result = pivot_message(seed, str(completion.get("model", "")), content, stop, usage)
     return orjson.dumps(result)
 
 

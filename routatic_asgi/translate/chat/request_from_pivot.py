@@ -12,27 +12,23 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from routatic_asgi.translate.chat.answers import assistant_parts
-from routatic_asgi.translate.pivot import texts, thinking_on
+from routatic_asgi.translate.options import (
+    end_user,
+    image_url,
+    openai_effort,
+    openai_tools,
+    tool_output,
+)
+from routatic_asgi.translate.pivot import texts
 
 __all__ = ["Dialect", "dialect_of", "to_openai"]
 
 Dialect = Literal["compatible", "openai", "deepseek", "openrouter"]
-TOOL_ERROR_PREFIX = "Error: "
-# Anthropic output_config.effort → OpenAI reasoning_effort.
-_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
 def _image_part(block: Mapping[str, Any]) -> dict[str, Any] | None:
-    source = block.get("source")
-    if not isinstance(source, dict):
-        return None
-    if source.get("type") == "base64":
-        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
-    elif source.get("type") == "url":
-        url = str(source.get("url", ""))
-    else:
-        return None
-    return {"type": "image_url", "image_url": {"url": url}}
+    url = image_url(block)
+    return None if url is None else {"type": "image_url", "image_url": {"url": url}}
 
 
 def _user_parts(blocks: list[Any], keep: bool = False) -> list[dict[str, Any]]:
@@ -77,9 +73,7 @@ def _tool_messages(blocks: list[Any], keep: bool) -> Iterator[dict[str, Any]]:
         if not (isinstance(block, dict) and block.get("type") == "tool_result"):
             continue
         content = block.get("content")
-        text = "\n\n".join(texts(content))
-        if block.get("is_error"):
-            text = TOOL_ERROR_PREFIX + text
+        text = tool_output(block)
         if isinstance(content, list):
             images.extend(p for p in _user_parts(content) if p["type"] == "image_url")
         yield {
@@ -174,26 +168,6 @@ def _openai_tools(tools: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _openai_tool_choice(choice: Any) -> Any:
-    kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name", "")}}
-    return {"auto": "auto", "any": "required", "none": "none"}.get(str(kind))
-
-
-def _reasoning_effort(payload: Mapping[str, Any]) -> str | None:
-    if not thinking_on(payload):
-        return None
-    config = payload.get("output_config")
-    effort = config.get("effort") if isinstance(config, dict) else None
-    if effort in _EFFORTS:
-        return _EFFORTS[str(effort)]
-    budget = payload["thinking"].get("budget_tokens")
-    if not isinstance(budget, int):
-        return "medium"
-    return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
-
-
 def dialect_of(model: str, base_url: str) -> Dialect:
     """Which options an OpenAI-protocol target understands, from its URL and model."""
     url = base_url.lower()
@@ -242,19 +216,11 @@ def to_openai(
             body[field] = payload[field]
     if payload.get("stop_sequences"):
         body["stop"] = list(payload["stop_sequences"])
-    tools = _openai_tools(payload.get("tools"))
-    if tools:
-        body["tools"] = tools
-        choice = payload.get("tool_choice")
-        mapped = _openai_tool_choice(choice)
-        if mapped is not None:
-            body["tool_choice"] = mapped
-        if isinstance(choice, dict) and choice.get("disable_parallel_tool_use"):
-            body["parallel_tool_calls"] = False
-    metadata = payload.get("metadata")
-    if isinstance(metadata, dict) and metadata.get("user_id"):
-        body["user"] = str(metadata["user_id"])
-    _reasoning_option(body, _reasoning_effort(payload) if reasoning else None, dialect)
+    openai_tools(body, payload, _openai_tools(payload.get("tools")), nested=True)
+    user = end_user(payload)
+    if user is not None:
+        body["user"] = user
+    _reasoning_option(body, openai_effort(payload) if reasoning else None, dialect)
     if payload.get("stream") is True:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

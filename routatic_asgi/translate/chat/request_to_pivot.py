@@ -12,13 +12,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from routatic_asgi.translate.options import pivot_thinking, pivot_tool, pivot_tools, sampling
 from routatic_asgi.translate.pivot import texts, tool_arguments
 
 __all__ = ["DEFAULT_MAX_TOKENS", "to_anthropic"]
 
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires max_tokens; OpenAI clients often omit it
-# OpenAI reasoning_effort → an Anthropic thinking budget.
-_EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.DOTALL)
 
 
@@ -112,53 +111,12 @@ def _anthropic_tools(tools: Any) -> list[dict[str, Any]]:
     out = []
     for tool in tools if isinstance(tools, list) else ():
         function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict):
-            continue
-        schema = function.get("parameters") or {"type": "object", "properties": {}}
-        converted = {"name": function.get("name", ""), "input_schema": schema}
-        if function.get("description"):
-            converted["description"] = function["description"]
-        if function.get("strict") is True:
-            converted["strict"] = True
-        out.append(converted)
+        if isinstance(function, dict):
+            out.append(pivot_tool(str(function.get("name", "")), function))
     return out
 
 
-def _anthropic_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
-    if isinstance(choice, dict):
-        function = choice.get("function")
-        name = function.get("name", "") if isinstance(function, dict) else ""
-        mapped: dict[str, Any] = {"type": "tool", "name": name}
-    elif choice in ("none", "auto", "required"):
-        mapped = {"type": {"required": "any"}.get(choice, choice)}
-    elif parallel is False:
-        mapped = {"type": "auto"}
-    else:
-        return None
-    if parallel is False and mapped["type"] != "none":
-        mapped["disable_parallel_tool_use"] = True
-    return mapped
-
-
-def _thinking(payload: Mapping[str, Any], max_tokens: int, turns: list[Any]) -> Any:
-    effort = payload.get("reasoning_effort")
-    if effort not in _EFFORT_BUDGETS:
-        return None
-    # An assistant tool-call turn translated from OpenAI has no thinking block, and Anthropic
-    # requires one to open the turn a tool loop continues: no thinking in the middle of a loop.
-    if (
-        turns
-        and turns[-1]["role"] == "user"
-        and any(block["type"] == "tool_result" for block in turns[-1]["content"])
-    ):
-        return None
-    budget = min(_EFFORT_BUDGETS[str(effort)], max_tokens - 1)
-    return {"type": "enabled", "budget_tokens": budget} if budget >= 1024 else None
-
-
-def to_anthropic(
-    payload: Mapping[str, Any], model: str, *, reasoning: bool = True
-) -> dict[str, Any]:
+def to_anthropic(payload: Mapping[str, Any], model: str, reasoning: bool = True) -> dict[str, Any]:
     """An OpenAI Chat Completions body as an Anthropic Messages body for `model`."""
     turns, system = _anthropic_messages(list(payload.get("messages") or ()))
     max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
@@ -170,24 +128,11 @@ def to_anthropic(
     stop = payload.get("stop")
     if stop:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    tools = _anthropic_tools(payload.get("tools"))
-    if tools:
-        body["tools"] = tools
-        choice = _anthropic_tool_choice(
-            payload.get("tool_choice"), payload.get("parallel_tool_calls")
-        )
-        if choice is not None:
-            body["tool_choice"] = choice
+    pivot_tools(body, _anthropic_tools(payload.get("tools")), payload)
     if payload.get("user"):
         body["metadata"] = {"user_id": str(payload["user"])}
-    thinking = _thinking(payload, max_tokens, turns) if reasoning else None
-    if thinking is not None:
-        body["thinking"] = thinking  # Anthropic allows neither temperature nor top_p with it
-    else:
-        if isinstance(payload.get("temperature"), int | float):
-            body["temperature"] = min(float(payload["temperature"]), 1.0)
-        if "top_p" in payload:
-            body["top_p"] = payload["top_p"]
+    effort = payload.get("reasoning_effort") if reasoning else None
+    sampling(body, payload, pivot_thinking(effort, max_tokens, turns))
     if payload.get("stream") is True:
         body["stream"] = True
     return body

@@ -15,42 +15,27 @@ import orjson
 from routatic_asgi.sse import Event, encode_event
 from routatic_asgi.translate.chat.answers import finish_reason, openai_usage
 from routatic_asgi.translate.chat.errors import anthropic_error_event_as_openai
-from routatic_asgi.translate.codec import EventKind, stream_error_event
+from routatic_asgi.translate.codec import PivotEvents, stream_error_event
 from routatic_asgi.translate.pivot import as_dict, keepalive, load
 
 __all__ = ["AnthropicToOpenAI"]
 
 
-class AnthropicToOpenAI:
+class AnthropicToOpenAI(PivotEvents):
     """An Anthropic target's events, as the chunks an OpenAI client expects, `[DONE]` last.
 
     Thinking becomes `reasoning_content`; each tool_use block becomes a tool call with its own
     index; with `stream_options.include_usage` a usage chunk precedes `[DONE]`.
     """
 
-    _HOLD = frozenset({"message_start", "ping"})
-
     def __init__(self, *, created: int, include_usage: bool) -> None:
-        self.seen = False
-        self.committed = False
+        super().__init__()
         self.created = created
         self.include_usage = include_usage
         self._id = ""
         self._model = ""
         self._usage: dict[str, Any] = {}
         self._tools: dict[int, int] = {}  # Anthropic block index → OpenAI tool index
-
-    def kind(self, event: Event) -> EventKind:
-        self.seen = True
-        name = event.name
-        if name in self._HOLD or name is None:
-            return EventKind.HOLD
-        if name == "error":
-            return EventKind.END if self.committed else EventKind.ERROR
-        if name == "message_stop":
-            return EventKind.END
-        self.committed = True
-        return EventKind.CONTENT
 
     def translate(self, event: Event) -> bytes:
         name = event.name

@@ -16,7 +16,7 @@ from routatic_asgi.translate.chat.answers import anthropic_usage, reasoning_of, 
 from routatic_asgi.translate.chat.errors import openai_error_chunk_as_anthropic
 from routatic_asgi.translate.chat.stream import has_content
 from routatic_asgi.translate.codec import EventKind, stream_error_event
-from routatic_asgi.translate.pivot import as_dict, keepalive, load, sse, tool_id
+from routatic_asgi.translate.pivot import as_dict, keepalive, load, message_start, sse, tool_id
 
 __all__ = ["OpenAIToAnthropic"]
 
@@ -122,17 +122,7 @@ class OpenAIToAnthropic:
             return b""
         self._started = True
         self._id = str(chunk.get("id") or "msg_translated")
-        message: dict[str, Any] = {
-            "id": self._id,
-            "type": "message",
-            "role": "assistant",
-            "model": str(chunk.get("model", "")),
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        }
-        return sse("message_start", {"type": "message_start", "message": message})
+        return message_start(self._id, str(chunk.get("model", "")))
 
     def _open_block(self, key: str, block: dict[str, Any]) -> bytes:
         stop = self._stop_block()

@@ -38,17 +38,11 @@ __all__ = [
 ]
 
 
-def _request_to_pivot(payload: Payload, model: str, reasoning: bool) -> dict[str, Any]:
-    return to_pivot(payload, model, reasoning=reasoning)
-
-
 def _request_from_pivot(
     pivot: Payload, target: Target, reasoning: bool, cache: CacheHints
 ) -> dict[str, Any]:
-    body = to_responses(pivot, target.model, reasoning=reasoning)
-    if cache.prompt_cache_key:  # Responses has no cache_control: breakpoints are dropped
-        body["prompt_cache_key"] = cache.prompt_cache_key
-    return body
+    # Responses has no cache_control: breakpoints are dropped.
+    return cache.keyed(to_responses(pivot, target.model, reasoning=reasoning))
 
 
 def _stream_from_pivot(payload: Payload, now: int) -> StreamCodec:
@@ -60,7 +54,7 @@ CODEC = Codec(
     path="/responses",
     foreign=(b"anthropic-",),
     extra_headers=(),
-    request_to_pivot=_request_to_pivot,
+    request_to_pivot=to_pivot,
     request_from_pivot=_request_from_pivot,
     answer_to_pivot=to_pivot_message,
     answer_from_pivot=to_response,

@@ -14,7 +14,14 @@ from typing import Any
 
 import orjson
 
-from routatic_asgi.translate.pivot import TranslationError, as_dict, parse, tool_arguments, tool_id
+from routatic_asgi.translate.pivot import (
+    TranslationError,
+    as_dict,
+    parse,
+    tool_arguments,
+    tool_id,
+)
+from routatic_asgi.translate.pivot import message as pivot_message
 from routatic_asgi.translate.responses.reasoning import responses_signature, to_encrypted
 from routatic_asgi.translate.responses.request_to_pivot import namespaced
 
@@ -131,16 +138,9 @@ def to_pivot_message(body: bytes) -> bytes:
     for position, item in enumerate(output):
         content.extend(_item_blocks(as_dict(item), seed, position))
     has_tools = any(block["type"] == "tool_use" for block in content)
-    message = {
-        "id": seed or "msg_translated",
-        "type": "message",
-        "role": "assistant",
-        "model": str(response.get("model", "")),
-        "content": content,
-        "stop_reason": stop_reason_of(response, has_tools),
-        "stop_sequence": None,
-        "usage": pivot_usage(response.get("usage")),
-    }
+    stop = stop_reason_of(response, has_tools)
+    usage = pivot_usage(response.get("usage"))
+    message = pivot_message(seed, str(response.get("model", "")), content, stop, usage)
     return orjson.dumps(message)
 
 

@@ -16,25 +16,22 @@ from typing import Any
 
 import orjson
 
-from routatic_asgi.translate.pivot import texts, thinking_on
+from routatic_asgi.translate.options import (
+    end_user,
+    image_url,
+    openai_effort,
+    openai_tools,
+    tool_output,
+)
+from routatic_asgi.translate.pivot import texts
 from routatic_asgi.translate.responses.reasoning import from_responses_signature
 
 __all__ = ["to_responses"]
 
-_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
-
 
 def _image_part(block: Mapping[str, Any]) -> dict[str, Any] | None:
-    source = block.get("source")
-    if not isinstance(source, dict):
-        return None
-    if source.get("type") == "base64":
-        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
-    elif source.get("type") == "url":
-        url = str(source.get("url", ""))
-    else:
-        return None
-    return {"type": "input_image", "image_url": url, "detail": "auto"}
+    url = image_url(block)
+    return None if url is None else {"type": "input_image", "image_url": url, "detail": "auto"}
 
 
 def _user_items(content: Any) -> Iterator[dict[str, Any]]:
@@ -46,13 +43,10 @@ def _user_items(content: Any) -> Iterator[dict[str, Any]]:
         if not isinstance(block, dict):
             continue
         if block.get("type") == "tool_result":
-            output = "\n\n".join(texts(block.get("content")))
-            if block.get("is_error"):
-                output = "Error: " + output
             yield {
                 "type": "function_call_output",
                 "call_id": str(block.get("tool_use_id", "")),
-                "output": output,
+                "output": tool_output(block),
             }
         elif block.get("type") == "image":
             image = _image_part(block)
@@ -131,26 +125,6 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _tool_choice(choice: Any) -> Any:
-    kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "tool":
-        return {"type": "function", "name": str(choice.get("name", ""))}
-    return {"auto": "auto", "any": "required", "none": "none"}.get(str(kind))
-
-
-def _effort(pivot: Mapping[str, Any]) -> str | None:
-    if not thinking_on(pivot):
-        return None
-    config = pivot.get("output_config")
-    effort = config.get("effort") if isinstance(config, dict) else None
-    if effort in _EFFORTS:
-        return _EFFORTS[str(effort)]
-    budget = pivot["thinking"].get("budget_tokens")
-    if not isinstance(budget, int):
-        return "medium"
-    return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
-
-
 def _text_format(pivot: Mapping[str, Any]) -> dict[str, Any] | None:
     config = pivot.get("output_config")
     fmt = config.get("format") if isinstance(config, dict) else None
@@ -174,22 +148,14 @@ def to_responses(pivot: Mapping[str, Any], model: str, *, reasoning: bool = True
     for field in ("temperature", "top_p"):
         if field in pivot:
             body[field] = pivot[field]
-    tools = _tools(pivot.get("tools"))
-    if tools:
-        body["tools"] = tools
-        choice = pivot.get("tool_choice")
-        mapped = _tool_choice(choice)
-        if mapped is not None:
-            body["tool_choice"] = mapped
-        if isinstance(choice, dict) and choice.get("disable_parallel_tool_use"):
-            body["parallel_tool_calls"] = False
-    metadata = pivot.get("metadata")
-    if isinstance(metadata, dict) and metadata.get("user_id"):
-        body["user"] = str(metadata["user_id"])
+    openai_tools(body, pivot, _tools(pivot.get("tools")), nested=False)
+    user = end_user(pivot)
+    if user is not None:
+        body["user"] = user
     text = _text_format(pivot)
     if text is not None:
         body["text"] = text
-    effort = _effort(pivot) if reasoning else None
+    effort = openai_effort(pivot) if reasoning else None
     if effort is not None:
         body["reasoning"] = {"effort": effort, "summary": "auto"}
         body["include"] = ["reasoning.encrypted_content"]

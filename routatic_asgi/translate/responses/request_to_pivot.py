@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from routatic_asgi.translate.pivot import texts, tool_arguments
+from routatic_asgi.translate.options import pivot_thinking, pivot_tool, pivot_tools, sampling
+from routatic_asgi.translate.pivot import as_dict, texts, tool_arguments
 from routatic_asgi.translate.responses.reasoning import from_item
 
 __all__ = ["DEFAULT_MAX_TOKENS", "NAMESPACE_SEPARATOR", "flat_tools", "namespaced", "to_pivot"]
 
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires max_tokens; Responses clients often omit it
 NAMESPACE_SEPARATOR = "__"
-_EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text"})
 
 
@@ -156,46 +156,7 @@ def flat_tools(tools: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
 
 
 def _pivot_tools(tools: Any) -> list[dict[str, Any]]:
-    out = []
-    for name, tool in flat_tools(tools):
-        schema = tool.get("parameters") or {"type": "object", "properties": {}}
-        converted: dict[str, Any] = {"name": name, "input_schema": schema}
-        if tool.get("description"):
-            converted["description"] = tool["description"]
-        if tool.get("strict") is True:
-            converted["strict"] = True
-        out.append(converted)
-    return out
-
-
-def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        mapped: dict[str, Any] = {"type": "tool", "name": str(choice.get("name", ""))}
-    elif choice in ("none", "auto", "required"):
-        mapped = {"type": {"required": "any"}.get(choice, choice)}
-    elif parallel is False:
-        mapped = {"type": "auto"}
-    else:
-        return None
-    if parallel is False and mapped["type"] != "none":
-        mapped["disable_parallel_tool_use"] = True
-    return mapped
-
-
-def _thinking(payload: Mapping[str, Any], max_tokens: int, turns: list[Any]) -> Any:
-    reasoning = payload.get("reasoning")
-    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
-    if effort not in _EFFORT_BUDGETS:
-        return None
-    # As for Chat clients: a tool loop whose assistant turn had no signed thinking cannot
-    # have thinking switched on in its middle (Anthropic requires the turn to open with it).
-    last = turns[-1] if turns else None
-    if last and last["role"] == "user" and any(b["type"] == "tool_result" for b in last["content"]):
-        previous = turns[-2]["content"] if len(turns) > 1 else []
-        if not any(b.get("type") in ("thinking", "redacted_thinking") for b in previous):
-            return None
-    budget = min(_EFFORT_BUDGETS[str(effort)], max_tokens - 1)
-    return {"type": "enabled", "budget_tokens": budget} if budget >= 1024 else None
+    return [pivot_tool(name, tool) for name, tool in flat_tools(tools)]
 
 
 def _output_format(text: Any) -> dict[str, Any] | None:
@@ -209,7 +170,7 @@ def _output_format(text: Any) -> dict[str, Any] | None:
     return None
 
 
-def to_pivot(payload: Mapping[str, Any], model: str, *, reasoning: bool = True) -> dict[str, Any]:
+def to_pivot(payload: Mapping[str, Any], model: str, reasoning: bool = True) -> dict[str, Any]:
     """A Responses API body as a pivot (Anthropic Messages) body for `model`."""
     turns, system = _turns(payload)
     max_tokens = payload.get("max_output_tokens")
@@ -218,25 +179,14 @@ def to_pivot(payload: Mapping[str, Any], model: str, *, reasoning: bool = True) 
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
     if system:
         body["system"] = [{"type": "text", "text": text} for text in system]
-    tools = _pivot_tools(payload.get("tools"))
-    if tools:
-        body["tools"] = tools
-        choice = _tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls"))
-        if choice is not None:
-            body["tool_choice"] = choice
+    pivot_tools(body, _pivot_tools(payload.get("tools")), payload)
     if isinstance(payload.get("user"), str) and payload["user"]:
         body["metadata"] = {"user_id": payload["user"]}
     output = _output_format(payload.get("text"))
     if output is not None:
         body["output_config"] = output
-    thinking = _thinking(payload, max_tokens, turns) if reasoning else None
-    if thinking is not None:
-        body["thinking"] = thinking  # Anthropic allows neither temperature nor top_p with it
-    else:
-        if isinstance(payload.get("temperature"), int | float):
-            body["temperature"] = min(float(payload["temperature"]), 1.0)
-        if isinstance(payload.get("top_p"), int | float):
-            body["top_p"] = payload["top_p"]
+    effort = as_dict(payload.get("reasoning")).get("effort") if reasoning else None
+    sampling(body, payload, pivot_thinking(effort, max_tokens, turns))
     if payload.get("stream") is True:
         body["stream"] = True
     return body

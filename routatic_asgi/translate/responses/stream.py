@@ -13,9 +13,11 @@ from routatic_asgi.sse import Event
 from routatic_asgi.translate.codec import EventKind
 from routatic_asgi.translate.responses.stream_from_pivot import failed_event
 
-__all__ = ["ResponsesStream"]
+__all__ = ["END", "FAILED", "HOLD", "ResponsesStream"]
 
-_HOLD = frozenset(
+# The watcher's and the decoder's reading of a Responses stream: what is held back before the
+# commit, what ends it, what is the target's failure.
+HOLD = frozenset(
     {
         "response.created",
         "response.in_progress",
@@ -25,8 +27,8 @@ _HOLD = frozenset(
         "response.reasoning_summary_part.added",
     }
 )
-_END = frozenset({"response.completed", "response.incomplete"})
-_FAILED = frozenset({"response.failed", "error"})
+END = frozenset({"response.completed", "response.incomplete"})
+FAILED = frozenset({"response.failed", "error"})
 
 
 class ResponsesStream:
@@ -43,11 +45,11 @@ class ResponsesStream:
         if name is None:
             return EventKind.HOLD
         self.events += 1
-        if name in _END:
+        if name in END:
             return EventKind.END
-        if name in _FAILED:
+        if name in FAILED:
             return EventKind.ERROR
-        if name in _HOLD and not self.committed:
+        if name in HOLD and not self.committed:
             return EventKind.HOLD
         self.committed = True
         return EventKind.CONTENT

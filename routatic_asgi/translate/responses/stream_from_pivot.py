@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from routatic_asgi.sse import Event, encode_event
-from routatic_asgi.translate.codec import EventKind
+from routatic_asgi.translate.codec import PivotEvents
 from routatic_asgi.translate.pivot import as_dict, keepalive, load
 from routatic_asgi.translate.responses.answers import (
     function_call_item,
@@ -51,12 +51,9 @@ class _Item:
         self.parts: list[str] = []
 
 
-class AnthropicToResponses:
-    _HOLD = frozenset({"message_start", "ping"})
-
+class AnthropicToResponses(PivotEvents):
     def __init__(self, request: Any, created: int) -> None:
-        self.seen = False
-        self.committed = False
+        super().__init__()
         self.request = request if isinstance(request, dict) else {}
         self.created = created
         self.names = namespaced(self.request.get("tools"))
@@ -72,18 +69,6 @@ class AnthropicToResponses:
         self._closed = False
 
     # -- the relay's questions ----------------------------------------------------------
-
-    def kind(self, event: Event) -> EventKind:
-        self.seen = True
-        name = event.name
-        if name in self._HOLD or name is None:
-            return EventKind.HOLD
-        if name == "error":
-            return EventKind.END if self.committed else EventKind.ERROR
-        if name == "message_stop":
-            return EventKind.END
-        self.committed = True
-        return EventKind.CONTENT
 
     def translate(self, event: Event) -> bytes:
         name = event.name

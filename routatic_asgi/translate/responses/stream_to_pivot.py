@@ -16,24 +16,12 @@ from typing import Any
 from routatic_asgi.errors import anthropic_error_body
 from routatic_asgi.sse import Event, encode_event
 from routatic_asgi.translate.codec import EventKind, stream_error_event
-from routatic_asgi.translate.pivot import as_dict, keepalive, load, sse, tool_id
+from routatic_asgi.translate.pivot import as_dict, keepalive, load, message_start, sse, tool_id
 from routatic_asgi.translate.responses.answers import pivot_usage, stop_reason_of
 from routatic_asgi.translate.responses.reasoning import responses_signature
+from routatic_asgi.translate.responses.stream import END, FAILED, HOLD
 
 __all__ = ["ResponsesToAnthropic"]
-
-_HOLD = frozenset(
-    {
-        "response.created",
-        "response.in_progress",
-        "response.queued",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.reasoning_summary_part.added",
-    }
-)
-_END = frozenset({"response.completed", "response.incomplete"})
-_FAILED = frozenset({"response.failed", "error"})
 
 
 class ResponsesToAnthropic:
@@ -51,11 +39,11 @@ class ResponsesToAnthropic:
     def kind(self, event: Event) -> EventKind:
         self.seen = True
         name = _name(event)
-        if name in _END:
+        if name in END:
             return EventKind.END
-        if name in _FAILED:
+        if name in FAILED:
             return EventKind.END if self.committed else EventKind.ERROR
-        if name is None or (name in _HOLD and not self.committed):
+        if name is None or (name in HOLD and not self.committed):
             return EventKind.HOLD
         self.committed = True
         return EventKind.CONTENT
@@ -66,9 +54,9 @@ class ResponsesToAnthropic:
             return keepalive(event)
         name = _name(event) or str(payload.get("type", ""))
         out = [self._start(payload)]
-        if name in _FAILED:
+        if name in FAILED:
             out.append(self._failed(payload))
-        elif name in _END:
+        elif name in END:
             out.append(self._close(as_dict(payload.get("response"))))
         else:
             out.append(self._content(name, payload))
@@ -89,17 +77,7 @@ class ResponsesToAnthropic:
         self._started = True
         response = as_dict(payload.get("response"))
         self._id = str(response.get("id") or "msg_translated")
-        message: dict[str, Any] = {
-            "id": self._id,
-            "type": "message",
-            "role": "assistant",
-            "model": str(response.get("model", "")),
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        }
-        return sse("message_start", {"type": "message_start", "message": message})
+        return message_start(self._id, str(response.get("model", "")))
 
     def _content(self, name: str, payload: dict[str, Any]) -> bytes:
         key = str(payload.get("item_id", ""))
