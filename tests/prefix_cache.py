@@ -34,6 +34,7 @@ class Served:
     key: str
     prompt: int  # every input token
     cached: int  # of which read from the cache
+    session: str = ""  # the x-claude-code-session-id the gateway forwarded
 
 
 def _units(body: dict[str, Any]) -> list[str]:
@@ -89,6 +90,7 @@ class PrefixCache:
         body = json.loads(request.content)
         self.requests.append(body)
         served = self.lookup(key, body)
+        served.session = request.headers.get("x-claude-code-session-id", "")
         self.served.append(served)
         model = body.get("model", "")
         if request.url.path.endswith("/chat/completions"):

@@ -4,6 +4,7 @@ ratio from one run, and the profile reader charges each sample to the right owne
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -46,3 +47,18 @@ def test_a_sample_belongs_to_its_innermost_known_owner() -> None:
     logged = f"{routed};_finish (routatic_asgi/telemetry/record.py:9);info (logging/__init__.py:5)"
     assert owner(logged) == "logging/__init__"
     assert owner("run (threading.py:1);BatchProcessor.worker (x.py:2)").endswith("thread")
+
+
+def test_the_cache_bench_prints_round_robin_against_affinity_turn_by_turn() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "cache.py"), "--sessions", "6", "--turns", "4",
+         "--revoke-at", "3"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in done.stdout.splitlines()}
+    assert [f"| {n}" in rows for n in range(1, 5)] == [True] * 4
+    # hit ratio, input cost: round robin, affinity, affinity with a key revoked
+    whole = rows["| turns 2+ reading the whole previous turn"]
+    assert whole[2] == "100%" and whole[0] != "100%"
+    costs = [float(cell.strip("* |").replace(",", "")) for cell in rows["| all"][1::2]]
+    assert costs[1] < costs[2] < costs[0]
