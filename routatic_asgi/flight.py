@@ -19,11 +19,11 @@ from routatic_asgi.attempt import HANG_UP, REQUEST, Attempt, InboundRequest, Tar
 from routatic_asgi.classify import Kind, Reason
 from routatic_asgi.commit_point import CommitPoint
 from routatic_asgi.hedge import Hedge
+from routatic_asgi.payload import estimate_tokens
 from routatic_asgi.rescue import Splicer, continuation, transcript
 from routatic_asgi.retry import retry_pause
 from routatic_asgi.telemetry import RECORD
 from routatic_asgi.translate.codec import stream_error_event
-from routatic_asgi.translate.tokens import estimate_tokens
 
 __all__ = ["Flight"]
 

@@ -10,9 +10,9 @@ from starlette.types import Receive, Scope
 
 from routatic_asgi.answer import Answer, proxy_error
 from routatic_asgi.attempt import Endpoint, InboundRequest, Protocol
+from routatic_asgi.payload import estimate_tokens
 from routatic_asgi.session import session_of
 from routatic_asgi.shapes import check_request
-from routatic_asgi.translate.tokens import estimate_tokens
 
 __all__ = [
     "PARSE_BUDGET",

@@ -36,10 +36,10 @@ from routatic_asgi.classify import (
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock, Deadline
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.exchange import EventKind, Exchange, StreamCodec, exchange_for
+from routatic_asgi.payload import unfit_reason
 from routatic_asgi.redaction import Redactor
 from routatic_asgi.sse import EVENT_LIMIT, EventTooLarge, SSEFramer, parse_event
 from routatic_asgi.telemetry import Telemetry, UsageReader, usage_from_body
-from routatic_asgi.translate.fit import unfit_reason
 from routatic_asgi.translate.pivot import TranslationError
 from routatic_asgi.upstream import Upstreams
 

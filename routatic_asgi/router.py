@@ -28,8 +28,9 @@ from routatic_asgi.commit_point import header_value
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.flight import Flight
 from routatic_asgi.intake import ClientGone, Rejected, read_request, token_estimate
+from routatic_asgi.payload import request_traits
 from routatic_asgi.retry import blip_pause
-from routatic_asgi.routing import Routing, request_traits
+from routatic_asgi.routing import Routing
 from routatic_asgi.telemetry import RECORD, Telemetry, route_label
 
 __all__ = ["FallbackRouter", "header_value"]

@@ -11,7 +11,6 @@ the inner layers' decision, which is what makes "the best healthy key" of a sess
 from __future__ import annotations
 
 import itertools
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,12 +20,8 @@ from routatic_asgi.affinity import FailoverHold, rendezvous, seed_of
 from routatic_asgi.attempt import Attempt, Credential, Target
 from routatic_asgi.config import Config, GroupMember, GroupStep, RouteConfig, RouteWhen
 from routatic_asgi.session import Session
-from routatic_asgi.translate.fit import has_images
-from routatic_asgi.translate.tokens import estimate_tokens
 
-__all__ = ["Routing", "is_background_model", "request_traits"]
-
-_BACKGROUND = re.compile(r"haiku", re.IGNORECASE)
+__all__ = ["Routing"]
 
 
 def _credentials(config: Config, name: str) -> tuple[Credential, ...]:
@@ -144,33 +139,3 @@ def _traits_match(when: RouteWhen | None, traits: Mapping[str, Any]) -> bool:
     if when.background is not None and bool(traits.get("background")) != when.background:
         return False
     return when.tokens_over is None or int(traits.get("tokens", 0)) > when.tokens_over
-
-
-def request_traits(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The traits a route's `when` can ask for, from the parsed body of either protocol.
-
-    `tokens` is the local estimate (an image costs a flat amount, not its base64 size).
-    `background` marks the client's small/fast model: Claude Code sends its background work
-    (titles, summaries, quick checks) to Haiku.
-    """
-    return {
-        "thinking": _wants_thinking(payload),
-        "images": has_images(payload),
-        "tokens": estimate_tokens(payload),
-        "background": is_background_model(str(payload.get("model", ""))),
-    }
-
-
-def is_background_model(model: str) -> bool:
-    return _BACKGROUND.search(model) is not None
-
-
-def _wants_thinking(payload: Mapping[str, Any]) -> bool:
-    thinking = payload.get("thinking")  # Anthropic, and DeepSeek-style OpenAI bodies
-    if isinstance(thinking, dict):
-        return thinking.get("type") in ("enabled", "adaptive")
-    effort = payload.get("reasoning_effort")
-    reasoning = payload.get("reasoning")  # OpenRouter's form
-    if isinstance(reasoning, dict):
-        effort = effort or reasoning.get("effort") or reasoning.get("max_tokens")
-    return bool(effort) and effort != "none"

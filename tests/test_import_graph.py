@@ -22,6 +22,7 @@ LAYERS = [
         "answer",
         "retry",
         "routing",
+        "payload",
         "affinity",
         "keyring",
         "exchange",

@@ -22,11 +22,9 @@ from routatic_asgi.translate import (
     Translation,
     TranslationError,
     anthropic_history,
-    estimate_tokens,
     to_anthropic,
     to_anthropic_message,
     to_openai,
-    unfit_reason,
 )
 from routatic_asgi.translate.chat.errors import openai_error_as_anthropic
 from routatic_asgi.translate.chat.stream import OpenAIStream
@@ -146,35 +144,6 @@ def test_a_model_without_thinking_gets_no_reasoning_option() -> None:
     payload = {**tool_loop(SIGNATURE), "messages": [{"role": "user", "content": "hi"}]}
     assert "reasoning_effort" in to_openai(payload, "m")
     assert "reasoning_effort" not in to_openai(payload, "m", reasoning=False)
-
-
-# --- fitness and estimates ---------------------------------------------------------------
-
-
-def test_unfit_reasons_follow_the_model_capabilities() -> None:
-    image = {"type": "image", "source": {"type": "url", "url": "https://e/x.png"}}
-    with_image = {"model": "m", "messages": [{"role": "user", "content": [image]}]}
-    with_tools = {"model": "m", "tools": [{"name": "t"}], "messages": []}
-    long = {"model": "m", "messages": [{"role": "user", "content": "word " * 4000}]}
-    assert unfit_reason(with_image, None) is None
-    assert unfit_reason(with_image, ModelCaps(vision=False)) == "unfit_vision"
-    assert unfit_reason(with_image, ModelCaps()) is None
-    assert unfit_reason(with_tools, ModelCaps(tools=False)) == "unfit_tools"
-    assert unfit_reason(long, ModelCaps(context=4000)) == "unfit_context"
-    assert unfit_reason(long, ModelCaps(context=8000)) is None
-
-
-def test_estimate_counts_text_images_and_tools() -> None:
-    text = {"model": "m", "messages": [{"role": "user", "content": "abcd" * 1000}]}
-    assert 1000 <= estimate_tokens(text) <= 1010
-    huge_image = {
-        "type": "image",
-        "source": {"type": "base64", "media_type": "image/png", "data": "A" * 1_000_000},
-    }
-    image = {"model": "m", "messages": [{"role": "user", "content": [huge_image]}]}
-    assert estimate_tokens(image) < 2000
-    cjk = {"model": "m", "messages": [{"role": "user", "content": "漢字" * 100}]}
-    assert estimate_tokens(cjk) >= 200
 
 
 # --- codecs ------------------------------------------------------------------------------

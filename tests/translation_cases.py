@@ -17,8 +17,8 @@ import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
 from routatic_asgi.exchange import exchange_for
+from routatic_asgi.payload import estimate_tokens
 from routatic_asgi.sse import SSEFramer, parse_event
-from routatic_asgi.translate import estimate_tokens
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = 1_800_000_000.0

@@ -6,8 +6,9 @@ to and from it — request, answer, stream, error — described by a `Codec` (`c
 and `responses` (the OpenAI Responses API).
 `translation` composes a client's codec with a target's, so any client protocol reaches any
 target protocol; a same-protocol passthrough never comes here. Adding a protocol is one new
-package and one line in `translation.CODECS`. Beside them: `tokens` (a local estimate) and
-`fit` (model capabilities). Nothing here performs I/O.
+package and one line in `translation.CODECS`. Reading what a request asks for (its token
+estimate, traits, fitness for a model) is no codec's job: `routatic_asgi.payload` does it.
+Nothing here performs I/O.
 """
 
 from routatic_asgi.translate.anthropic import anthropic_history, has_foreign_thinking
@@ -19,9 +20,7 @@ from routatic_asgi.translate.chat import (
 )
 from routatic_asgi.translate.chat.answers import to_anthropic_message, to_openai_completion
 from routatic_asgi.translate.codec import Codec, EventKind, StreamCodec, stream_error_event
-from routatic_asgi.translate.fit import unfit_reason
 from routatic_asgi.translate.pivot import TranslationError
-from routatic_asgi.translate.tokens import estimate_tokens
 from routatic_asgi.translate.translation import CODECS, Translation, cap_output
 
 __all__ = [
@@ -35,12 +34,10 @@ __all__ = [
     "TranslationError",
     "anthropic_history",
     "cap_output",
-    "estimate_tokens",
     "has_foreign_thinking",
     "stream_error_event",
     "to_anthropic",
     "to_anthropic_message",
     "to_openai",
     "to_openai_completion",
-    "unfit_reason",
 ]

@@ -1,4 +1,5 @@
-"""Request traits that routes can ask for with `when:`, read from either protocol's body."""
+"""What a request body asks for: the traits routes can ask for with `when:`, the token
+estimate, and fitness for a model's configured capabilities, from either protocol's body."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from routatic_asgi.routing import request_traits
+from routatic_asgi.config import ModelCaps
+from routatic_asgi.payload import estimate_tokens, request_traits, unfit_reason
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -60,3 +62,29 @@ def test_tokens_count_text_not_the_bytes_of_an_image() -> None:
     assert pictured["tokens"] < 2000
     long = request_traits({"model": "m", "messages": [{"role": "user", "content": "word " * 8000}]})
     assert 9000 < long["tokens"] < 11000
+
+
+def test_unfit_reasons_follow_the_model_capabilities() -> None:
+    image = {"type": "image", "source": {"type": "url", "url": "https://e/x.png"}}
+    with_image = {"model": "m", "messages": [{"role": "user", "content": [image]}]}
+    with_tools = {"model": "m", "tools": [{"name": "t"}], "messages": []}
+    long = {"model": "m", "messages": [{"role": "user", "content": "word " * 4000}]}
+    assert unfit_reason(with_image, None) is None
+    assert unfit_reason(with_image, ModelCaps(vision=False)) == "unfit_vision"
+    assert unfit_reason(with_image, ModelCaps()) is None
+    assert unfit_reason(with_tools, ModelCaps(tools=False)) == "unfit_tools"
+    assert unfit_reason(long, ModelCaps(context=4000)) == "unfit_context"
+    assert unfit_reason(long, ModelCaps(context=8000)) is None
+
+
+def test_estimate_counts_text_images_and_tools() -> None:
+    text = {"model": "m", "messages": [{"role": "user", "content": "abcd" * 1000}]}
+    assert 1000 <= estimate_tokens(text) <= 1010
+    huge_image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "A" * 1_000_000},
+    }
+    image = {"model": "m", "messages": [{"role": "user", "content": [huge_image]}]}
+    assert estimate_tokens(image) < 2000
+    cjk = {"model": "m", "messages": [{"role": "user", "content": "漢字" * 100}]}
+    assert estimate_tokens(cjk) >= 200
