@@ -4,8 +4,8 @@
 through the credential and breaker layers on one watched store, as in the app: half of them
 fail (the breaker remembers the streak for an hour), a tenth use up their credential. Once
 those records have expired on the (fake) clock, memory, `/status` and the `/metrics` scrape
-are back where they were before the flood (model labels are bounded: past 100 distinct
-names a client-chosen one counts as "other").
+are back where they were before the flood: a model name the configuration does not write
+is labelled "unconfigured" in every metric.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Layers:
     def __init__(self) -> None:
         self.clock = Clock()
         self.metrics = Metrics(CollectorRegistry())
+        self.metrics.model.only(())  # as build_app does: no model here is configured
         self.store = WatchedStore(MemoryStore(clock=self.clock), self.metrics, clock=self.clock)
         self.breaker = CircuitBreaker(
             self.upstream, store=self.store, policy=BreakerPolicy(failures=1), clock=self.clock
@@ -79,8 +80,7 @@ async def _drop(message: dict[str, Any]) -> None:
 
 def series(metrics: Metrics) -> int:
     """The samples a scrape returns (their values may grow; their number must not)."""
-    text = metrics.exposition()[0].decode()
-    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    return samples(metrics.exposition()[0].decode())
 
 
 def blocks() -> int:
@@ -92,7 +92,7 @@ def blocks() -> int:
 def test_40000_client_chosen_names_leave_memory_status_and_metrics() -> None:
     async def main() -> None:
         layers = Layers()
-        for index in range(1, 1001):  # every code path, and the 100 model labels kept
+        for index in range(1, 1001):  # every code path
             await layers.ask(index)
         layers.clock.now += 2 * 86400
         rows_before = len(await layers.status())
@@ -109,6 +109,58 @@ def test_40000_client_chosen_names_leave_memory_status_and_metrics() -> None:
         assert held < 4000, f"{held} more blocks held than before the flood"
 
     asyncio.run(main())
+
+
+def test_made_up_model_names_share_one_label_and_configured_ones_keep_theirs() -> None:
+    """Through the whole app: 300 names no configuration writes leave the /metrics scrape
+    as one name did; a model listed under its provider's `models:` keeps its own label."""
+    config = gateway_config(
+        {
+            "up": {
+                "protocol": "anthropic",
+                "base_url": "http://up.test",
+                "auth": "none",
+                "models": {"claude-listed": {}},
+            }
+        },
+        [{"match": "*", "chain": ["up/{model}"]}],
+    )
+
+    async def main() -> tuple[int, int, str]:
+        app = build_app(
+            config, registry=CollectorRegistry(), transport=httpx.MockTransport(Upstreams())
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+
+            async def ask(model: str) -> None:
+                body = {
+                    "model": model,
+                    "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "hi"}],
+                }
+                assert (await client.post("/v1/messages", json=body)).status_code == 200
+
+            async def scrape() -> str:
+                return (await client.get("/metrics")).text
+
+            await ask("claude-listed")
+            await ask("made-up-0")
+            before = await scrape()
+            for index in range(1, 301):
+                await ask(f"made-up-{index}")
+            after = await scrape()
+        await app.aclose()
+        return samples(before), samples(after), after
+
+    before, after, text = asyncio.run(main())
+    assert after == before
+    assert 'model="claude-listed"' in text and 'model="unconfigured"' in text
+    assert "made-up" not in text
+
+
+def samples(scrape: str) -> int:
+    return sum(1 for line in scrape.splitlines() if line and not line.startswith("#"))
 
 
 def dense_body(size: int) -> bytes:

@@ -158,7 +158,7 @@ async def test_through_the_app_a_failing_target_is_short_circuited_then_probed(
             "down": {"protocol": "anthropic", "base_url": "http://down", "keys": ["sk-down-0001"]},
             "up": {"protocol": "anthropic", "base_url": "http://up", "auth": "none"},
         },
-        [{"match": "*", "chain": ["down/{model}", "up/{model}"]}],
+        [{"match": "claude-x", "chain": ["down/{model}", "up/{model}"]}],
     )
     app = build_app(
         config,
@@ -213,7 +213,7 @@ async def test_a_refreshed_key_counts_two_upstream_calls_once_each() -> None:
     config = gateway_config(
         {"p": {"protocol": "anthropic", "base_url": "http://p", "keys": ["sk-stale-000001"],
                "key_command": "echo sk-fresh-000002"}},
-        [{"match": "*", "chain": ["p/{model}"]}],
+        [{"match": "claude-x", "chain": ["p/{model}"]}],
     )  # fmt: skip
     app = build_app(config, registry=registry, transport=httpx.MockTransport(upstreams))
     async with httpx.AsyncClient(

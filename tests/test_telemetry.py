@@ -177,7 +177,12 @@ def _two_providers(upstream: FakeUpstream) -> tuple[Any, str, str]:
     first, second = upstream.provider(), upstream.provider()
     config = gateway_config(
         {
-            "first": {"protocol": "anthropic", "base_url": upstream.url(first), "auth": "none"},
+            "first": {
+                "protocol": "anthropic",
+                "base_url": upstream.url(first),
+                "auth": "none",
+                "models": {MODEL: {}},  # a model the configuration names has its own label
+            },
             "second": {
                 "protocol": "anthropic",
                 "base_url": upstream.url(second),
@@ -320,7 +325,7 @@ def test_openai_non_streamed_usage_counts_cached_tokens_apart(
     upstream.script(prefix, {"status": 200, "json": completion})
     config = gateway_config(
         {"oai": {"protocol": "openai", "base_url": upstream.url(prefix), "auth": "none"}},
-        [{"match": "*", "chain": ["oai/{model}"]}],
+        [{"match": "gpt-x", "chain": ["oai/{model}"]}],
     )
     registry = CollectorRegistry()
     with gateway(config, registry=registry) as url:

@@ -91,6 +91,8 @@ def _assemble(
     """The chain for one configuration; telemetry and the state store outlive it."""
     upstreams = Upstreams(config, transport=transport)
     resilience = config.resilience
+    # Model labels: the names this configuration writes; a client's other choices collapse.
+    telemetry.metrics.model.only(config.named_models())
     # Every key this configuration holds, and each key_command prints as it comes.
     redactor = Redactor(secrets_of(config))
     relay: ASGIApp = UpstreamRelay(

@@ -12,7 +12,7 @@ import orjson
 from starlette.types import Scope, Send
 
 from routatic_asgi.answer import Answer, proxy_error, send_answer
-from routatic_asgi.config import Config, route_targets
+from routatic_asgi.config import Config
 from routatic_asgi.shapes import models_query
 
 __all__ = ["json_answer", "list_models", "model_ids", "one_model", "query_of", "speaks_openai"]
@@ -80,15 +80,7 @@ async def one_model(config: Config, scope: Scope, send: Send) -> None:
 def model_ids(config: Config) -> list[str]:
     """Every model a client can ask for: literal route names, and the models of `models:`
     catalogs and the fixed chain models that some route serves (a `*` route serves all)."""
-    ids = {r.match for r in config.routes if not any(c in r.match for c in "*?[")}
-    named = {m for provider in config.providers.values() for m in provider.models}
-    for route in config.routes:
-        for entry in route_targets(route):
-            model = entry.partition("/")[2]
-            if "{model}" not in model:
-                named.add(model)
-    ids.update(model for model in named if config.route_for(model) is not None)
-    return sorted(ids)
+    return sorted(m for m in config.named_models() if config.route_for(m) is not None)
 
 
 def speaks_openai(scope: Scope) -> bool:

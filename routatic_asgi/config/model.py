@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from routatic_asgi.config.providers import ProviderConfig
-from routatic_asgi.config.routes import RouteConfig
+from routatic_asgi.config.routes import RouteConfig, iter_chain
 from routatic_asgi.config.units import Bytes, Model, Seconds, Secret
 from routatic_asgi.config_errors import unknown_providers
 from routatic_asgi.state import parse_state_url
@@ -204,6 +204,17 @@ class Config(Model):
     def route_for(self, model: str) -> RouteConfig | None:
         """The first route whose glob matches `model` (traits are checked by the router)."""
         return next((route for route in self.routes if route.matches(model)), None)
+
+    def named_models(self) -> set[str]:
+        """Every model name the configuration itself writes: literal route matches, `models:`
+        catalogs and the fixed models of chains. Any other name is a client's choice."""
+        names = {r.match for r in self.routes if not any(c in r.match for c in "*?[")}
+        names.update(m for provider in self.providers.values() for m in provider.models)
+        for route in self.routes:
+            for _, model in iter_chain(route, "{model}"):
+                if "{model}" not in model:
+                    names.add(model)
+        return names
 
 
 def config_schema() -> dict[str, Any]:

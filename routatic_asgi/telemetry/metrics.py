@@ -1,11 +1,12 @@
 """The gateway's Prometheus instruments, created once on an injected `CollectorRegistry`.
 
 Every label is bounded: providers, routes and reasons come from the configuration and the
-classifier; a model named by a client is kept only up to a fixed number of distinct values
-per process, after which it is counted as "other". No label ever carries a key, a request id
-or an upstream's raw error text. Under `serve --workers N` prometheus_client writes values to
-PROMETHEUS_MULTIPROC_DIR and the exposition sums every worker's files. This module never
-touches the default global registry.
+classifier; a model is labelled by its name only when the configuration names it (the app
+says which), any other name a client chose counts as "unconfigured". Without a configuration
+(a layer used alone) the first 100 distinct names are kept, later ones count as "other". No
+label ever carries a key, a request id or an upstream's raw error text. Under
+`serve --workers N` prometheus_client writes values to PROMETHEUS_MULTIPROC_DIR and the
+exposition sums every worker's files. This module never touches the default global registry.
 """
 
 from __future__ import annotations
@@ -39,13 +40,21 @@ _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 
 
 class LabelBound:
-    """Keeps at most `limit` distinct values of one label; later newcomers become "other"."""
+    """Keeps at most `limit` distinct values of one label; later newcomers become "other".
+    Once `only` has named the values a label may take, every other one is "unconfigured"."""
 
     def __init__(self, limit: int = 100, length: int = 80) -> None:
         self.limit, self.length = limit, length
         self._seen: set[str] = set()
+        self._known: frozenset[str] | None = None
+
+    def only(self, values: Iterable[str]) -> None:
+        """The configured values: from now on, the only ones that are their own label."""
+        self._known = frozenset(values)
 
     def __call__(self, value: str) -> str:
+        if self._known is not None:
+            return value if value in self._known else "unconfigured"
         if value in self._seen:
             return value
         if len(self._seen) >= self.limit or len(value) > self.length or not value.isprintable():
