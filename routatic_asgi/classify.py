@@ -289,7 +289,8 @@ def classify_response(
 _MODEL_WORD = re.compile(r"model", re.IGNORECASE)
 
 
-# The status an Anthropic error type stands for, to classify an `event: error` in a stream.
+# The status an error type or code stands for, to classify an error inside a stream:
+# Anthropic's types, and the codes of OpenAI's error chunks and Responses failures.
 _ERROR_TYPE_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
@@ -301,22 +302,48 @@ _ERROR_TYPE_STATUS = {
     "api_error": 500,
     "timeout_error": 504,
     "overloaded_error": 529,
+    "context_length_exceeded": 400,
+    "invalid_prompt": 400,
+    "invalid_api_key": 401,
+    "insufficient_quota": 429,  # its body says quota: a usage limit
+    "rate_limit_exceeded": 429,
+    "server_error": 500,
 }
+
+
+def _stream_error(payload: Any) -> dict[str, Any]:
+    """The error object of an error inside a stream: Anthropic's `event: error` and OpenAI's
+    error chunk (`error`), a Responses `response.failed` (`response.error`) or a Responses
+    `error` event (the event itself: `code`, `message`)."""
+    if not isinstance(payload, dict):
+        return {}
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return error
+    response = payload.get("response")
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        return dict(response["error"])
+    return payload if payload.get("type") == "error" else {}
+
+
+def _stream_error_status(error: Mapping[str, Any]) -> int:
+    names = [str(error.get(field) or "") for field in ("type", "code")]
+    for name in names:
+        if name in _ERROR_TYPE_STATUS:
+            return _ERROR_TYPE_STATUS[name]
+    return 529 if any("overload" in name for name in names) else 500
 
 
 def classify_stream_error(
     data: bytes, *, fallback_on: Collection[int], first: bool, now: float
 ) -> Outcome:
-    """Classify an `event: error` (or an OpenAI error chunk) that arrived inside a 200 stream."""
-    error_type = ""
+    """Classify an error that arrived inside a 200 stream (an `event: error`, an OpenAI error
+    chunk, a Responses `response.failed` or `error` event) as the status it stands for."""
     try:
         payload = orjson.loads(data)
-        error = payload.get("error") if isinstance(payload, dict) else None
-        if isinstance(error, dict):
-            error_type = str(error.get("type") or error.get("code") or "")
     except orjson.JSONDecodeError:
-        pass
-    status = _ERROR_TYPE_STATUS.get(error_type, 529 if "overload" in error_type else 500)
+        payload = None
+    status = _stream_error_status(_stream_error(payload))
     outcome = classify_response(status, {}, data, fallback_on=fallback_on, first=first, now=now)
     if outcome.kind is Kind.CLIENT and status >= 500:
         # A 5xx-like error in a stream is the upstream's failure whatever fallback_on says.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -69,7 +70,7 @@ def test_statuses_are_whole_numbers_not_substrings() -> None:
     ("status", "body", "reason"),
     [
         (404, '{"error": {"message": "model not found"}}', "unknown_model"),
-        (404, '<html>404 page not found</html>', "wrong_path"),
+        (404, "<html>404 page not found</html>", "wrong_path"),
         (
             400,
             '{"error": {"message": "prompt is too long: 250000 tokens > 200000 maximum"}}',
@@ -148,6 +149,49 @@ def test_a_429_keeps_its_retry_after() -> None:
 def test_error_events_inside_a_stream(error_type: str, kind: Kind) -> None:
     data = json.dumps({"type": "error", "error": {"type": error_type, "message": "m"}}).encode()
     assert classify_stream_error(data, fallback_on=FALLBACK_ON, first=True, now=NOW).kind is kind
+
+
+def _failed(code: str, message: str) -> bytes:
+    response = {"id": "resp_1", "status": "failed", "error": {"code": code, "message": message}}
+    event = {"type": "response.failed", "sequence_number": 3, "response": response}
+    return json.dumps(event).encode()
+
+
+def _error_event(code: str, message: str) -> bytes:
+    event = {"type": "error", "code": code, "message": message, "param": None}
+    return json.dumps({**event, "sequence_number": 2}).encode()
+
+
+@pytest.mark.parametrize("shape", [_failed, _error_event])
+@pytest.mark.parametrize(
+    ("code", "message", "kind", "reason"),
+    [
+        ("rate_limit_exceeded", "Rate limit reached", Kind.TRANSIENT, Reason.RATE_LIMITED),
+        (
+            "insufficient_quota",
+            "You exceeded your current quota",
+            Kind.EXHAUSTED,
+            Reason.USAGE_LIMIT,
+        ),
+        ("invalid_api_key", "Incorrect API key provided", Kind.AUTH, Reason.AUTH_REJECTED),
+        ("server_error", "The server had an error", Kind.TRANSIENT, "status_500"),
+        ("something_new", "?", Kind.TRANSIENT, "status_500"),
+    ],
+)
+def test_responses_failures_inside_a_stream_are_classified_by_their_code(
+    shape: Callable[[str, str], bytes], code: str, message: str, kind: Kind, reason: str
+) -> None:
+    data = shape(code, message)
+    outcome = classify_stream_error(data, fallback_on=FALLBACK_ON, first=True, now=NOW)
+    assert (outcome.kind, outcome.reason) == (kind, reason)
+
+
+def test_a_responses_context_length_failure_is_the_clients_or_unfit() -> None:
+    data = _error_event("context_length_exceeded", "Your input exceeds the context window")
+    first = classify_stream_error(data, fallback_on=FALLBACK_ON, first=True, now=NOW)
+    later = classify_stream_error(data, fallback_on=FALLBACK_ON, first=False, now=NOW)
+    assert (first.kind, first.reason) == (Kind.CLIENT, Reason.CONTEXT_TOO_LONG)
+    assert (later.kind, later.reason) == (Kind.UNFIT, Reason.CONTEXT_TOO_LONG)
 
 
 def test_an_unreadable_error_event_is_still_a_failure() -> None:
