@@ -100,6 +100,14 @@ def test_a_clients_own_prompt_cache_key_goes_on_as_it_is(
     assert body["prompt_cache_key"] == "thread-7"
 
 
+@pytest.mark.parametrize("client", ["openai", "responses"])
+def test_an_anthropic_target_gets_no_prompt_cache_key(client: Protocol) -> None:
+    chat = {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}
+    payload = chat if client == "openai" else {"model": "gpt-5", "input": "hi"}
+    body = sent(client, {**payload, "prompt_cache_key": "thread-7"}, "anthropic", headers={})
+    assert "thread-7" not in json.dumps(body) and "cache_control" in json.dumps(body)
+
+
 @pytest.mark.parametrize("target", ["openai", "responses"])
 def test_cache_control_is_dropped_for_targets_not_marked_to_honour_it(target: Protocol) -> None:
     assert "cache_control" not in json.dumps(sent("anthropic", CLAUDE_CODE, target))
@@ -273,3 +281,37 @@ async def test_cached_tokens_reach_every_client_in_its_own_shape(
     assert [a.status_code for a in answers] == [200, 200], answers[-1].text
     assert fake.served[1].cached > 0
     assert [cached_tokens(client, a, stream) for a in answers] == [0, fake.served[1].cached]
+
+
+# --- passthrough: byte for byte, and warm by affinity alone -------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "openai", "responses"])
+async def test_passthrough_adds_no_cache_hint_and_stays_warm_by_affinity(protocol: str) -> None:
+    """A same-protocol request goes byte for byte: no prompt_cache_key, no breakpoint added.
+    Its session still keeps one key of the pool, so its next turn reads that key's cache."""
+    clock = Clock()
+    fake = PrefixCache(clock)
+    bodies: list[bytes] = []
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return await fake(request)
+
+    base = "http://t" if protocol == "anthropic" else "http://t/v1"
+    keys = ["sk-t-0001", "sk-t-0002", "sk-t-0003"]
+    config = parse_config(
+        {"providers": {"t": {"protocol": protocol, "base_url": base, "keys": keys}},
+         "routes": [{"match": "*", "chain": ["t/{model}"]}]},
+        env={},
+    )  # fmt: skip
+    first = json.dumps(client_body(protocol, stream=False)).encode()
+    async with client_for(app_for(config, upstream, clock)) as http:
+        for _ in range(3):  # no session header, no prompt_cache_key: the first turns name it
+            answer = await http.post(
+                PATHS[protocol], content=first, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 200, answer.text
+    assert bodies == [first] * 3
+    assert len({served.key for served in fake.served}) == 1
+    assert [served.cached for served in fake.served][1:] == [fake.served[0].prompt] * 2
