@@ -2,6 +2,7 @@
 
     python bench/loadgen.py ttfb  URL BODY_FILE --requests 2000
     python bench/loadgen.py hold  URL BODY_FILE --streams 1000 --pids 123,456
+    python bench/loadgen.py count URL BODY_FILE --requests 2000 --connections 8
 
 - `ttfb`: one keep-alive connection, requests one after another; per request the time to the
   first response byte, to the first content event (`content_block_delta` or a `"content"`
@@ -9,6 +10,9 @@
 - `hold`: opens `--streams` streams at once, each on its own connection; once every stream
   has its first content, samples the RSS of `--pids` (and their children), then reads every
   stream to its end. Prints JSON: streams, errors, seconds to open them all, RSS in MB.
+- `count`: exactly `--requests` requests over `--connections` keep-alive connections, each
+  connection one request after another: a fixed amount of work, for figures counted rather
+  than timed (bench/instructions.py). Prints JSON: requests, seconds.
 
 Raw asyncio streams on uvloop, no HTTP library: the client must cost far less than what it
 measures. Loopback only; it never retries and it stops by itself (`--timeout`).
@@ -104,6 +108,23 @@ async def ttfb(url: str, body: bytes, requests: int) -> dict[str, float]:
     return figures
 
 
+async def count(url: str, body: bytes, requests: int, connections: int) -> dict[str, float]:
+    clients = [Client(url, body) for _ in range(connections)]
+    await asyncio.gather(*(client.connect() for client in clients))
+    shares = [requests // connections + (n < requests % connections) for n in range(connections)]
+
+    async def run(client: Client, share: int) -> None:
+        for _ in range(share):
+            await client.exchange()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(run(c, n) for c, n in zip(clients, shares, strict=True)))
+    seconds = time.perf_counter() - started
+    for client in clients:
+        client.close()
+    return {"requests": requests, "seconds": seconds}
+
+
 def rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in _with_children(pids):
@@ -155,17 +176,20 @@ async def hold(url: str, body: bytes, streams: int, pids: list[int]) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["ttfb", "hold"])
+    parser.add_argument("mode", choices=["ttfb", "hold", "count"])
     parser.add_argument("url")
     parser.add_argument("body", type=Path)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--pids", default="")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
     body = args.body.read_bytes()
     if args.mode == "ttfb":
         work = ttfb(args.url, body, args.requests)
+    elif args.mode == "count":
+        work = count(args.url, body, args.requests, args.connections)
     else:
         pids = [int(p) for p in args.pids.split(",") if p]
         work = hold(args.url, body, args.streams, pids)
