@@ -37,11 +37,12 @@ class Session:
 
     key: str = field(repr=False)
     source: str  # where it came from: a header name, a body field, or "conversation"
+    # For logs and spans: tells sessions apart, and never reveals one. Hashed once here: the
+    # routing's hold, the request log and the span each read it.
+    hashed: str = field(init=False, compare=False)
 
-    @property
-    def hashed(self) -> str:
-        """For logs and spans: tells sessions apart, and never reveals one."""
-        return _digest("routatic-session", self.key)[:16]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hashed", _digest("routatic-session", self.key)[:16])
 
     @property
     def cache_key(self) -> str:
