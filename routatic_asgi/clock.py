@@ -75,10 +75,24 @@ class Clock:
         # The event loop's clock is anyio's; reading it directly skips sniffio's lookup.
         loop = asyncio.get_running_loop()
         at = loop.time() + seconds
-        return Deadline(anyio.CancelScope(deadline=at), at, loop.time)
+        return Deadline(_cancel_scope(at), at, loop.time)
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
 
+
+def _cancel_scope(at: float) -> anyio.CancelScope:
+    """`anyio.CancelScope(deadline=at)` on asyncio, without asking sniffio which library runs
+    (a task lookup on every scope: 2 of its 5 µs, twice a request)."""
+    global _SCOPE
+    if _SCOPE is None:
+        scope = anyio.CancelScope(deadline=at)
+        _SCOPE = type(scope)
+        return scope
+    return _SCOPE(deadline=at)
+
+
+# The asyncio backend's cancel scope class, learnt from the first scope made.
+_SCOPE: type[anyio.CancelScope] | None = None
 
 SYSTEM_CLOCK = Clock()
