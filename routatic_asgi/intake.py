@@ -31,6 +31,10 @@ PARSE_BUDGET = 256 * 1024 * 1024
 _VALUE_COST = 64  # bytes a parsed value costs, about: an object, its slot in its container
 
 
+# The longest body within the budget even if every byte of it opens a value (3.9 MiB).
+_ALWAYS_AFFORDABLE = PARSE_BUDGET // (1 + _VALUE_COST)
+
+
 def parse_cost(body: bytes) -> int:
     """About how much memory parsing `body` takes: its text plus a cost per value."""
     values = body.count(b",") + body.count(b"{") + body.count(b"[")
@@ -73,7 +77,9 @@ async def read_request(
     if declared is not None and declared.isdigit() and _exceeds(declared, max_body):
         raise Rejected(_too_large(protocol, max_body))
     body = await _read_body(receive, protocol, max_body)
-    cost = parse_cost(body)
+    # A body below _ALWAYS_AFFORDABLE bytes is within the budget whatever it holds: it is
+    # not counted (three scans of a 200 KB body cost 0.2 ms).
+    cost = parse_cost(body) if len(body) > _ALWAYS_AFFORDABLE else 0
     if cost > PARSE_BUDGET:
         raise Rejected(
             proxy_error(
