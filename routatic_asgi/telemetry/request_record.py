@@ -64,7 +64,12 @@ class RequestRecord:
         self.attempt_spans: dict[Attempt, Span] = {}
         self.finished = False
         self.span = _start_span(telemetry, endpoint, protocol)
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        # With no tracer the span is the invalid one, which is what the context holds anyway.
+        self._token = (
+            otel_context.attach(trace.set_span_in_context(self.span))
+            if self.span.get_span_context().is_valid
+            else None
+        )
 
     def watch(self, send: Send) -> Send:
         """`send`, noting the status the client got and when its first byte left."""
@@ -144,7 +149,8 @@ class RequestRecord:
         except Exception:
             logger.exception("recording a request failed")
         finally:
-            otel_context.detach(self._token)
+            if self._token is not None:
+                otel_context.detach(self._token)
 
     def _finish(self) -> None:
         request: InboundRequest | None = self.scope.get(REQUEST)
