@@ -178,7 +178,7 @@ class UpstreamRelay:
             await self._relay_translated(response, attempt, exchange, send)
             return
         try:
-            body = response.aiter_raw()
+            body = _raw(response)
             raw, whole = await _read_ahead(body, _READ_AHEAD)
         except httpx.HTTPError as exc:
             attempt.settle(_failure(attempt, exc))
@@ -279,7 +279,7 @@ class UpstreamRelay:
         held = 0  # bytes the router holds back until the commit
         failure: Outcome | None = None
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in _raw(response):
                 out: list[bytes] = []
                 try:
                     for event in framer.feed(chunk):
@@ -464,6 +464,14 @@ def _translated_headers(response: httpx.Response, body: bytes, max_wait: float) 
     headers.append((b"content-type", b"application/json"))
     headers.append((b"content-length", str(len(body)).encode()))
     return headers
+
+
+def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as the transport hands it over: `aiter_raw` without the bookkeeping it adds to
+    every response (a context manager, a chunker, a generator), which the relay never reads."""
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    return aiter(stream)
 
 
 async def _read_ahead(body: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
