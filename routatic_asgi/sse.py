@@ -16,6 +16,9 @@ from typing import NamedTuple
 __all__ = ["EVENT_LIMIT", "Event", "EventTooLarge", "SSEFramer", "encode_event"]
 
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+# The events nearly every provider sends, `event: x\ndata: y\n\n` and `data: y\n\n`, each
+# matched whole in C.
+_SIMPLE = re.compile(rb"(?:event: ([^\n]*)\n)?data: ([^\n]*)\n\n")
 _LINE = re.compile(rb"\r\n|\r|\n")
 
 # The largest event a stream may carry: far above any real one (a long tool call's arguments
@@ -107,17 +110,28 @@ class SSEFramer:
         return events
 
     def _feed_lf(self, buffer: bytes) -> list[Event]:
-        """`feed` for the usual stream with bare `\n` line ends: plain finds, no regex."""
+        """`feed` for the usual stream with bare `\n` line ends: each event of one `data:`
+        line (named or not) in one regex match, any other up to the next blank line by a
+        plain find."""
         events: list[Event] = []
+        simple = _SIMPLE.match
         start = 0
-        end = buffer.find(b"\n\n")
-        while end >= 0:
-            end += 2
-            raw = buffer[start:end]
-            if raw.strip(b"\n"):
-                events.append(parse_event(raw))
+        while True:
+            found = simple(buffer, start)
+            if found is not None:
+                end = found.end()
+                name = found[1]
+                text = None if name is None else name.decode("utf-8", "replace")
+                events.append(Event(buffer[start:end], text, found[2]))
+            else:
+                end = buffer.find(b"\n\n", start)
+                if end < 0:
+                    break
+                end += 2
+                raw = buffer[start:end]
+                if raw.strip(b"\n"):
+                    events.append(parse_event(raw))
             start = end
-            end = buffer.find(b"\n\n", start)
         self._hold(buffer[start:] if start else buffer)
         return events
 
