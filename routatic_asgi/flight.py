@@ -93,7 +93,7 @@ class Flight(CommitPoint):
                 hedged is None
                 and (pause := self._retry_pause(attempt, retried, len(ahead))) is not None
             ):
-                await self.router.sleep(pause)
+                await self.router.clock.sleep(pause)
                 retried += 1
                 attempt = await self._try(target, via=Reason.RETRIED)
             outcome = attempt.outcome

@@ -10,9 +10,8 @@ speaks to an upstream itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.answer import proxy_error, send_answer
@@ -35,7 +34,6 @@ from routatic_asgi.telemetry import RECORD, Telemetry, route_label
 
 __all__ = ["FallbackRouter", "header_value"]
 
-Sleep = Callable[[float], Awaitable[None]]
 Pause = Callable[[], float]
 
 
@@ -49,7 +47,6 @@ class FallbackRouter:
         max_body: int = 32 * 1024**2,
         clock: Clock = SYSTEM_CLOCK,
         telemetry: Telemetry | None = None,
-        sleep: Sleep = anyio.sleep,
         pause: Pause = blip_pause,
     ) -> None:
         self.app = app
@@ -58,8 +55,7 @@ class FallbackRouter:
         self.max_body = max_body
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
-        # Injected so tests see the pauses before a retry without waiting them out.
-        self.sleep = sleep
+        # The jitter of a retry's pause; the pause itself is the clock's (`clock.sleep`).
         self.pause = pause
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from routatic_asgi import build_app, parse_config
+from routatic_asgi.clock import Clock
 from routatic_asgi.config import Config
 from tests.fake_upstream import accept_lifespan
 
@@ -176,8 +177,11 @@ def _stop_shared_server() -> Iterator[None]:
         _shared[1].stop()
 
 
-async def _no_wait(seconds: float) -> None:
-    return None
+class _Unpaused(Clock):
+    """The system clock, less the pause before a retry: a served test never waits one out."""
+
+    async def sleep(self, seconds: float) -> None:
+        return None
 
 
 @contextmanager
@@ -189,8 +193,7 @@ def gateway(config: Config, **options: Any) -> Iterator[str]:
         _shared = (switch, _Server(switch))
     switch, server = _shared
     # A retry's pause moves the test's fake clock on (or passes at once): tests never wait.
-    clock = options.get("clock")
-    options.setdefault("sleep", getattr(clock, "sleep", None) or _no_wait)
+    options.setdefault("clock", _Unpaused())
     app = build_app(config, **options)
     switch.app = app
     try:

@@ -98,7 +98,6 @@ def app_for(
         transport=httpx.MockTransport(upstreams),
         clock=clock,
         state=store if store is not None else MemoryStore(clock=clock),
-        sleep=clock.sleep,
     )
 
 

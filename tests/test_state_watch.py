@@ -166,7 +166,6 @@ async def test_through_the_app_a_failing_target_is_short_circuited_then_probed(
         tracer_provider=provider if traced else None,
         clock=clock,
         transport=httpx.MockTransport(upstreams),
-        sleep=clock.sleep,
     )
     down = {"provider": "down", "model": "claude-x"}
 

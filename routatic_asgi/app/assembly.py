@@ -7,10 +7,8 @@ This is the only module that knows the order of the layers. It hands every layer
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 import httpx
 from starlette.types import ASGIApp
 
@@ -44,14 +42,13 @@ def build_app(
     transport: httpx.AsyncBaseTransport | None = None,
     state: StateStore | None = None,
     debug_capture: str | os.PathLike[str] | None = None,
-    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> RoutaticApp:
     """The assembled ASGI app for `config`.
 
     `registry` (a prometheus `CollectorRegistry`) and `tracer_provider` are injected, never
     global; `transport` replaces the network for tests; `state` replaces the store that
-    `config.state` names; `debug_capture` names a directory to write every exchange to;
-    `sleep` replaces the wait before a retry (tests pass one that advances a fake clock).
+    `config.state` names; `debug_capture` names a directory to write every exchange to.
+    `clock` is every part's time: tests pass a fake one, whose `sleep` moves it on.
     """
     telemetry = Telemetry(registry=registry, tracer_provider=tracer_provider, clock=clock)
     if debug_capture is not None:
@@ -62,9 +59,7 @@ def build_app(
     store = WatchedStore(store, telemetry.metrics, clock=clock)
 
     def assemble(config: Config) -> Assembly:
-        return _assemble(
-            config, telemetry, store, clock, transport, debug_capture, sleep or anyio.sleep
-        )
+        return _assemble(config, telemetry, store, clock, transport, debug_capture)
 
     chain, upstreams, status = assemble(config)
     return RoutaticApp(
@@ -86,7 +81,6 @@ def _assemble(
     clock: Clock,
     transport: httpx.AsyncBaseTransport | None,
     debug_capture: str | os.PathLike[str] | None,
-    sleep: Callable[[float], Awaitable[None]],
 ) -> Assembly:
     """The chain for one configuration; telemetry and the state store outlive it."""
     upstreams = Upstreams(config, transport=transport)
@@ -149,7 +143,6 @@ def _assemble(
         max_body=config.server.max_body,
         clock=clock,
         telemetry=telemetry,
-        sleep=sleep,
     )
     chain: ASGIApp = InboundAuth(router, keys=config.server.keys)
     chain = RequestRecording(chain, telemetry=telemetry)
