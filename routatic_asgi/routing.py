@@ -18,7 +18,7 @@ from typing import Any
 
 from routatic_asgi.affinity import FailoverHold, rendezvous, seed_of
 from routatic_asgi.attempt import Attempt, Credential, Target
-from routatic_asgi.config import Config, GroupMember, GroupStep, RouteConfig, RouteWhen
+from routatic_asgi.config import Config, GroupMember, GroupStep, RouteConfig
 from routatic_asgi.session import Session
 
 __all__ = ["Routing"]
@@ -56,10 +56,7 @@ class Routing:
         self.hold = FailoverHold(config.resilience.affinity.hold, clock=clock)
 
     def route_for(self, model: str, traits: Mapping[str, Any]) -> RouteConfig | None:
-        for route in self.config.routes:
-            if route.matches(model) and _traits_match(route.when, traits):
-                return route
-        return None
+        return self.config.route_for(model, traits)
 
     def targets(
         self, route: RouteConfig, model: str, session: Session | None = None
@@ -127,15 +124,3 @@ def _steps(route: RouteConfig) -> list[_Step]:
             )
         )
     return steps
-
-
-def _traits_match(when: RouteWhen | None, traits: Mapping[str, Any]) -> bool:
-    if when is None:
-        return True
-    if when.thinking is not None and bool(traits.get("thinking")) != when.thinking:
-        return False
-    if when.images is not None and bool(traits.get("images")) != when.images:
-        return False
-    if when.background is not None and bool(traits.get("background")) != when.background:
-        return False
-    return when.tokens_over is None or int(traits.get("tokens", 0)) > when.tokens_over

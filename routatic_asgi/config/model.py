@@ -7,6 +7,7 @@ opens a connection and never logs a secret: a key is held as a `SecretStr`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import (
@@ -201,9 +202,9 @@ class Config(Model):
             raise ValueError("; ".join(f"{e.path}: {e.problem}" for e in unknown))
         return self
 
-    def route_for(self, model: str) -> RouteConfig | None:
-        """The first route whose glob matches `model` (traits are checked by the router)."""
-        return next((route for route in self.routes if route.matches(model)), None)
+    def route_for(self, model: str, traits: Mapping[str, Any] | None = None) -> RouteConfig | None:
+        """The first route for `model` whose `when` admits `traits` (None: any traits)."""
+        return next((route for route in self.routes if route.matches(model, traits)), None)
 
     def named_models(self) -> set[str]:
         """Every model name the configuration itself writes: literal route matches, `models:`

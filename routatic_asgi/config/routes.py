@@ -6,7 +6,7 @@ them to credentials and an order is the business of routing.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from fnmatch import fnmatchcase
 from typing import Annotated, Any
 
@@ -32,6 +32,16 @@ class RouteWhen(Model):
     images: bool | None = None
     tokens_over: int | None = Field(None, ge=0)
     background: bool | None = None
+
+    def admits(self, traits: Mapping[str, Any]) -> bool:
+        """Whether a request with these traits (routing.request_traits) meets every one."""
+        if self.thinking is not None and bool(traits.get("thinking")) != self.thinking:
+            return False
+        if self.images is not None and bool(traits.get("images")) != self.images:
+            return False
+        if self.background is not None and bool(traits.get("background")) != self.background:
+            return False
+        return self.tokens_over is None or int(traits.get("tokens", 0)) > self.tokens_over
 
 
 def _provider_slash_model(entry: str) -> str:
@@ -80,8 +90,11 @@ class RouteConfig(Model):
         min_length=1, description="provider/model ({model} = requested), or {group: [...]}."
     )
 
-    def matches(self, model: str) -> bool:
-        return fnmatchcase(model, self.match)
+    def matches(self, model: str, traits: Mapping[str, Any] | None = None) -> bool:
+        """Its glob matches `model` and, unless `traits` is None, its `when` admits them."""
+        if not fnmatchcase(model, self.match):
+            return False
+        return traits is None or self.when is None or self.when.admits(traits)
 
 
 def route_targets(route: RouteConfig) -> Iterator[str]:
