@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -201,3 +203,89 @@ def gateway(config: Config, **options: Any) -> Iterator[str]:
     finally:
         switch.app = None
         server.call(app.aclose())
+
+
+# --- the command line, run as a process of its own ---------------------------------------
+
+CLI = [sys.executable, "-m", "routatic_asgi.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=60, env=environment
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routatic.yaml"
+    path.write_text(text)
+    return path
+
+
+@contextmanager
+def serve(
+    *args: str, env: dict[str, str] | None = None, said: list[str] | None = None
+) -> Iterator[str]:
+    """`routatic-asgi serve ARGS` in a process of its own, on a free loopback port: yields its
+    URL and stops it by process id. `said` collects what it prints on stderr, which is read
+    to the end so a chatty server never blocks on a full pipe."""
+    process = subprocess.Popen(
+        [*CLI, "serve", "--port", "0", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    stderr, lines = process.stderr, said if said is not None else []
+    drain = threading.Thread(target=lines.extend, args=(stderr,), daemon=True)
+    try:
+        for line in stderr:  # uvicorn announces the port it bound
+            lines.append(line)
+            found = re.search(r"Uvicorn running on (http://\S+)", line)
+            if found:
+                break
+        else:
+            raise AssertionError("the server exited before it listened: " + "".join(lines))
+        drain.start()
+        yield found.group(1)
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+        if drain.is_alive():
+            drain.join(timeout=5)
+        stderr.close()
+
+
+class RequestLines(logging.Handler):
+    """Collects the request log's lines; `wait(n)` blocks until n have been logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.changed:
+            self.raw.append(record.getMessage())
+            self.lines.append(json.loads(record.getMessage()))
+            self.changed.notify_all()
+
+    def wait(self, count: int) -> list[dict[str, Any]]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.lines) >= count, timeout=10)
+            return list(self.lines)
+
+
+@pytest.fixture
+def request_lines() -> Iterator[RequestLines]:
+    handler = RequestLines()
+    log = logging.getLogger("routatic_asgi.requests")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    yield handler
+    log.removeHandler(handler)
+    log.setLevel(level)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ import pytest
 from routatic_asgi import ConfigError, parse_config
 from routatic_asgi.audit import config_warnings
 from routatic_asgi.config import load_config
-from tests.conftest import FakeUpstream, closed_port_url
-
-CLI = [sys.executable, "-m", "routatic_asgi.cli"]
+from tests.conftest import CLI, FakeUpstream, closed_port_url
 
 
 def check(path: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,6 @@ or timeout. The metric label stays the bounded reason; the words go to the messa
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,8 +12,7 @@ import pytest
 
 from routatic_asgi.classify import Outcome, Reason, classify_exception
 from routatic_asgi.http11 import Http11Transport
-from tests.conftest import closed_port_url, gateway, gateway_config
-from tests.test_telemetry import RequestLines
+from tests.conftest import closed_port_url
 
 REQUEST = {
     "model": "claude-sonnet-4-6",
@@ -87,44 +84,3 @@ def test_a_peer_that_never_answers_the_handshake_says_timed_out() -> None:
     outcome = asyncio.run(main())
     assert outcome.reason == Reason.CONNECT_TIMEOUT
     assert outcome.detail == "timed out"
-
-
-@pytest.fixture
-def request_lines() -> Iterator[RequestLines]:
-    handler = RequestLines()
-    log = logging.getLogger("routatic_asgi.requests")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    yield handler
-    log.removeHandler(handler)
-    log.setLevel(level)
-
-
-def test_the_client_and_the_request_log_see_host_port_and_why(
-    request_lines: RequestLines,
-) -> None:
-    refused = closed_port_url()
-    config = gateway_config(
-        {
-            "down": {"protocol": "anthropic", "base_url": refused, "auth": "none"},
-            "gone": {
-                "protocol": "anthropic",
-                "base_url": "http://nonexistent.invalid:8080",
-                "auth": "none",
-            },
-        },
-        [{"match": "claude-*", "chain": ["down/{model}", "gone/{model}"]}],
-        resilience={"retry": {"attempts": 0}},
-    )
-    with gateway(config) as url:
-        response = httpx.post(f"{url}/v1/messages", json=REQUEST)
-        [line] = request_lines.wait(1)
-    assert response.status_code >= 500
-    message = response.json()["error"]["message"]
-    port = refused.rsplit(":", 1)[1]
-    assert f"connect_error (127.0.0.1:{port}: connection refused)" in message
-    assert "connect_error (nonexistent.invalid:8080: DNS lookup failed" in message
-    reasons = [(a["reason"], a.get("detail")) for a in line["attempts"]]
-    assert reasons[0] == ("connect_error", "connection refused")
-    assert reasons[1][0] == "connect_error" and "DNS" in reasons[1][1]

@@ -38,7 +38,7 @@ def test_the_docker_context_holds_what_the_image_copies_and_nothing_else() -> No
     for source in " ".join(copied).split():
         assert not ignored(source.rstrip("/"), patterns), source
     assert not ignored("routatic_asgi/app/__init__.py", patterns)
-    for private in (".venv/bin/python", ".git/config", "tests/test_cli.py", "bench/run.py",
+    for private in (".venv/bin/python", ".git/config", "tests/e2e/test_cli.py", "bench/run.py",
                     "routatic_asgi/__pycache__/app.cpython-311.pyc", ".env", "routatic.yaml"):
         assert ignored(private, patterns), private
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +14,11 @@ from routatic_asgi.config import InboundKey
 from routatic_asgi.errors import ConfigError
 from tests.conftest import gateway_config
 from tests.resilience_kit import REQUEST, Clock, Upstreams, app_for, client_for
-from tests.test_cli import run, write
 
 pytestmark = pytest.mark.anyio
 
 PROXY_KEY = "rk-proxy-key-canary-0001"
 CLIENT_KEY = "sk-ant-api03-client-key-0001"
-
 
 
 def keyed_config(**server: Any) -> Any:
@@ -122,23 +119,6 @@ def test_a_blank_provider_key_is_a_configuration_error() -> None:
 def test_an_inbound_key_built_in_code_cannot_be_blank() -> None:
     with pytest.raises(ValidationError):
         InboundKey(name="ci", key="")  # type: ignore[arg-type]
-
-
-def test_serve_with_an_unset_proxy_key_variable_refuses_to_start(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        """
-server: {keys: ["${ROUTATIC_PROXY_KEY:-}"]}
-providers:
-  anthropic: {protocol: anthropic, base_url: "https://api.anthropic.com", auth: passthrough}
-routes: [{match: "*", chain: [anthropic/{model}]}]
-""",
-    )
-    env = {"ROUTATIC_PROXY_KEY": ""}
-    result = run("serve", "--config", str(path), "--host", "0.0.0.0", "--port", "0", env=env)
-    assert result.returncode == 2
-    assert "server.keys.0.key" in result.stderr
-    assert "Uvicorn running" not in result.stderr
 
 
 async def test_every_endpoint_but_health_readiness_and_metrics_needs_the_key() -> None:

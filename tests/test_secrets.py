@@ -24,9 +24,8 @@ from routatic_asgi import build_app
 from routatic_asgi.errors import ConfigError
 from routatic_asgi.redaction import Redactor
 from routatic_asgi.state import MemoryStore
-from tests.conftest import gateway_config
+from tests.conftest import gateway_config, run, write
 from tests.resilience_kit import REQUEST, Body, Clock, Upstreams, healthy
-from tests.test_cli import run, write
 
 FIRST = "sk-first-canary-7f3a9c"
 SECOND = "sk-second-canary-4b1e"

@@ -8,16 +8,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from routatic_asgi import build_app, parse_config
-from tests.conftest import FakeUpstream
-from tests.test_cli import serve
+from tests.conftest import CLI, FakeUpstream, serve
 
-CLI = [sys.executable, "-m", "routatic_asgi.cli"]
 CLAUDE, CODEX, OPENCODE = shutil.which("claude"), shutil.which("codex"), shutil.which("opencode")
 PROXY_KEY = "proxy-key-launch-0001"
 

@@ -8,15 +8,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import FakeUpstream
+from tests.conftest import CLI, FakeUpstream
 
-CLI = [sys.executable, "-m", "routatic_asgi.cli"]
 MESSAGES = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
 
 

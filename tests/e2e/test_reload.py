@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +17,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import FakeUpstream
+from tests.conftest import CLI, FakeUpstream
 from tests.fake_upstream import anthropic_stream
 
-CLI = [sys.executable, "-m", "routatic_asgi.cli"]
 MESSAGE = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
 
 

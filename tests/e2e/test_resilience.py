@@ -10,21 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway, gateway_config, serve
 from tests.resilience_kit import NOW, Clock
 
 MODEL = "claude-sonnet-4-6"
@@ -249,45 +242,6 @@ def test_every_target_cooling_answers_at_once_with_the_soonest_recovery(
 # --- two processes, one Redis -------------------------------------------------------------
 
 
-@contextmanager
-def serve(config: Path) -> Iterator[str]:
-    """`routatic-asgi serve` in a process of its own; yields its URL, stops it by pid."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "routatic_asgi.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    stderr = process.stderr
-    # Keep reading, so a chatty server never blocks on a full pipe.
-    drain = threading.Thread(target=lambda: [None for _ in stderr], daemon=True)
-    try:
-        for line in stderr:
-            found = re.search(r"Uvicorn running on (http://\S+)", line)
-            if found:
-                break
-        else:
-            raise AssertionError("the server exited before it listened")
-        drain.start()
-        yield found.group(1)
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-        if drain.is_alive():
-            drain.join(timeout=5)
-        stderr.close()
-
-
 def test_two_processes_sharing_redis_agree_and_probe_once(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -318,7 +272,7 @@ state: "{REDIS_URL}{separator}key_prefix={prefix}"
     upstream.script(primary, error(500), {"hang": True})
     shared = redis.Redis.from_url(REDIS_URL)
     try:
-        with serve(config) as one, serve(config) as two:
+        with serve("--config", str(config)) as one, serve("--config", str(config)) as two:
             opened = httpx.post(f"{one}/v1/messages", json=REQUEST)
             assert opened.headers["x-routatic-target"] == "backup/backup-model"
             seen = httpx.post(f"{two}/v1/messages", json=REQUEST)

@@ -22,9 +22,8 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from routatic_asgi.session import Session
-from tests.conftest import FakeUpstream
+from tests.conftest import FakeUpstream, serve
 from tests.fake_upstream import anthropic_message
-from tests.test_cli import serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import FakeUpstream
+from tests.conftest import CLI, FakeUpstream, run, serve, write
 
-CLI = [sys.executable, "-m", "routatic_asgi.cli"]
 CONFIG = """
 providers:
   anthropic: {protocol: anthropic, base_url: "%s", auth: passthrough}
@@ -27,19 +21,6 @@ routes:
       - anthropic/{model}
       - zen/deepseek-v4-flash
 """
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=60, env=environment
-    )
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "routatic.yaml"
-    path.write_text(text)
-    return path
 
 
 def test_check_prints_each_routes_chain(tmp_path: Path) -> None:
@@ -87,31 +68,6 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
     assert "--allow-unauthenticated" in result.stderr
 
 
-@contextmanager
-def serve(*args: str, env: dict[str, str], said: list[str] | None = None) -> Iterator[str]:
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", *args],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-    assert process.stderr is not None
-    try:
-        for line in process.stderr:  # uvicorn announces the port it bound
-            if said is not None:
-                said.append(line)
-            found = re.search(r"Uvicorn running on (http://\S+)", line)
-            if found:
-                yield found.group(1)
-                break
-        else:
-            raise AssertionError("the server exited before it listened")
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-        process.stderr.close()
-
-
 def test_serve_runs_the_gateway(tmp_path: Path, upstream: FakeUpstream) -> None:
     prefix = upstream.provider()
     path = write(tmp_path, CONFIG % upstream.url(prefix))
@@ -141,3 +97,20 @@ def test_serve_without_a_config_runs_the_embedded_default(upstream: FakeUpstream
         )
     assert response.status_code == 200
     assert len(upstream.calls(prefix)) == 1
+
+
+def test_serve_with_an_unset_proxy_key_variable_refuses_to_start(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+server: {keys: ["${ROUTATIC_PROXY_KEY:-}"]}
+providers:
+  anthropic: {protocol: anthropic, base_url: "https://api.anthropic.com", auth: passthrough}
+routes: [{match: "*", chain: [anthropic/{model}]}]
+""",
+    )
+    env = {"ROUTATIC_PROXY_KEY": ""}
+    result = run("serve", "--config", str(path), "--host", "0.0.0.0", "--port", "0", env=env)
+    assert result.returncode == 2
+    assert "server.keys.0.key" in result.stderr
+    assert "Uvicorn running" not in result.stderr

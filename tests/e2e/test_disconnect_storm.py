@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import FakeUpstream
+from tests.e2e.test_connections import CONFIG, serve
 from tests.fake_upstream import anthropic_stream
-from tests.test_connections import CONFIG, serve
 
 STREAMS = 300
 WITHIN = 0.1  # seconds from a client's hang-up to its upstream connection closing

@@ -11,10 +11,8 @@ from pathlib import Path
 import httpx
 
 from routatic_asgi import __version__
-from tests.conftest import FakeUpstream
-from tests.test_cli import serve
+from tests.conftest import CLI, FakeUpstream, serve
 
-CLI = [sys.executable, "-m", "routatic_asgi.cli"]
 FALLBACK_VARIABLES = ("OPENCODE_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY")
 
 

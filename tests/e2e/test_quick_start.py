@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import FakeUpstream
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ASKED = os.environ.get("CI") == "true" or os.environ.get("ROUTATIC_TEST_QUICK_START") == "1"
 pytestmark = pytest.mark.skipif(
     not ASKED, reason="builds a virtualenv from the network: set CI=true or ROUTATIC_TEST_QUICK_START=1"
