@@ -113,14 +113,15 @@ class RoutaticApp:
         methods = self.routes.get(path)
         if methods is None and path.startswith("/v1/models/"):
             methods = {"GET": self.one_model}
-        protocol = envelope(scope, path)
         if methods is None:
             message = f"no such path: {path}; {hint(path)}"
-            await self._refuse(scope, send, proxy_error(protocol, 404, message, "not_found_error"))
+            answer = proxy_error(envelope(scope, path), 404, message, "not_found_error")
+            await self._refuse(scope, send, answer)
             return
         handler = methods.get(scope["method"])
         if handler is None:
-            answer = proxy_error(protocol, 405, f"{scope['method']} is not allowed on {path}")
+            message = f"{scope['method']} is not allowed on {path}"
+            answer = proxy_error(envelope(scope, path), 405, message)
             answer.headers.append((b"allow", ", ".join(methods).encode()))
             await self._refuse(scope, send, answer)
             return
