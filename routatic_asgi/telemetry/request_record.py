@@ -1,7 +1,9 @@
 """`RequestRecord`: one request as the layers see it, from its start to its answer.
 
-It holds the request span, notes the status and first byte the client got, opens a span per
-attempt and, once, records the request's metrics and writes its log line. Recording never
+It holds the request span, notes the status and first byte the client got, keeps a span per
+attempt and, once, records the request's metrics and writes its log line. An attempt's span
+is made whole when the attempt is over (its attributes gathered as they come, its start time
+kept), one call into the tracer instead of one per attribute. Recording never
 breaks a request: a failing recorder is logged and ignored. It never reads a body and never
 records a secret.
 """
@@ -9,7 +11,8 @@ records a secret.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from opentelemetry import context as otel_context
@@ -61,7 +64,9 @@ class RequestRecord:
         self.status: int | None = None
         self.first_byte: float | None = None
         self.upstream_seconds = 0.0
-        self.attempt_spans: dict[Attempt, Span] = {}
+        # Per attempt: its span's start (ns) and attributes so far, None when not traced or
+        # when the span is made.
+        self.attempt_spans: dict[Attempt, tuple[int, dict[str, Any]] | None] = {}
         self.finished = False
         self.span = _start_span(telemetry, endpoint, protocol)
         # With no tracer the span is the invalid one, which is what the context holds anyway.
@@ -106,36 +111,49 @@ class RequestRecord:
                     "routatic.fallback",
                     {"from": previous.target.key, "to": attempt.target.key, "reason": reason},
                 )
-        span: Span = trace.INVALID_SPAN
-        if self.span.is_recording():  # spare the attributes when nobody traces
-            span = self.telemetry.tracer.start_span(
-                f"{operation_name(self.endpoint)} {attempt.target.model}",
-                context=trace.set_span_in_context(self.span),
-                kind=SpanKind.CLIENT,
-                attributes=attempt_attributes(attempt, self.endpoint),
-            )
-        self.attempt_spans[attempt] = span
+        traced = self.span.is_recording()  # spare the attributes when nobody traces
+        self.attempt_spans[attempt] = (
+            (time.time_ns(), attempt_attributes(attempt, self.endpoint)) if traced else None
+        )
         attempt.listeners.append(self._settled)
 
     def _settled(self, attempt: Attempt) -> None:
-        span = self.attempt_spans.get(attempt)
         outcome = attempt.outcome
-        if span is None or outcome is None:
+        if attempt not in self.attempt_spans or outcome is None:
             return
         if outcome.kind is Kind.SKIPPED and outcome.reason in SHORT_CIRCUITS:
             self.telemetry.metrics.short_circuit(attempt.target.provider, outcome.reason)
-        if not span.is_recording():  # no tracing, or a second outcome of the same attempt
+        if outcome.kind is not Kind.SUCCESS:  # a success's span waits for its usage
+            self._end_attempt_span(attempt)
+
+    def _end_attempt_span(self, attempt: Attempt) -> None:
+        """Make and end the attempt's span, once: none when not traced, or made already (a
+        second outcome of the same attempt)."""
+        begun = self.attempt_spans.get(attempt)
+        if begun is None:
             return
-        span.set_attribute("routatic.outcome", outcome.kind.value)
-        span.set_attribute("routatic.reason", outcome.reason)
-        if outcome.status:
-            span.set_attribute("http.response.status_code", outcome.status)
-        if outcome.kind in _QUIET_FAILURES:
-            if outcome.kind is not Kind.SUCCESS:
-                span.end()
-            return
-        span.set_attribute("error.type", outcome.reason)
-        span.set_status(Status(StatusCode.ERROR, outcome.kind.value))
+        self.attempt_spans[attempt] = None
+        start, attributes = begun
+        outcome, status = attempt.outcome, None
+        if outcome is not None:
+            attributes["routatic.outcome"] = outcome.kind.value
+            attributes["routatic.reason"] = outcome.reason
+            if outcome.status:
+                attributes["http.response.status_code"] = outcome.status
+            if outcome.kind not in _QUIET_FAILURES:
+                attributes["error.type"] = outcome.reason
+                status = Status(StatusCode.ERROR, outcome.kind.value)
+        if outcome is None or outcome.kind is Kind.SUCCESS:
+            attributes.update(usage_attributes(attempt.usage))
+        span = self.telemetry.tracer.start_span(
+            f"{operation_name(self.endpoint)} {attempt.target.model}",
+            context=trace.set_span_in_context(self.span),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=start,
+        )
+        if status is not None:
+            span.set_status(status)
         span.end()
 
     def finish(self) -> None:
@@ -187,24 +205,24 @@ class RequestRecord:
 
     def _end_spans(self, request: InboundRequest | None, outcome: str) -> None:
         span = self.span
-        for attempt, attempt_span in self.attempt_spans.items():
-            if attempt_span.is_recording():
-                attempt_span.set_attributes(usage_attributes(attempt.usage))
-                attempt_span.end()
+        for attempt in list(self.attempt_spans):
+            self._end_attempt_span(attempt)
+        attributes: dict[str, Any] = {}
         if request is not None:
             span.update_name(f"{operation_name(self.endpoint)} {request.model}")
-            span.set_attributes(request_attributes(request))
-            span.set_attribute("routatic.attempts", len(request.attempts))
+            attributes.update(request_attributes(request))
+            attributes["routatic.attempts"] = len(request.attempts)
             served = next((a for a in request.attempts if a.succeeded), None)
             if served is not None:
-                span.set_attribute("gen_ai.provider.name", served.target.provider)
-                span.set_attribute("gen_ai.response.model", served.target.model)
-                span.set_attributes(usage_attributes(served.usage))
-        span.set_attribute("routatic.outcome", outcome)
+                attributes["gen_ai.provider.name"] = served.target.provider
+                attributes["gen_ai.response.model"] = served.target.model
+                attributes.update(usage_attributes(served.usage))
+        attributes["routatic.outcome"] = outcome
         if self.status is not None:
-            span.set_attribute("http.response.status_code", self.status)
+            attributes["http.response.status_code"] = self.status
         if outcome != "success":
-            span.set_attribute("error.type", outcome)
+            attributes["error.type"] = outcome
+        span.set_attributes(attributes)  # one call: the SDK locks and loops once per call
         if outcome not in _NOT_SERVER_ERRORS:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
