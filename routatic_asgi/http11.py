@@ -253,6 +253,12 @@ class _Body(httpx.AsyncByteStream):
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._connection.body(self._read_timeout)
 
+    @property
+    def drained(self) -> bool:
+        """The whole body has arrived and been handed over: the last chunk was the last."""
+        connection = self._connection
+        return connection.complete and not connection.chunks
+
     def abort(self) -> None:
         """Close the connection at once, from outside the task reading it (a client gone)."""
         self._connection.close()

@@ -278,6 +278,7 @@ class UpstreamRelay:
         ended = False
         held = 0  # bytes the router holds back until the commit
         failure: Outcome | None = None
+        last = b""  # the body of the last chunk: it goes out with the stream's end
         try:
             async for chunk in _raw(response):
                 out: list[bytes] = []
@@ -309,7 +310,9 @@ class UpstreamRelay:
                         failure = Outcome(Kind.TRANSIENT, Reason.EVENT_TOO_LARGE)
                 if failure is not None:
                     break
-                if body:
+                if body and _drained(response):  # nothing more will come: one message less
+                    last = body
+                elif body:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
         except httpx.HTTPError as exc:
             failure = _failure(attempt, exc)
@@ -332,8 +335,10 @@ class UpstreamRelay:
             return
         if not ended and attempt.rescue:  # cut short: its unfinished last event is dropped
             _broke(attempt, Reason.STREAM_ENDED_EARLY)
+            if last:
+                await send({"type": "http.response.body", "body": last, "more_body": True})
             return
-        await send(_last(self._stream_end(framer, codec, exchange, attempt, ended)))
+        await send(_last(last + self._stream_end(framer, codec, exchange, attempt, ended)))
 
     def _stream_end(
         self,
@@ -396,6 +401,12 @@ def _hang_up(response: httpx.Response, attempt: Attempt) -> Callable[[], None] |
         abort()
 
     return hang_up
+
+
+def _drained(response: httpx.Response) -> bool:
+    """Whether the transport says the whole body has arrived and been read (Http11Transport
+    does; another transport is never taken to have finished early)."""
+    return getattr(response.stream, "drained", False) is True
 
 
 def _gone(attempt: Attempt) -> bool:

@@ -475,3 +475,33 @@ def test_bytes_after_a_complete_response_spoil_only_the_connection() -> None:
             assert server.connections == 2
 
     run(main())
+
+
+def test_a_body_says_it_is_drained_only_once_its_last_byte_is_handed_over() -> None:
+    """The relay sends a stream's last chunk together with the stream's end when the body is
+    drained; a chunk with more still to come is never taken for the last."""
+    more = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await more.wait()
+        writer.write(b"4\r\nlast\r\n0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async def scenario() -> list[tuple[bytes, bool]]:
+        transport = Http11Transport()
+        async with Scripted(handler) as url:
+            response = await transport.post(httpx.URL(url + "/"), [], b"{}", {})
+            body = response.stream
+            seen = []
+            async for chunk in body:  # type: ignore[union-attr]
+                seen.append((chunk, body.drained))  # type: ignore[union-attr]
+                more.set()
+            await response.aclose()
+            await transport.aclose()
+            return seen
+
+    assert run(scenario()) == [(b"first", False), (b"last", True)]
