@@ -16,6 +16,7 @@ from routatic_asgi.sse import Event, SSEFramer
 from routatic_asgi.telemetry import UsageReader, route_label, usage_from_body
 from routatic_asgi.telemetry.metrics import LabelBound
 from routatic_asgi.telemetry.request_log import request_outcome
+from routatic_asgi.telemetry.spans import usage_attributes
 from tests.conftest import gateway_config
 from tests.fake_upstream import anthropic_message, anthropic_stream, openai_stream
 
@@ -33,6 +34,13 @@ def test_anthropic_body_usage_keeps_cache_tokens_apart() -> None:
     }
     usage = usage_from_body("anthropic", json.dumps(message).encode())
     assert usage == Usage(11, 6, 100, 40, "end_turn", "claude-x")
+
+
+def test_spans_count_every_input_token_and_the_cached_ones_apart() -> None:
+    attributes = usage_attributes(Usage(11, 6, 100, 40, "end_turn", "claude-x"))
+    assert attributes["gen_ai.usage.input_tokens"] == 151
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 100
+    assert attributes["gen_ai.usage.cache_creation.input_tokens"] == 40
 
 
 def test_openai_body_usage_counts_cached_tokens_once() -> None:
