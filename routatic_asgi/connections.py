@@ -14,7 +14,10 @@ is uvicorn's httptools protocol with what is missing:
   connection is serving a request is the new one refused. Those being served carry on.
   Closings and refusals are logged once a minute, not per connection;
 - a client that goes away mid-request has its upstream connections closed at once, by the
-  callables the relay leaves under `scope["routatic.hang_up"]`.
+  callables the relay leaves under `scope["routatic.hang_up"]`;
+- an answer whose upstream broke off after its commit, its length already promised, ends
+  with its connection closed (the client sees the body cut short) and only the gateway's
+  warning: not uvicorn's "returned without completing response" line as well.
 
 `raise_open_file_limit()` lifts the process's soft limit on open files to its hard limit, so
 thousands of idle sockets cannot starve `accept()`. The limits come from `server:` in the
@@ -33,7 +36,7 @@ from typing import Any
 from uvicorn import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from routatic_asgi.attempt import HANG_UP
+from routatic_asgi.attempt import HANG_UP, REQUEST, InboundRequest
 from routatic_asgi.config import ServerConfig
 
 __all__ = ["ConnectionLimits", "GuardedProtocol", "raise_open_file_limit", "server_options"]
@@ -87,6 +90,12 @@ def guard(config: Config, limits: ConnectionLimits) -> Config:
     return config
 
 
+def _broke_off(scope: Any) -> bool:
+    """The answer's upstream broke off after the commit (the relay has logged why)."""
+    request: InboundRequest | None = scope.get(REQUEST)
+    return request is not None and any(attempt.broken for attempt in request.attempts)
+
+
 class _Reports:
     """Closings and refusals since the last log line: at most one line a minute."""
 
@@ -120,6 +129,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.limits: ConnectionLimits = getattr(config, LIMITS, None) or ConnectionLimits()
         self.limit_concurrency = None  # connections are limited here, not requests
+        self.app = self._cut_quietly(self.app)
         self.deadline: asyncio.TimerHandle | None = None
         self.idle_since = self.loop.time()
 
@@ -159,6 +169,18 @@ class GuardedProtocol(HttpToolsProtocol):
                 hang_up()
             except Exception:
                 logger.exception("closing an upstream connection failed")
+
+    def _cut_quietly(self, app: Any) -> Any:
+        async def serve(scope: Any, receive: Any, send: Any) -> None:
+            await app(scope, receive, send)
+            cycle = self.cycle
+            if cycle is None or cycle.scope is not scope or not _broke_off(scope):
+                return
+            if cycle.response_started and not cycle.response_complete:
+                cycle.disconnected = True  # uvicorn's own line would repeat the warning
+                self.transport.close()
+
+        return serve
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -13,12 +13,13 @@ import logging
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway, gateway_config, serve
 from tests.fake_upstream import anthropic_message, anthropic_stream
 
 MIB = 1024 * 1024
@@ -305,6 +306,37 @@ def test_a_large_body_cut_after_the_commit_is_one_warning_and_no_traceback(
     ]
     line = request_log.wait("claude-x")
     assert (line["status"], line["outcome"]) == (200, "upstream_error")
+
+
+ONE_TARGET = """
+providers:
+  up: {protocol: anthropic, base_url: "%s", auth: none}
+routes:
+  - {match: "*", chain: ["up/{model}"]}
+"""
+
+
+def test_under_serve_a_body_cut_after_the_commit_is_one_line_on_stderr(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """What the operator reads: the gateway's warning, and not uvicorn's "returned without
+    completing response" line beside it; the client still sees the body cut short."""
+    prefix = upstream.provider()
+    flood = {"head": '{"type":"message","content":"', "chunk": "x" * 65536, "bytes": 6 * MIB}
+    headers = {"content-type": "application/json"}
+    upstream.script(prefix, {"flood": flood, "headers": headers, "then": "break"})
+    config = tmp_path / "routatic.yaml"
+    config.write_text(ONE_TARGET % upstream.url(prefix))
+    said: list[str] = []
+    with serve("--config", str(config), said=said) as url:
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(url + "/v1/messages", json=ASK, timeout=30)
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    started = next(i for i, line in enumerate(said) if "Uvicorn running" in line)
+    served = [line for line in said[started + 1 :] if not line.startswith("INFO:")]
+    assert served == [
+        "the answer from up/claude-x broke off after it had begun: protocol_error\n"
+    ], "".join(said)
 
 
 def test_a_client_that_hangs_up_mid_stream_is_cancelled_not_served(
