@@ -20,6 +20,9 @@ The state arithmetic is pure (`phase`, `cooldown`, `tripped`) and takes `now` an
 from the caller. Only transient failures count: a client that went away, a client error, an
 unfit answer or a credential problem (the credential layer's business) never opens a breaker.
 This layer never calls an upstream of its own: there are no synthetic health checks.
+
+Every state it enters or reads is told to its `Board` (transitions.py), which announces the
+transitions to listeners (telemetry); the `breaker:` keys of the store are known here only.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import anyio
@@ -39,22 +41,18 @@ from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import CooldownConfig
 from routatic_asgi.state import MemoryStore, Record, StateStore
+from routatic_asgi.transitions import Board, Phase, Subject
 
 __all__ = ["BreakerPolicy", "CircuitBreaker", "Phase", "cooldown", "phase", "tripped"]
 
 Jitter = Callable[[], float]
+Announce = Callable[..., None]  # Board.enter or Board.learn
 
 PREFIX = "breaker:"
 # A breaker's record stays this long after its cooldown, to remember the failure streak.
 STREAK_MEMORY = 3600.0
 # What a request skipping a target whose probe is in flight is told to wait.
 PROBE_WAIT = 1.0
-
-
-class Phase(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +143,11 @@ class CircuitBreaker:
         probe_timeout: float = 600.0,
         clock: Clock = SYSTEM_CLOCK,
         jitter: Jitter = _jitter,
+        board: Board | None = None,
     ) -> None:
         self.app = app
+        # Where this layer announces its transitions (telemetry listens); shared by reloads.
+        self.board = board if board is not None else Board.for_breakers()
         self.clock = clock
         self.store: StateStore = store if store is not None else MemoryStore(clock=clock)
         self.policy = policy or BreakerPolicy()
@@ -162,6 +163,8 @@ class CircuitBreaker:
         record = await self.store.get(PREFIX + key)
         now = self.clock()
         current = phase(record, now)
+        if record is not None or self.board.subject(key) is not None:  # else closed, known so
+            self._announce(self.board.learn, attempt, current, record, now)
         if current is Phase.OPEN:
             assert record is not None and record.until is not None
             if not (attempt.panic and not record.asked):
@@ -170,9 +173,12 @@ class CircuitBreaker:
                 attempt.settle(Outcome(Kind.SKIPPED, Reason.BREAKER_OPEN, retry_after=wait))
                 return
         probing = current is Phase.HALF_OPEN
-        if probing and not await self.store.claim(PREFIX + key, ttl=self.probe_timeout):
-            attempt.settle(Outcome(Kind.SKIPPED, Reason.BREAKER_PROBING, retry_after=PROBE_WAIT))
-            return
+        if probing:
+            if not await self.store.claim(PREFIX + key, ttl=self.probe_timeout):
+                wait = PROBE_WAIT
+                attempt.settle(Outcome(Kind.SKIPPED, Reason.BREAKER_PROBING, retry_after=wait))
+                return
+            self._announce(self.board.enter, attempt, Phase.HALF_OPEN, record, now, "probe")
         # A probe (or a call in panic) is one call: the router never retries it.
         attempt.probe = attempt.probe or current is not Phase.CLOSED
         try:
@@ -190,13 +196,41 @@ class CircuitBreaker:
         if attempt.outcome is not None and attempt.outcome.kind is Kind.SUCCESS:
             if record is not None:
                 await self.store.delete(key)
+                self._announce(
+                    self.board.enter, attempt, Phase.CLOSED, None, self.clock(), "recovered"
+                )
             return
         if not counts_against(attempt):
             return
         now = self.clock()
         outcome = attempt.outcome or Outcome(Kind.TRANSIENT, Reason.NO_ANSWER)
         opened = tripped(record, outcome, now, self.policy, self.jitter())
-        await self.store.put(key, opened, now=now, linger=STREAK_MEMORY)
+        in_force = await self.store.put(key, opened, now=now, linger=STREAK_MEMORY)
+        current = phase(in_force, now)
+        announce = self.board.enter if current is Phase.OPEN else self.board.learn
+        self._announce(announce, attempt, current, in_force, now)
+
+    def _announce(
+        self,
+        announce: Announce,
+        attempt: Attempt,
+        state: Phase,
+        record: Record | None,
+        now: float,
+        reason: str | None = None,
+    ) -> None:
+        """Tell the board the state of the attempt's target, and when the record behind it
+        lapses (the cooldown) and is forgotten (the streak's memory)."""
+        target = attempt.target
+        subject = Subject(target.key, target.provider, target.model)
+        if record is None:
+            announce(subject, state, reason or "recovered", now=now)
+            return
+        until = record.until
+        forgotten = None if until is None else until + STREAK_MEMORY
+        announce(
+            subject, state, reason or record.reason, now=now, lapses=until, forgotten=forgotten
+        )
 
     async def status(self, targets: Iterable[str] = ()) -> list[dict[str, Any]]:
         """Every breaker with state, and each of `targets` (target keys) closed if it has none.
@@ -223,3 +257,26 @@ class CircuitBreaker:
                 }
             )
         return rows
+
+    async def reset(self, name: str) -> list[str]:
+        """Close by hand the breakers of `name` (`provider/model`: each of its keys'; or one,
+        `provider/model#N`); the target keys closed, each announced."""
+        return await self._close(lambda key: key == name or key.startswith(f"{name}#"))
+
+    async def forget(self, providers: Iterable[str]) -> None:
+        """Close the breakers of `providers` (their configuration changed: they start afresh)."""
+        prefixes = tuple(f"{provider}/" for provider in providers)
+        if prefixes:
+            await self._close(lambda key: key.startswith(prefixes))
+
+    async def _close(self, chosen: Callable[[str], bool]) -> list[str]:
+        closed = []
+        for key in await self.store.records():
+            target = key.removeprefix(PREFIX)
+            if key.startswith(PREFIX) and chosen(target):
+                await self.store.delete(key)
+                closed.append(target)
+                subject = self.board.subject(target)
+                if subject is not None:
+                    self.board.enter(subject, Phase.CLOSED, "reset", now=self.clock())
+        return sorted(closed)

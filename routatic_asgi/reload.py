@@ -14,17 +14,16 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routatic_asgi.config import Config, default_config, load_config
 from routatic_asgi.errors import ConfigError
-from routatic_asgi.state import StateStore
 from routatic_asgi.upstream import Upstreams
 
-__all__ = ["ConfigWatcher", "forget_providers"]
+__all__ = ["ConfigWatcher"]
 
 logger = logging.getLogger("routatic_asgi.reload")
 
@@ -52,18 +51,6 @@ class Generation:
         self.retired = True
         if self.running == 0:
             await self.upstreams.aclose()
-
-
-async def forget_providers(store: StateStore, providers: Sequence[str]) -> None:
-    """Drop breaker and credential records of providers whose configuration changed."""
-    if not providers:
-        return
-    prefixes = tuple(
-        prefix for name in providers for prefix in (f"breaker:{name}/", f"credential:{name}#")
-    )
-    for key in list(await store.records()):
-        if key.startswith(prefixes):
-            await store.delete(key)
 
 
 class Reloadable(Protocol):

@@ -1,7 +1,7 @@
 """Records keyed by what clients choose (model names, their own credentials) leave memory.
 
 40,000 requests, each naming a model of its own and carrying a credential of its own, go
-through the credential and breaker layers on one watched store, as in the app: half of them
+through the credential and breaker layers on one store, watched as in the app: half of them
 fail (the breaker remembers the streak for an hour), a tenth use up their credential. Once
 those records have expired on the (fake) clock, memory, `/status` and the `/metrics` scrape
 are back where they were before the flood: a model name the configuration does not write
@@ -26,7 +26,8 @@ from routatic_asgi.classify import SUCCESS, Kind, Outcome
 from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import MemoryStore
 from routatic_asgi.telemetry.metrics import Metrics
-from routatic_asgi.telemetry.state_watch import WatchedStore
+from routatic_asgi.telemetry.state_watch import StateWatch
+from routatic_asgi.transitions import Board
 from tests.conftest import gateway_config, http_scope
 from tests.resilience_kit import Clock, Upstreams
 
@@ -42,18 +43,26 @@ def outcome_for(index: int, now: float) -> Outcome:
 
 
 class Layers:
-    """The credential and breaker layers over one watched in-memory store, as build_app
+    """The credential and breaker layers over one in-memory store, watched as build_app
     assembles them, around an upstream that answers by the model's number."""
 
     def __init__(self) -> None:
         self.clock = Clock()
         self.metrics = Metrics(CollectorRegistry())
         self.metrics.model.only(())  # as build_app does: no model here is configured
-        self.store = WatchedStore(MemoryStore(clock=self.clock), self.metrics, clock=self.clock)
+        self.store = MemoryStore(clock=self.clock)
+        breakers, credentials = Board.for_breakers(), Board.for_credentials()
+        StateWatch(self.metrics, (breakers, credentials), clock=self.clock)
         self.breaker = CircuitBreaker(
-            self.upstream, store=self.store, policy=BreakerPolicy(failures=1), clock=self.clock
+            self.upstream,
+            store=self.store,
+            policy=BreakerPolicy(failures=1),
+            clock=self.clock,
+            board=breakers,
         )
-        self.chain = AuthShortCircuit(self.breaker, store=self.store, clock=self.clock)
+        self.chain = AuthShortCircuit(
+            self.breaker, store=self.store, clock=self.clock, board=credentials
+        )
 
     async def upstream(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         attempt: Attempt = scope[ATTEMPT]

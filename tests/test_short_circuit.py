@@ -17,7 +17,7 @@ from routatic_asgi.attempt import Credential, Target
 from routatic_asgi.classify import Kind, Outcome
 from routatic_asgi.config import Config, ProviderConfig
 from routatic_asgi.keyring import Keyring, run_key_command
-from routatic_asgi.short_circuit import credential_record
+from routatic_asgi.marks import credential_record
 from routatic_asgi.state import MemoryStore, Record
 from tests.resilience_kit import (
     NOW,

@@ -1,5 +1,6 @@
-"""Breaker, short-circuit, credential and state-store metrics, heard at the store's boundary,
-on a fake clock: unit level over a MemoryStore, then through the assembled app."""
+"""Breaker, short-circuit, credential and state-store metrics, heard from the layers'
+announcements on a fake clock: the boards and their watch, the breaker on a store two
+replicas share, then through the assembled app."""
 
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 from routatic_asgi import build_app
-from routatic_asgi.state import MemoryStore, Record
+from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
+from routatic_asgi.classify import Kind, Reason
+from routatic_asgi.state import MemoryStore
 from routatic_asgi.telemetry.metrics import Metrics
-from routatic_asgi.telemetry.state_watch import WatchedStore, breaker_labels, credential_labels
+from routatic_asgi.telemetry.state_watch import StateWatch
+from routatic_asgi.transitions import Board, CredentialState, Phase, Subject, Transition
 from tests.conftest import gateway_config
-from tests.fake_clock import NOW
 from tests.fake_clock import FakeClock as Clock
 from tests.fake_upstream import anthropic_message
+from tests.scripted import TRANSIENT, Scripted, call, target
 
 REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
-
 
 
 class _Body(httpx.AsyncByteStream):
@@ -48,92 +51,155 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
     return registry.get_sample_value(name, labels)
 
 
-def test_labels_come_from_the_keys_without_the_key_index() -> None:
-    assert breaker_labels("openrouter/deepseek/deepseek-chat#1") == (
-        "openrouter",
-        "deepseek/deepseek-chat",
-    )
-    assert breaker_labels("anthropic/claude-x") == ("anthropic", "claude-x")
-    assert credential_labels("zen#2:0123456789abcdef") == ("zen", "zen#2")
+class Watched:
+    """The two boards and their watch, as build_app wires them, on a fake clock."""
+
+    def __init__(self, degraded: bool = False, clock: Clock | None = None) -> None:
+        self.clock, self.registry = clock or Clock(), CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.breakers, self.credentials = Board.for_breakers(), Board.for_credentials()
+        boards = (self.breakers, self.credentials)
+        StateWatch(self.metrics, boards, clock=self.clock, degraded=lambda: degraded)
+
+    def breaker(self, **labels: str) -> float | None:
+        self.metrics.exposition()  # a scrape recomputes what time alone changes
+        return _value(self.registry, "routatic_breaker_state", **labels)
+
+    def transitions(self, to_state: str, **labels: str) -> float | None:
+        name = "routatic_breaker_transitions_total"
+        return _value(self.registry, name, **labels, to_state=to_state)
+
+    def credential(self, **labels: str) -> float | None:
+        self.metrics.exposition()
+        return _value(self.registry, "routatic_credential_state", **labels)
+
+
+ZEN_M0 = Subject("zen/m#0", "zen", "m")
+ZEN_M1 = Subject("zen/m#1", "zen", "m")
+LABELS = {"provider": "zen", "model": "m"}
+
+
+def test_a_breaker_opens_goes_half_open_with_time_and_closes_on_a_probe() -> None:
+    watched = Watched()
+    board, now = watched.breakers, watched.clock.now
+    board.enter(ZEN_M0, Phase.OPEN, "overloaded", now=now, lapses=now + 30, forgotten=now + 3630)
+    assert watched.breaker(**LABELS) == 1 and watched.transitions("open", **LABELS) == 1
+    board.enter(ZEN_M0, Phase.OPEN, "overloaded", now=now, lapses=now + 30, forgotten=now + 3630)
+    assert watched.transitions("open", **LABELS) == 1  # a late failure of an open breaker
+
+    watched.clock.now += 31
+    assert watched.breaker(**LABELS) == 2  # the cooldown ran out: half-open, by time alone
+    assert watched.transitions("half_open", **LABELS) is None
+    board.enter(ZEN_M0, Phase.HALF_OPEN, "probe", now=watched.clock.now)
+    assert watched.transitions("half_open", **LABELS) == 1  # this process's probe
+    now = watched.clock.now
+    board.enter(ZEN_M0, Phase.OPEN, "overloaded", now=now, lapses=now + 60, forgotten=now + 3660)
+    assert watched.breaker(**LABELS) == 1 and watched.transitions("open", **LABELS) == 2
+
+    watched.clock.now += 61
+    board.enter(ZEN_M0, Phase.HALF_OPEN, "probe", now=watched.clock.now)
+    board.enter(ZEN_M0, Phase.CLOSED, "recovered", now=watched.clock.now)
+    assert watched.breaker(**LABELS) == 0 and watched.transitions("closed", **LABELS) == 1
+
+
+def test_a_breaker_the_store_forgot_is_closed_at_the_next_scrape() -> None:
+    watched = Watched()
+    now = watched.clock.now
+    watched.breakers.learn(ZEN_M0, Phase.OPEN, "overloaded", now=now, lapses=now + 30,
+                           forgotten=now + 3630)  # fmt: skip
+    assert watched.breaker(**LABELS) == 1 and watched.transitions("open", **LABELS) is None
+    watched.clock.now += 3630
+    assert watched.breaker(**LABELS) == 0
+    assert watched.breakers.subject(ZEN_M0.key) is None  # and forgotten here too
+
+
+def test_a_provider_model_shows_its_worst_key() -> None:
+    watched = Watched()
+    now = watched.clock.now
+    watched.breakers.enter(ZEN_M0, Phase.OPEN, "overloaded", now=now, lapses=now + 30)
+    watched.breakers.learn(ZEN_M1, Phase.CLOSED, "recovered", now=now)
+    assert watched.breaker(**LABELS) == 1
+    watched.breakers.enter(ZEN_M1, Phase.HALF_OPEN, "probe", now=now)
+    assert watched.breaker(**LABELS) == 1
+    watched.breakers.enter(ZEN_M0, Phase.CLOSED, "recovered", now=now)
+    assert watched.breaker(**LABELS) == 2
+
+
+def test_credential_state_follows_rejections_and_resets() -> None:
+    watched = Watched()
+    now = watched.clock.now
+    bad = Subject("zen#0:00ff", "zen", "zen#0")
+    watched.credentials.enter(bad, CredentialState.BAD, "auth_rejected", now=now)
+    assert watched.credential(provider="zen", credential="zen#0") == 2
+    cooling = Subject("zen#1:11ee", "zen", "zen#1")
+    watched.credentials.enter(cooling, CredentialState.COOLING, "usage_limit", now=now,
+                              lapses=now + 60)  # fmt: skip
+    assert watched.credential(provider="zen", credential="zen#1") == 1
+    watched.clock.now += 61
+    assert watched.credential(provider="zen", credential="zen#1") == 0
+
+
+def test_a_broken_listener_is_logged_and_the_others_still_hear() -> None:
+    watched = Watched()
+
+    def broken(transition: Transition) -> None:
+        raise RuntimeError("a broken listener")
+
+    watched.breakers.listeners.insert(0, broken)
+    watched.breakers.enter(ZEN_M0, Phase.OPEN, "overloaded", now=watched.clock.now)
+    assert watched.breaker(**LABELS) == 1
+
+
+def test_a_degraded_store_sets_the_gauge() -> None:
+    up, down = Watched(), Watched(degraded=True)
+    for watched, value in ((up, 0), (down, 1)):
+        watched.metrics.exposition()
+        assert _value(watched.registry, "routatic_state_store_degraded") == value
+
+
+# --- the layers announce, on one store shared like Redis by two replicas ---------------------
+
+
+class Replica:
+    """A breaker and its watch, as one replica of a deployment runs them."""
+
+    def __init__(self, store: MemoryStore, clock: Clock, inner: Scripted) -> None:
+        self.watched = Watched(clock=clock)
+        self.breaker = CircuitBreaker(
+            inner, store=store, policy=BreakerPolicy(failures=1), clock=clock,
+            board=self.watched.breakers, jitter=lambda: 1.0,
+        )  # fmt: skip
+        self.metrics = self.watched.metrics
+
+    def state(self) -> float | None:
+        return self.watched.breaker(provider="openrouter", model="deepseek/deepseek-chat")
+
+    def transitions(self, to_state: str) -> float | None:
+        labels = {"provider": "openrouter", "model": "deepseek/deepseek-chat"}
+        return self.watched.transitions(to_state, **labels)
 
 
 @pytest.mark.anyio
-async def test_a_breaker_opens_goes_half_open_with_time_and_closes_on_a_probe() -> None:
-    clock, registry = Clock(), CollectorRegistry()
-    metrics = Metrics(registry)
-    store = WatchedStore(MemoryStore(clock=clock), metrics, clock=clock)
-    key, labels = "breaker:zen/m#0", {"provider": "zen", "model": "m"}
+async def test_a_replica_learns_what_another_did_and_counts_only_its_own() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    inner = Scripted().play(TRANSIENT)
+    one, two = Replica(store, clock, inner), Replica(store, clock, inner)
+    deepseek = target("openrouter", "deepseek/deepseek-chat", index=1)
 
-    def state() -> float | None:
-        metrics.exposition()  # a scrape recomputes what time alone changes
-        return _value(registry, "routatic_breaker_state", **labels)
-
-    def transitions(to_state: str) -> float | None:
-        name = "routatic_breaker_transitions_total"
-        return _value(registry, name, **labels, to_state=to_state)
-
-    await store.put(key, Record("overloaded", NOW, NOW + 30, 1), now=NOW, linger=3600)
-    assert state() == 1 and transitions("open") == 1
-    await store.put(key, Record("overloaded", NOW, NOW + 30, 1), now=NOW, linger=3600)
-    assert transitions("open") == 1  # a late failure of an open breaker is no transition
+    await call(one.breaker, deepseek)  # fails: replica one opens the breaker
+    assert one.state() == 1 and one.transitions("open") == 1
+    assert two.state() is None  # replica two has not read it yet
+    assert (await call(two.breaker, deepseek)).outcome.reason == Reason.BREAKER_OPEN
+    assert two.state() == 1 and two.transitions("open") is None  # learned, not counted
 
     clock.now += 31
-    assert state() == 2
-    assert await store.claim(key, ttl=60)
-    assert transitions("half_open") == 1
-    await store.put(key, Record("overloaded", clock.now, clock.now + 60, 2), now=clock.now)
-    assert state() == 1 and transitions("open") == 2
-
-    clock.now += 61
-    assert await store.claim(key, ttl=60)
-    await store.delete(key)
-    assert state() == 0 and transitions("closed") == 1
-
-
-@pytest.mark.anyio
-async def test_a_provider_model_shows_its_worst_key() -> None:
-    clock, registry = Clock(), CollectorRegistry()
-    metrics = Metrics(registry)
-    store = WatchedStore(MemoryStore(clock=clock), metrics, clock=clock)
-    await store.put("breaker:zen/m#0", Record("overloaded", NOW, NOW + 30, 1), now=NOW)
-    await store.get("breaker:zen/m#1")
-    assert _value(registry, "routatic_breaker_state", provider="zen", model="m") == 1
-
-
-@pytest.mark.anyio
-async def test_credential_state_follows_rejections_and_resets() -> None:
-    clock, registry = Clock(), CollectorRegistry()
-    metrics = Metrics(registry)
-    store = WatchedStore(MemoryStore(clock=clock), metrics, clock=clock)
-    labels = {"provider": "zen", "credential": "zen#0"}
-    await store.put("credential:zen#0:00ff", Record("auth_rejected", NOW, None), now=NOW)
-    assert _value(registry, "routatic_credential_state", **labels) == 2
-    labels1 = {"provider": "zen", "credential": "zen#1"}
-    await store.put("credential:zen#1:11ee", Record("usage_limit", NOW, NOW + 60), now=NOW)
-    assert _value(registry, "routatic_credential_state", **labels1) == 1
-    clock.now += 61
-    metrics.exposition()
-    assert _value(registry, "routatic_credential_state", **labels1) == 0
-
-
-class _Unreachable(MemoryStore):
-    @property
-    def degraded(self) -> bool:
-        return True
-
-    async def ping(self) -> bool:
-        return False
-
-
-@pytest.mark.anyio
-async def test_a_degraded_store_sets_the_gauge() -> None:
-    registry = CollectorRegistry()
-    store = WatchedStore(MemoryStore(), Metrics(registry))
-    assert await store.ping()
-    assert _value(registry, "routatic_state_store_degraded") == 0
-    down = WatchedStore(_Unreachable(), Metrics(registry := CollectorRegistry()))
-    assert not await down.ping()
-    assert _value(registry, "routatic_state_store_degraded") == 1
+    assert (await call(two.breaker, deepseek)).outcome.kind is Kind.SUCCESS  # two probes
+    assert two.state() == 0 and two.transitions("half_open") == 1
+    assert two.transitions("closed") == 1
+    assert one.state() == 2  # one saw the cooldown run out; the close is two's doing
+    await call(one.breaker, deepseek)  # one reads the record two deleted: closed
+    assert one.state() == 0 and one.transitions("closed") is None
 
 
 @pytest.mark.anyio
@@ -252,3 +318,19 @@ async def test_an_unreachable_redis_shows_as_degraded_on_metrics_and_readyz() ->
     await app.aclose()
     assert ready["state_degraded"] is True
     assert "\nroutatic_state_store_degraded 1.0\n" in scraped
+
+
+@pytest.mark.anyio
+async def test_a_reset_by_hand_is_announced_and_clears_only_what_it_names() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    replica = Replica(store, clock, Scripted().play(TRANSIENT, TRANSIENT))
+    await call(replica.breaker, target("openrouter", "deepseek/deepseek-chat", index=1))
+    await call(replica.breaker, target("openrouter", "other", index=1))
+    assert replica.state() == 1
+    assert await replica.breaker.reset("openrouter/deepseek/deepseek-chat") == [
+        "openrouter/deepseek/deepseek-chat#1"
+    ]
+    assert replica.state() == 0 and replica.transitions("closed") == 1
+    [left] = await replica.breaker.status()
+    assert left["target"] == "openrouter/other#1" and left["state"] == "open"

@@ -7,12 +7,13 @@ This is the only module that knows the order of the layers. It hands every layer
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from starlette.types import ASGIApp
 
-from routatic_asgi.app.gateway import Assembly, RoutaticApp
+from routatic_asgi.app.gateway import Assembly, RoutaticApp, StateDesk
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, iter_chain
@@ -27,7 +28,8 @@ from routatic_asgi.short_circuit import AuthShortCircuit
 from routatic_asgi.state import StateStore, store_for
 from routatic_asgi.telemetry import RequestRecording, Telemetry
 from routatic_asgi.telemetry.capture import CaptureTransport, DebugCapture
-from routatic_asgi.telemetry.state_watch import WatchedStore
+from routatic_asgi.telemetry.state_watch import StateWatch
+from routatic_asgi.transitions import Board
 from routatic_asgi.upstream import Upstreams
 
 __all__ = ["build_app"]
@@ -56,19 +58,21 @@ def build_app(
             transport or Http11Transport(max_keepalive=256, keepalive_expiry=60)
         )
     store = state if state is not None else store_for(config.state, clock=clock)
-    store = WatchedStore(store, telemetry.metrics, clock=clock)
+    # The layers announce their transitions here, across reloads; telemetry listens.
+    boards = (Board.for_breakers(), Board.for_credentials())
+    StateWatch(telemetry.metrics, boards, clock=clock, degraded=lambda: store.degraded)
 
     def assemble(config: Config) -> Assembly:
-        return _assemble(config, telemetry, store, clock, transport, debug_capture)
+        return _assemble(config, telemetry, store, boards, clock, transport, debug_capture)
 
-    chain, upstreams, status = assemble(config)
+    chain, upstreams, desk = assemble(config)
     return RoutaticApp(
         config,
         chain,
         upstreams,
         telemetry,
         store=store,
-        status=status,
+        desk=desk,
         rebuild=assemble,
         clock=clock,
     )
@@ -77,7 +81,8 @@ def build_app(
 def _assemble(
     config: Config,
     telemetry: Telemetry,
-    store: WatchedStore,
+    store: StateStore,
+    boards: tuple[Board, Board],
     clock: Clock,
     transport: httpx.AsyncBaseTransport | None,
     debug_capture: str | os.PathLike[str] | None,
@@ -107,6 +112,7 @@ def _assemble(
         ),
         probe_timeout=resilience.deadline,
         clock=clock,
+        board=boards[0],
     )
     short_circuit = AuthShortCircuit(
         breaker,
@@ -115,6 +121,7 @@ def _assemble(
         quota_cooldown=resilience.quota_cooldown,
         quota_recheck=resilience.quota_recheck,
         clock=clock,
+        board=boards[1],
     )
     routing = Routing(config, clock=clock)
     credentials = [c for pool in routing.credentials.values() for c in pool]
@@ -148,4 +155,14 @@ def _assemble(
     chain = RequestRecording(chain, telemetry=telemetry)
     if debug_capture is not None:
         chain = DebugCapture(chain, directory=debug_capture, secrets=redactor)
-    return chain, upstreams, status
+
+    async def reset(name: str) -> list[str]:
+        if "/" in name:  # a target's breakers; otherwise credentials
+            return await breaker.reset(name)
+        return await short_circuit.marks.reset(name)
+
+    async def forget(providers: Sequence[str]) -> None:
+        await breaker.forget(providers)
+        await short_circuit.marks.forget(providers)
+
+    return chain, upstreams, StateDesk(status, reset, forget)

@@ -9,7 +9,8 @@ caller's error envelope. It closes the upstream clients at lifespan shutdown (or
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,17 +22,28 @@ from routatic_asgi.app.reset import reset
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, InboundKey
 from routatic_asgi.inbound_auth import InboundAuth
-from routatic_asgi.reload import Generation, forget_providers
+from routatic_asgi.reload import Generation
 from routatic_asgi.state import MemoryStore, StateStore
 from routatic_asgi.status_page import BrowserKey, page, page_data
 from routatic_asgi.telemetry import Telemetry
 from routatic_asgi.upstream import Upstreams
 
-__all__ = ["Assembly", "RoutaticApp"]
+__all__ = ["Assembly", "RoutaticApp", "StateDesk"]
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 Status = Callable[[], Awaitable[dict[str, Any]]]
-Assembly = tuple[ASGIApp, Upstreams, Status]
+
+
+@dataclass(frozen=True, slots=True)
+class StateDesk:
+    """What /status, /status/reset and a reload ask of the breaker and credential layers."""
+
+    status: Status
+    reset: Callable[[str], Awaitable[list[str]]]  # a name as `status --reset` takes it
+    forget: Callable[[Sequence[str]], Awaitable[None]]  # providers whose configuration changed
+
+
+Assembly = tuple[ASGIApp, Upstreams, StateDesk]
 Rebuild = Callable[[Config], Assembly]
 
 
@@ -46,7 +58,7 @@ class RoutaticApp:
         telemetry: Telemetry | None = None,
         *,
         store: StateStore | None = None,
-        status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        desk: StateDesk | None = None,
         rebuild: Rebuild | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -58,14 +70,14 @@ class RoutaticApp:
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._page = page()
         self._tasks: list[asyncio.Task[None]] = []
-        self._install(config, chain, upstreams, status)
+        self._install(config, chain, upstreams, desk)
 
     def _install(
         self,
         config: Config,
         chain: ASGIApp,
         upstreams: Upstreams,
-        status: Callable[[], Awaitable[dict[str, Any]]] | None,
+        desk: StateDesk | None,
     ) -> None:
         """Make `config` the one new requests see. No await here: a request sees the old
         configuration or the new one, never a mix, and one that started keeps its chain."""
@@ -74,7 +86,7 @@ class RoutaticApp:
         self.upstreams = upstreams
         self.generation = Generation(chain, upstreams)
         self.chain: ASGIApp = self.generation
-        self.status = status
+        self.desk = desk
         chain = self.generation
         keys = config.server.keys
         # With proxy keys, everything but health, readiness and metrics needs one.
@@ -139,15 +151,15 @@ class RoutaticApp:
         """
         if self._rebuild is None:
             raise RuntimeError("this app was not made by build_app: it cannot reload")
-        chain, upstreams, status = self._rebuild(config)
+        chain, upstreams, desk = self._rebuild(config)
         changed = [
             name
             for name, provider in self.config.providers.items()
             if config.providers.get(name) != provider
         ]
-        await forget_providers(self.store, changed)
+        await desk.forget(changed)
         retired = self.generation
-        self._install(config, chain, upstreams, status)
+        self._install(config, chain, upstreams, desk)
         await retired.retire()
 
     async def aclose(self) -> None:
@@ -182,7 +194,7 @@ class RoutaticApp:
         await send_answer(send, json_answer(200, payload))
 
     async def _status(self, scope: Scope, receive: Receive, send: Send) -> None:
-        report = await self.status() if self.status is not None else {}
+        report = await self.desk.status() if self.desk is not None else {}
         await send_answer(send, json_answer(200, {**report, "config": self.loaded}))
 
     @staticmethod
@@ -203,7 +215,7 @@ class RoutaticApp:
         await send_answer(send, Answer(200, [(b"content-type", content_type.encode())], body))
 
     async def _reset(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await reset(self.store, receive, send)
+        await reset(self.desk.reset if self.desk is not None else _nothing, receive, send)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await list_models(self.config, scope, send)
@@ -213,3 +225,7 @@ class RoutaticApp:
 
     def model_ids(self) -> list[str]:
         return model_ids(self.config)
+
+
+async def _nothing(name: str) -> list[str]:
+    return []

@@ -32,7 +32,7 @@ MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 logger = logging.getLogger("routatic_asgi")
 
 BREAKER_STATES = {"closed": 0, "open": 1, "half_open": 2}
-CREDENTIAL_STATES = {"ok": 0, "exhausted": 1, "rejected": 2}
+CREDENTIAL_STATES = {"ok": 0, "cooling": 1, "bad": 2}  # cooling: used up; bad: rejected
 
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 _TTFB_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
