@@ -68,6 +68,9 @@ _RESPONSE_DROP = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 _WAITS = frozenset({b"retry-after", b"retry-after-ms"})
 _TRANSLATED_DROP = frozenset({b"content-encoding", b"content-type"})
 _ERROR_BODY_LIMIT = 1024 * 1024
+# Events that may carry an upstream's error text, which may quote its key: an error, and an
+# end (a translated stream's error after its commit is its end).
+_MAY_QUOTE = frozenset({EventKind.ERROR, EventKind.END})
 # A non-streamed answer up to this size is read whole before it commits, so one cut short
 # falls back like any failure; a larger one is relayed as it comes, without reading its usage.
 _READ_AHEAD = 4 * 1024 * 1024
@@ -247,14 +250,17 @@ class UpstreamRelay:
                 max_wait=self.resilience.max_wait,
             )
         )
-        # An upstream may quote the key it was sent: no error body shows a key we hold.
+        # An upstream may quote the key it was sent: no error body or header shows a key we
+        # hold. The body was read decoded (compressed or not), so it goes out unencoded.
         body = self.redactor.body(body)
         if exchange.passthrough:
             headers = _response_headers(response, self.resilience.max_wait)
+            headers = [(k, v) for k, v in headers if k != b"content-encoding"]
             headers.append((b"content-length", str(len(body)).encode()))
         else:
             body = exchange.error_body(response.status_code, body)
             headers = _translated_headers(response, body, self.resilience.max_wait)
+        headers = [(k, self.redactor.body(v)) for k, v in headers]
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
@@ -290,7 +296,7 @@ class UpstreamRelay:
                             attempt.settle(self._stream_error(event.data, attempt))
                             return
                         translated = codec.translate(event)
-                        if kind is EventKind.ERROR:
+                        if kind in _MAY_QUOTE:
                             translated = self.redactor.body(translated)
                         out.append(translated)
                         # Committed only once the client's bytes exist: an event the
@@ -505,9 +511,10 @@ async def _relay_raw(body: AsyncIterator[bytes], send: Send) -> None:
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    """The body decoded (an upstream may compress it though asked not to), up to `limit`."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
+    async for chunk in response.aiter_bytes():
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:

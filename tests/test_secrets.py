@@ -9,6 +9,7 @@ other provider received. Configuration errors must not print them either.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import shlex
@@ -25,15 +26,23 @@ from routatic_asgi.errors import ConfigError
 from routatic_asgi.redaction import Redactor
 from routatic_asgi.state import MemoryStore
 from tests.conftest import gateway_config, run, write
+from tests.fake_upstream import openai_stream
 from tests.resilience_kit import REQUEST, Body, Clock, Upstreams, healthy
 
 FIRST = "sk-first-canary-7f3a9c"
 SECOND = "sk-second-canary-4b1e"
 SHORT = "Qx7Zp2"  # under 8 characters: capture used to leave such keys in place
 COMMANDED = "rk-command-canary-0e5d"
+THIRD = "sk-third-canary-c81d"
 PROXY = "rk-proxy-canary-91c2"
-OWNER = {FIRST: "first.test", SECOND: "second.test", SHORT: "lone.test", COMMANDED: "cmd.test"}
-CANARIES = [FIRST, SECOND, SHORT, COMMANDED, PROXY]
+OWNER = {
+    FIRST: "first.test",
+    SECOND: "second.test",
+    SHORT: "lone.test",
+    COMMANDED: "cmd.test",
+    THIRD: "third.test",
+}
+CANARIES = [FIRST, SECOND, SHORT, COMMANDED, THIRD, PROXY]
 
 
 def credential(request: httpx.Request) -> str:
@@ -41,12 +50,19 @@ def credential(request: httpx.Request) -> str:
     return value.removeprefix("Bearer ")
 
 
-def echo_error(status: int) -> Any:
+def echo_error(status: int, *, gzipped: bool = False) -> Any:
+    """An error that quotes the key it was sent, in its body and in a header of its own;
+    `gzipped`: compressed, though the gateway asked for no encoding."""
+
     async def answer(request: httpx.Request) -> httpx.Response:
         message = f"invalid request for key {credential(request)}"
         body = json.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
-        headers = {"content-type": "application/json"}
-        return httpx.Response(status, headers=headers, stream=Body(body.encode()))
+        data = body.encode()
+        headers = {"content-type": "application/json", "x-echo": credential(request)}
+        if gzipped:
+            data = gzip.compress(data)
+            headers["content-encoding"] = "gzip"
+        return httpx.Response(status, headers=headers, stream=Body(data))
 
     return answer
 
@@ -69,6 +85,24 @@ async def echo_in_stream(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, headers=headers, stream=Body("".join(events).encode()))
 
 
+async def echo_in_chat_stream(request: httpx.Request) -> httpx.Response:
+    """An OpenAI stream whose error chunk, after its content, quotes the key."""
+    events = openai_stream("m", deltas=1)[:2]
+    error = {"error": {"message": f"stream broke for key {credential(request)}"}}
+    events.append(f"data: {json.dumps(error)}\n\n")
+    headers = {"content-type": "text/event-stream"}
+    return httpx.Response(200, headers=headers, stream=Body("".join(events).encode()))
+
+
+async def echo_before_content(request: httpx.Request) -> httpx.Response:
+    """A stream whose first event is an error quoting the key."""
+    error = {"type": "error", "error": {"type": "overloaded_error",
+                                        "message": f"overloaded for key {credential(request)}"}}
+    body = f"event: error\ndata: {json.dumps(error)}\n\n"
+    return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                          stream=Body(body.encode()))  # fmt: skip
+
+
 def canary_config() -> Any:
     command = f"{shlex.quote(sys.executable)} -c 'print(\"{COMMANDED}\")'"
     return gateway_config(
@@ -77,12 +111,16 @@ def canary_config() -> Any:
             "second": {"protocol": "openai", "base_url": "http://second.test/v1", "keys": [SECOND]},
             "lone": {"protocol": "anthropic", "base_url": "http://lone.test", "keys": [SHORT]},
             "cmd": {"protocol": "openai", "base_url": "http://cmd.test/v1", "key_command": command},
+            "third": {"protocol": "openai", "base_url": "http://third.test/v1", "keys": [THIRD]},
         },
         [
+            {"match": "third-*", "chain": ["third/m"]},
             {"match": "lone-*", "chain": ["lone/m"]},
             {"match": "cmd-*", "chain": ["cmd/m"]},
             {"match": "client-*", "chain": ["first/client", "second/m"]},
             {"match": "stream-*", "chain": ["first/stream", "second/m"]},
+            {"match": "gzip-*", "chain": ["first/gzip"]},
+            {"match": "early-*", "chain": ["first/early"]},
             {"match": "*", "chain": ["first/m", "second/m"]},
         ],
         server={"keys": [PROXY]},
@@ -97,6 +135,10 @@ def test_a_canary_key_leaks_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFix
     upstreams.script("first.test", echo_in_stream)  # an error event after the commit
     upstreams.script("lone.test", echo_error(429))  # a lone target's error
     upstreams.script("cmd.test", echo_error(503))  # a lone target on a key_command key
+    upstreams.script("first.test", echo_error(400, gzipped=True))  # compressed all the same
+    upstreams.script("first.test", echo_before_content)  # a lone stream's error before content
+    upstreams.script("third.test", echo_in_chat_stream)  # translated: an error chunk
+    upstreams.script("third.test", echo_error(400, gzipped=True))  # translated, compressed
     clock = Clock()
     app = build_app(
         canary_config(),
@@ -127,6 +169,22 @@ def test_a_canary_key_leaks_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFix
                 "key_command": await client.post(
                     "/v1/messages", json={**REQUEST, "model": "cmd-m"}, headers=key
                 ),
+                "gzip": await client.post(
+                    "/v1/messages", json={**REQUEST, "model": "gzip-m"}, headers=key
+                ),
+                "early": await client.post(
+                    "/v1/messages",
+                    json={**REQUEST, "model": "early-m", "stream": True},
+                    headers=key,
+                ),
+                "translated_stream": await client.post(
+                    "/v1/messages",
+                    json={**REQUEST, "model": "third-m", "stream": True},
+                    headers=key,
+                ),
+                "translated_gzip": await client.post(
+                    "/v1/messages", json={**REQUEST, "model": "third-m"}, headers=key
+                ),
                 "metrics": await client.get("/metrics"),
                 "status": await client.get("/status", headers=key),
             }
@@ -138,12 +196,18 @@ def test_a_canary_key_leaks_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFix
             assert "[redacted]" in answers["stream"].text
             assert answers["lone"].status_code == 429 and "[redacted]" in answers["lone"].text
             assert "[redacted]" in answers["key_command"].text
+            assert answers["gzip"].status_code == 400 and "[redacted]" in answers["gzip"].text
+            assert answers["early"].status_code >= 500
+            assert "[redacted]" in answers["translated_stream"].text
+            assert answers["translated_gzip"].status_code == 400
+            assert "[redacted]" in answers["translated_gzip"].text
         await app.aclose()
 
     with caplog.at_level(logging.DEBUG):
         anyio.run(drive)
 
     assert upstreams.count("cmd.test") == 1  # the key_command key was really used
+    assert upstreams.count("third.test") == 2
     places = {"client answers, /metrics, /status": "\n".join(seen)}
     places["logs"] = "\n".join(record.getMessage() for record in caplog.records)
     places["debug capture"] = "\n".join(p.read_text() for p in (tmp_path / "capture").iterdir())
