@@ -11,7 +11,7 @@ whose history carries thinking or reasoning the target would refuse; every other
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from typing import Protocol as TypingProtocol
 
@@ -19,6 +19,7 @@ import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
 from routatic_asgi.config import ModelCaps, ProviderConfig
+from routatic_asgi.sse import Event
 from routatic_asgi.translate import (
     CODECS,
     EventKind,
@@ -29,6 +30,12 @@ from routatic_asgi.translate import (
     has_foreign_thinking,
     stream_error_event,
 )
+from routatic_asgi.translate.chat.replay import (
+    ReasoningLog,
+    missing_reasoning,
+    restore_reasoning,
+)
+from routatic_asgi.translate.chat.request_from_pivot import dialect_of
 from routatic_asgi.translate.responses import has_foreign_reasoning, without_foreign_reasoning
 
 __all__ = [
@@ -36,8 +43,10 @@ __all__ = [
     "Exchange",
     "Passthrough",
     "Repaired",
+    "Replaying",
     "StreamCodec",
     "exchange_for",
+    "replays_reasoning",
     "stream_error_event",
 ]
 
@@ -127,6 +136,97 @@ _REPAIRS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "anthropic": anthropic_history,
     "responses": without_foreign_reasoning,
 }
+# Whether a same-protocol request carries history its target would refuse.
+_REPAIRS_NEEDED: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "anthropic": has_foreign_thinking,
+    "responses": has_foreign_reasoning,
+}
+
+
+class Replaying:
+    """An exchange whose Chat Completions target wants its reasoning back on tool-call turns.
+
+    Wraps the exchange the pair would have (passthrough or translation). Before the body is
+    sent, `wanted()` names the tool calls whose turn lacks reasoning and the caller hands back
+    in `kept` what it holds for them; `request_body()` puts that back, or a short note as the
+    last resort. The target's answer or stream is read on its way through (`log`): what it
+    reasoned before its tool calls, for the caller to keep. The body goes unchanged (byte for
+    byte, for a passthrough) when no turn lacks reasoning.
+    """
+
+    def __init__(self, inner: Exchange) -> None:
+        self.inner = inner
+        self.path, self.passthrough = inner.path, inner.passthrough
+        self.extra_headers = inner.extra_headers
+        self.kept: Mapping[str, str] = {}
+        self.log = ReasoningLog()
+        self._body = inner.request_body()
+        self._parsed: dict[str, Any] | None = None
+
+    def wanted(self) -> list[str]:
+        if b'"tool_calls"' not in self._body:  # no tool-call turn: nothing to read
+            return []
+        if self._parsed is None:
+            self._parsed = orjson.loads(self._body)
+        return missing_reasoning(self._parsed)
+
+    def forwards(self, header: bytes) -> bool:
+        return self.inner.forwards(header)
+
+    def request_body(self) -> bytes:
+        if not self.wanted():
+            return self._body
+        assert self._parsed is not None
+        restore_reasoning(self._parsed, self.kept)
+        return orjson.dumps(self._parsed)
+
+    def response_body(self, body: bytes) -> bytes:
+        self.log.answer(body)
+        return self.inner.response_body(body)
+
+    def error_body(self, status: int, body: bytes) -> bytes:
+        return self.inner.error_body(status, body)
+
+    def stream(self) -> StreamCodec:
+        return _Logged(self.inner.stream(), self.log)
+
+
+class _Logged:
+    """A target's stream codec, its events read into a `ReasoningLog` on the way."""
+
+    def __init__(self, codec: StreamCodec, log: ReasoningLog) -> None:
+        self.codec, self.log = codec, log
+
+    @property
+    def seen(self) -> bool:
+        return self.codec.seen
+
+    @seen.setter
+    def seen(self, value: bool) -> None:
+        self.codec.seen = value
+
+    def kind(self, event: Event) -> EventKind:
+        self.log.event(event)
+        return self.codec.kind(event)
+
+    def translate(self, event: Event) -> bytes:
+        return self.codec.translate(event)
+
+    def finish(self) -> bytes:
+        return self.codec.finish()
+
+    def error_event(self, message: str) -> bytes:
+        return self.codec.error_event(message)
+
+
+def replays_reasoning(target: Target, caps: ModelCaps | None) -> bool:
+    """Whether the target wants its reasoning back on tool-call turns: as configured
+    (`reasoning_replay`), else guessed from a DeepSeek name; Chat Completions targets only."""
+    if target.protocol != "openai":
+        return False
+    if caps is not None and caps.reasoning_replay is not None:
+        return caps.reasoning_replay
+    return dialect_of(target.model, target.base_url) == "deepseek"
 
 
 def exchange_for(
@@ -144,15 +244,18 @@ def exchange_for(
     any request, passthrough included, to the model's `max_output`; `provider` (the target's
     configuration) says how a translation keeps its cache warm.
     """
+    exchange: Exchange
     if target.protocol == request.protocol:
         if (target.protocol, request.endpoint) not in _PATHS:
             return None
         limit = caps.max_output if caps is not None else None
-        if target.protocol == "anthropic" and has_foreign_thinking(request.payload):
-            return Repaired(request, target, limit)
-        if target.protocol == "responses" and has_foreign_reasoning(request.payload):
-            return Repaired(request, target, limit)
-        return Passthrough(request, target, limit)
-    if request.endpoint == "count_tokens":
+        repair = _REPAIRS_NEEDED.get(target.protocol)
+        if repair is not None and repair(request.payload):
+            exchange = Repaired(request, target, limit)
+        else:
+            exchange = Passthrough(request, target, limit)
+    elif request.endpoint == "count_tokens":
         return None
-    return Translation(request, target, caps=caps, now=now, provider=provider)
+    else:
+        exchange = Translation(request, target, caps=caps, now=now, provider=provider)
+    return Replaying(exchange) if replays_reasoning(target, caps) else exchange

@@ -38,7 +38,9 @@ from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.exchange import EventKind, Exchange, StreamCodec, exchange_for
 from routatic_asgi.payload import unfit_reason
 from routatic_asgi.redaction import Redactor
+from routatic_asgi.replay import ReasoningMemory
 from routatic_asgi.sse import EVENT_LIMIT, EventTooLarge, SSEFramer, parse_event
+from routatic_asgi.state import MemoryStore
 from routatic_asgi.telemetry import Telemetry, UsageReader, usage_from_body
 from routatic_asgi.translate.pivot import TranslationError
 from routatic_asgi.upstream import Upstreams
@@ -91,8 +93,10 @@ class UpstreamRelay:
         clock: Clock = SYSTEM_CLOCK,
         telemetry: Telemetry | None = None,
         redactor: Redactor | None = None,
+        memory: ReasoningMemory | None = None,
     ) -> None:
         self.upstreams = upstreams
+        self.memory = memory or ReasoningMemory(MemoryStore(clock=clock))
         self.telemetry = telemetry or Telemetry()
         self.resilience = resilience or ResilienceConfig()
         self.fallback_on = frozenset(self.resilience.fallback_on)
@@ -119,6 +123,8 @@ class UpstreamRelay:
             return
         url = target.base_url + exchange.path + _query(request, target)
         headers = self._headers(scope, target, exchange)
+        await self.memory.recall(exchange, scope)
+        send = self.memory.sending(exchange, scope, send)
         body = exchange.request_body()
         timeout = self.resilience.first_byte_timeout if request.stream else self.resilience.deadline
         watch = self.telemetry.upstream(scope, attempt)
@@ -189,6 +195,7 @@ class UpstreamRelay:
         attempt.settle(SUCCESS)
         headers = _response_headers(response, self.resilience.max_wait)
         if whole:
+            raw = exchange.response_body(raw)  # a passthrough's is the body itself
             headers.append((b"content-length", str(len(raw)).encode()))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": raw})

@@ -1,7 +1,9 @@
 """Where breaker and credential state lives: in this process, or in Redis shared by replicas.
 
-A `StateStore` holds `Record`s (a reason, since, until and a failure count) by key, and short
-leases for the single probe of a half-open breaker. Two rules hold in every store:
+A `StateStore` holds `Record`s (a reason, since, until and a failure count) by key, short
+leases for the single probe of a half-open breaker, and values kept a while (`keep`,
+`recall`: what a target reasoned, for the next turn; bounded, and forgotten at their TTL).
+Two rules hold for records in every store:
 
 - `put` never cuts a cooldown short: a record whose `until` is later (or unbounded) stays.
 - a record expires `linger` seconds after its `until`: a credential's cooldown ends exactly
@@ -24,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -126,6 +129,14 @@ class StateStore(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def keep(self, key: str, value: bytes, *, ttl: float) -> None:
+        """Hold `value` for `ttl` seconds: a bounded cache, which may forget it sooner."""
+        ...
+
+    async def recall(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The values still held for `keys`, by key."""
+        ...
+
 
 _LONGEST = 366 * 86400.0  # no record outlives a year
 
@@ -141,16 +152,28 @@ def _expiry(record: Record, now: float, linger: float) -> float | None:
 
 
 _FIRST_SWEEP = 1024  # records held before the first sweep of expired ones
+# What MemoryStore.keep holds at most: the oldest values go first beyond either bound.
+KEPT_VALUES = 20_000
+KEPT_BYTES = 64 * 1024 * 1024
 
 
 class MemoryStore:
     """In-process state: the default for one process, and Redis's stand-in when it is down."""
 
-    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        kept_values: int = KEPT_VALUES,
+        kept_bytes: int = KEPT_BYTES,
+    ) -> None:
         self.clock = clock
+        self.kept_values, self.kept_bytes = kept_values, kept_bytes
         self._records: dict[str, tuple[Record, float | None]] = {}
         self._leases: dict[str, float] = {}
         self._sweep_at = _FIRST_SWEEP
+        self._kept: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._kept_bytes = 0
 
     @property
     def degraded(self) -> bool:
@@ -211,6 +234,28 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
+
+    async def keep(self, key: str, value: bytes, *, ttl: float) -> None:
+        self._forget(key)
+        self._kept[key] = (value, self.clock() + ttl)
+        self._kept_bytes += len(value)
+        while len(self._kept) > self.kept_values or self._kept_bytes > self.kept_bytes:
+            self._forget(next(iter(self._kept)))
+
+    def _forget(self, key: str) -> None:
+        entry = self._kept.pop(key, None)
+        if entry is not None:
+            self._kept_bytes -= len(entry[0])
+
+    async def recall(self, keys: Sequence[str]) -> dict[str, bytes]:
+        now, found = self.clock(), {}
+        for key in keys:
+            entry = self._kept.get(key)
+            if entry is not None and now < entry[1]:
+                found[key] = entry[0]
+            elif entry is not None:
+                self._forget(key)
+        return found
 
 
 # KEYS[1] the record; ARGV[1] the new record as JSON; ARGV[2] its TTL in ms (0: none).
@@ -400,6 +445,25 @@ class RedisStore:
         client, self._client, self._put_script = self._client, None, None
         if client is not None:
             await client.aclose()
+
+    async def keep(self, key: str, value: bytes, *, ttl: float) -> None:
+        millis = max(int(ttl * 1000), 1)
+        stored = await self._shared(
+            lambda: self._redis().set(self._key("kept", key), value, px=millis), _MISSING
+        )
+        if stored is _MISSING:
+            await self.memory.keep(key, value, ttl=ttl)
+
+    async def recall(self, keys: Sequence[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        names = [self._key("kept", key) for key in keys]
+        values = await self._shared(lambda: self._redis().mget(names), _MISSING)
+        # What was kept here while Redis was down is still found.
+        found = await self.memory.recall(keys)
+        if values is not _MISSING:
+            found.update((k, bytes(v)) for k, v in zip(keys, values, strict=True) if v is not None)
+        return found
 
 
 class _Missing:

@@ -14,6 +14,10 @@ of the protocol the path implies (`/v1/messages`, `/chat/completions`, `/respons
                                                                   compresses it)
     {"sse": ["event: ...\\ndata: ...\\n\\n", ...], "then": "hang"}  a stream, then hang or "break"
     {"hang": true}                                                never answer
+    {..., "deepseek_thinking": true}                             the answer, unless an assistant
+                                                                  tool-call turn lacks its
+                                                                  reasoning_content: then
+                                                                  DeepSeek's 400
     {"sse": [...], "hold": "g1", "rest": [...]}                  a stream that pauses after
                                                                   "sse" until POST /_release/g1,
                                                                   then sends "rest"
@@ -405,7 +409,33 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         request = {}
     queue = QUEUES[prefix]
     answer = queue.popleft() if queue else default_answer(path, request)
+    if answer.get("deepseek_thinking") and not reasoning_passed_back(request):
+        answer = DEEPSEEK_MISSING_REASONING
     await play(answer, send, receive, call)
+
+
+# DeepSeek's thinking mode on a tool-call turn whose reasoning_content did not come back.
+DEEPSEEK_MISSING_REASONING = {
+    "status": 400,
+    "json": {
+        "error": {
+            "message": "The reasoning_content in the thinking mode must be passed back to the API.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request_error",
+        }
+    },
+}
+
+
+def reasoning_passed_back(request: dict[str, Any]) -> bool:
+    """Whether every assistant tool-call turn carries its reasoning_content, as DeepSeek's
+    thinking mode requires."""
+    return all(
+        message.get("reasoning_content")
+        for message in request.get("messages") or ()
+        if message.get("role") == "assistant" and message.get("tool_calls")
+    )
 
 
 async def play(answer: dict[str, Any], send: Any, receive: Any, call: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ LAYERS = [
         "keyring",
         "marks",
         "exchange",
+        "replay",
         "translate",
         "upstream",
         "telemetry",

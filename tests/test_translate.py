@@ -348,13 +348,25 @@ def test_deepseek_is_told_whether_to_think_and_gets_reasoning_for_every_tool_cal
         result = {"type": "tool_result", "tool_use_id": call, "content": "x"}
         turns += [{"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}]
     history = {**plain, "messages": [plain["messages"][0], *turns]}
+
+    def sent_to(model: str, caps: ModelCaps | None = None) -> list[dict[str, Any]]:
+        chosen = exchange_for(request("anthropic", history), target("openai", model), caps=caps)
+        assert chosen is not None
+        return list(orjson.loads(chosen.request_body())["messages"])
+
+    # Nothing kept for these turns: a DeepSeek target gets a note per turn, as a last resort.
     notes = [
-        m["reasoning_content"]
-        for m in to_openai(history, "deepseek-v4-flash", dialect="deepseek")["messages"]
-        if m["role"] == "assistant"
+        m["reasoning_content"] for m in sent_to("deepseek-v4-flash") if m["role"] == "assistant"
     ]
     assert len(notes) == len(set(notes)) == 2 and "call_1" in notes[0]
-    assert all("reasoning_content" not in m for m in to_openai(history, "qwen3")["messages"])
+    assert all("reasoning_content" not in m for m in sent_to("qwen3"))
+    # The configuration decides before the name does.
+    replay = ModelCaps(reasoning_replay=True)
+    assert all(
+        "reasoning_content" in m for m in sent_to("qwen3", replay) if m["role"] == "assistant"
+    )
+    no_replay = ModelCaps(reasoning_replay=False)
+    assert all("reasoning_content" not in m for m in sent_to("deepseek-v4-flash", no_replay))
 
 
 def test_stop_reason_follows_the_calls_actually_made() -> None:

@@ -22,6 +22,7 @@ from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.keyring import Keyring
 from routatic_asgi.redaction import Redactor, secrets_of
 from routatic_asgi.relay import UpstreamRelay
+from routatic_asgi.replay import ReasoningMemory
 from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
 from routatic_asgi.short_circuit import AuthShortCircuit
@@ -100,6 +101,7 @@ def _assemble(
         clock=clock,
         telemetry=telemetry,
         redactor=redactor,
+        memory=ReasoningMemory(store),
     )
     breaker = CircuitBreaker(
         relay,

@@ -27,6 +27,12 @@ class ModelCaps(Model):
     max_output: int | None = Field(
         None, gt=0, description="Largest max_tokens it accepts; translated requests are capped."
     )
+    reasoning_replay: bool | None = Field(
+        None,
+        description="protocol openai: the model wants its reasoning_content back on tool-call "
+        "turns (DeepSeek's thinking mode); the gateway keeps it and puts it back when the client "
+        "drops it. Unset: guessed from a DeepSeek name in the model or base_url.",
+    )
 
 
 class ProviderConfig(Model):

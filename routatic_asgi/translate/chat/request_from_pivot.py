@@ -96,28 +96,20 @@ def _user_messages(content: Any, keep: bool) -> list[dict[str, Any]]:
     return messages
 
 
-def _assistant_message(content: Any, placeholder: bool) -> dict[str, Any]:
+def _assistant_message(content: Any) -> dict[str, Any]:
     if not isinstance(content, list):
         return {"role": "assistant", "content": "\n\n".join(texts(content))}
     written, reasoning, calls = assistant_parts(content)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(written) or None}
     if calls:
         message["tool_calls"] = calls
-        # DeepSeek's thinking mode requires the reasoning of tool-call turns to come back.
+        # Targets that think (DeepSeek) want the reasoning of tool-call turns back; one whose
+        # reasoning was dropped is given it back by reasoning replay (replay.py).
         if reasoning:
             message["reasoning_content"] = "".join(reasoning)
-        elif placeholder:
-            message["reasoning_content"] = _no_reasoning(calls)
     elif message["content"] is None:
         message["content"] = ""
     return message
-
-
-def _no_reasoning(calls: list[dict[str, Any]]) -> str:
-    """Stands in for reasoning another model never gave. Unique per turn (it names the call
-    ids): DeepSeek is known to collapse into empty answers on a repeated placeholder."""
-    named = ", ".join(f"{c['function']['name']} ({c['id']})" for c in calls)
-    return f"(No reasoning was recorded for this turn, which called {named}.)"
 
 
 def _system_message(system: Any, keep: bool) -> dict[str, Any] | None:
@@ -130,9 +122,7 @@ def _system_message(system: Any, keep: bool) -> dict[str, Any] | None:
     return {"role": "system", "content": text} if text else None
 
 
-def _openai_messages(
-    payload: Mapping[str, Any], placeholder: bool, keep: bool = False
-) -> list[dict[str, Any]]:
+def _openai_messages(payload: Mapping[str, Any], keep: bool = False) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     system = _system_message(payload.get("system"), keep)
     if system is not None:
@@ -142,7 +132,7 @@ def _openai_messages(
             continue
         role, content = message.get("role"), message.get("content")
         if role == "assistant":
-            messages.append(_assistant_message(content, placeholder))
+            messages.append(_assistant_message(content))
         elif role == "system":
             messages.append({"role": "system", "content": "\n\n".join(texts(content))})
         else:
@@ -206,7 +196,7 @@ def to_openai(
     API gets `max_completion_tokens`. `breakpoints` keeps the body's `cache_control` on the
     content parts it marks, for targets that honour it (OpenRouter); else it is dropped.
     """
-    messages = _openai_messages(payload, placeholder=dialect == "deepseek", keep=breakpoints)
+    messages = _openai_messages(payload, keep=breakpoints)
     body: dict[str, Any] = {"model": model, "messages": messages}
     if "max_tokens" in payload:
         limit = "max_completion_tokens" if dialect == "openai" else "max_tokens"
