@@ -130,13 +130,9 @@ class Board:
         already by an earlier announcement (a late failure of an open breaker, a second
         request that failed beside the first); one time moved it to is entered anew (the
         probe of a breaker whose cooldown ended)."""
-        known = self._known.get(subject.key)
-        same = False
-        if known is not None:
-            current, by_time = self._now(known, now)
-            same = current == state and not by_time
-        else:
-            same = state == self.rest
+        known = self._caught_up(subject.key, now)
+        # Already there by an announcement (a state time reached is entered anew).
+        same = known.state == state and not known.lapsed if known else state == self.rest
         self._remember(subject, state, lapses, forgotten, now)
         if not same:
             self._tell(Transition(self.kind, subject, state, reason, here=True))
@@ -153,31 +149,37 @@ class Board:
     ) -> None:
         """The layer read `subject`'s record and found it in `state` (another replica's doing,
         or time's): announced when it differs from what was last announced."""
-        known = self._known.get(subject.key)
+        known = self._caught_up(subject.key, now)
         if known is None:
             if state == self.rest:  # every request's case: nothing marked, nothing known
                 return
-        else:
-            current, by_time = self._now(known, now)
-            if current == state:
-                if not by_time:
-                    known.lapses, known.forgotten = lapses, forgotten
-                return
+        elif known.state == state:
+            if not known.lapsed:  # the same state, perhaps for longer (a later Retry-After)
+                known.lapses, known.forgotten = lapses, forgotten
+            return
         self._remember(subject, state, lapses, forgotten, now)
         self._tell(Transition(self.kind, subject, state, reason, here=False))
 
     def tick(self, now: float) -> None:
         """Announce what time alone changed: lapsed states, and states the store forgot."""
-        for key, known in list(self._known.items()):
-            state, by_time = self._now(known, now)
-            if not by_time or (known.lapsed and state == known.state):
-                continue
-            if state == self.rest:
-                del self._known[key]
-            else:
-                known.state, known.lapsed = state, True
-            self._tell(Transition(self.kind, known.subject, state, "expired", here=False))
+        for key in list(self._known):
+            self._caught_up(key, now)
         self._sweep_at = max(2 * len(self._known), _FIRST_SWEEP)
+
+    def _caught_up(self, key: str, now: float) -> _Known | None:
+        """What is known of `key` once what time changed since is announced (learned)."""
+        known = self._known.get(key)
+        if known is None:
+            return None
+        state, by_time = self._now(known, now)
+        if not by_time or (known.lapsed and state == known.state):
+            return known
+        if state == self.rest:
+            del self._known[key]
+        else:
+            known.state, known.lapsed = state, True
+        self._tell(Transition(self.kind, known.subject, state, "expired", here=False))
+        return self._known.get(key)
 
     def _now(self, known: _Known, now: float) -> tuple[str, bool]:
         """(the state at `now`, whether time moved it there from the one announced)."""

@@ -2,15 +2,15 @@
 
 `Scripted` stands where the relay would: each call takes the next outcome of its script
 (success when the script is empty), settles the attempt with it and sends an answer, as
-the relay does (a success streams two body chunks after it settles, a failure sends its
-error). `call(layer, target)` runs one attempt through a layer and returns it with the
+the relay does (a success streams two body chunks, a failure sends its error; the outcome is settled before the first message, as the relay classifies an answer
+before passing it on). `call(layer, target)` runs one attempt through a layer and returns it with the
 messages the layer passed on.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +36,6 @@ class Scripted:
 
     script: deque[Outcome] = field(default_factory=deque)
     calls: list[Target] = field(default_factory=list)
-    # Run while the call is in flight (after the outcome is settled), e.g. to move a clock.
-    during: Callable[[], None] | None = None
     headers: dict[str, str] = field(default_factory=dict)  # the upstream's response headers
 
     def play(self, *outcomes: Outcome) -> Scripted:
@@ -49,11 +47,9 @@ class Scripted:
         self.calls.append(attempt.target)
         outcome = self.script.popleft() if self.script else SUCCESS
         status = outcome.status or (200 if outcome.kind is Kind.SUCCESS else 500)
-        await send({"type": "http.response.start", "status": status, "headers": []})
         attempt.upstream_headers = dict(self.headers)
-        attempt.settle(outcome)
-        if self.during is not None:
-            self.during()
+        attempt.settle(outcome)  # as the relay does: classified before anything is passed on
+        await send({"type": "http.response.start", "status": status, "headers": []})
         if outcome.kind is Kind.SUCCESS:
             await send({"type": "http.response.body", "body": b"a", "more_body": True})
         await send({"type": "http.response.body", "body": b"b", "more_body": False})
@@ -76,19 +72,27 @@ async def call(
     *,
     panic: bool = False,
     headers: list[tuple[bytes, bytes]] | None = None,
+    send: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    listener: Callable[[Attempt], None] | None = None,
 ) -> Called:
-    """One attempt on `to` through `layer`, as the router makes it."""
+    """One attempt on `to` through `layer`, as the router makes it; `send` also sees each
+    message the layer passes on, `listener` hears the attempt."""
     attempt = Attempt(to, 1, True)
     attempt.panic = panic
+    if listener is not None:
+        attempt.listeners.append(listener)
     scope = http_scope(headers or [])
     scope[ATTEMPT] = attempt
     sent: list[dict[str, Any]] = []
+    also = send
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send_(message: dict[str, Any]) -> None:
         sent.append(message)
+        if also is not None:
+            await also(message)
 
-    await layer(scope, receive, send)
+    await layer(scope, receive, send_)
     return Called(attempt, sent)
