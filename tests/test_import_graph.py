@@ -14,7 +14,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "routatic_asgi"
 
 LAYERS = [
     # 0. foundations: no decisions, no knowledge of the chain
-    {"errors", "config_errors", "clock", "classify", "sse", "http11", "shapes", "session"},
+    {
+        "errors",
+        "config_errors",
+        "clock",
+        "classify",
+        "sse",
+        "http11",
+        "http11_connection",
+        "shapes",
+        "session",
+    },
     # 1. the objects every layer shares
     {"config", "attempt", "state", "transitions"},
     # 2. decisions, codecs, storage of keys, the upstream client, telemetry
