@@ -77,6 +77,8 @@ def replicas(bench: Bench, upstream: str, one_replica: float | None) -> None:
             spent = commands(port) - before - 1  # the INFO that read `before`
         requests = sum(run["requests"] for run in runs)
         rate = sum(run["rate"] for run in runs)
+        errors = sum(int(run["errors"]) for run in runs)
         label = f"2 replicas, Redis staleness {staleness:g} s"
-        bench.add(Figure(f"{label}: req/s", "req/s", rate, one_replica, note="direct: 1 worker"))
+        note = "direct: 1 worker" + (f"; {errors} errors" if errors else "")
+        bench.add(Figure(f"{label}: req/s", "req/s", rate, one_replica, note=note))
         bench.add(Figure("  Redis round trips per request", "trips", spent / max(requests, 1)))
