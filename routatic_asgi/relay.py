@@ -311,6 +311,12 @@ class UpstreamRelay:
                         if kind is EventKind.CONTENT and not attempt.succeeded:
                             attempt.settle(SUCCESS)
                             first_byte.stop()
+                            # The client's first bytes leave now, not once the rest of the
+                            # chunk (a whole answer, from a fast upstream) has been read.
+                            body, out = b"".join(out), []
+                            await send(
+                                {"type": "http.response.body", "body": body, "more_body": True}
+                            )
                         ended = ended or kind is EventKind.END
                 except EventTooLarge:
                     failure = Outcome(Kind.TRANSIENT, Reason.EVENT_TOO_LARGE)
