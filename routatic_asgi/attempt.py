@@ -148,8 +148,8 @@ class Attempt:
     first: bool  # the target is the chain's first: its client errors are the client's
     outcome: Outcome | None = None
     listeners: list[Callable[[Attempt], None]] = field(default_factory=list)
-    # The upstream's response headers (case-insensitive), set before the outcome is settled,
-    # so listeners can read rate-limit headers of a success too.
+    # The upstream's response headers (by lower-case name), set before the outcome is
+    # settled, so listeners can read rate-limit headers of a success too.
     upstream_headers: Mapping[str, str] = field(default_factory=dict)
     # The upstream's answer when it failed, kept small, so the router can return it as is.
     status: int = 0

@@ -174,11 +174,11 @@ class UpstreamRelay:
         first_byte: Deadline,
     ) -> None:
         status = response.status_code
-        attempt.upstream_headers = response.headers
+        attempt.upstream_headers = upstream = _header_map(response)
         if not 200 <= status < 300:
             await self._relay_error(response, attempt, exchange, send)
             return
-        content_type = response.headers.get("content-type", "")
+        content_type = upstream.get("content-type", "")
         if content_type.startswith("text/event-stream"):
             await self._relay_stream(response, attempt, exchange, send, first_byte)
             return
@@ -420,6 +420,16 @@ def _hang_up(response: httpx.Response, attempt: Attempt) -> Callable[[], None] |
         abort()
 
     return hang_up
+
+
+def _header_map(response: httpx.Response) -> dict[str, str]:
+    """The upstream's headers as a dict of lower-case names, a repeated one's values joined
+    as httpx joins them: the layers look a dozen names up in every answer (rate limits,
+    waits), and an `httpx.Headers` lookup scans every header each time."""
+    found: dict[str, str] = {}
+    for name, value in response.headers.multi_items():
+        found[name] = f"{found[name]}, {value}" if name in found else value
+    return found
 
 
 def _drained(response: httpx.Response) -> bool:
