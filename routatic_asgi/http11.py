@@ -144,7 +144,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         idle = self._idle.get(origin)
         if not idle:
             return None
-        now = asyncio.get_running_loop().time()
+        now = idle[-1].loop.time()  # its loop's clock, as idle_since: no running-loop lookup
         while idle:
             connection = idle.pop()
             if now - connection.idle_since < self.keepalive_expiry and not connection.stale():
