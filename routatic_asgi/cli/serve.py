@@ -30,6 +30,7 @@ from routatic_asgi.cli.options import (
 )
 from routatic_asgi.config import Config, default_left_out
 from routatic_asgi.telemetry.capture import CAPTURE_VARIABLE
+from routatic_asgi.telemetry.log_handler import RequestLogHandler
 from routatic_asgi.telemetry.metrics import MULTIPROC_VARIABLE
 from routatic_asgi.telemetry.record import REQUEST_LOG
 
@@ -142,7 +143,7 @@ def _observability() -> dict[str, Any]:
 
     log = logging.getLogger(REQUEST_LOG)
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = RequestLogHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
