@@ -16,7 +16,7 @@ import pytest
 from routatic_asgi.attempt import InboundRequest, Target
 from routatic_asgi.config import ModelCaps
 from routatic_asgi.exchange import EventKind, Passthrough, Repaired, exchange_for
-from routatic_asgi.sse import Event, parse_event
+from routatic_asgi.sse import Event, SSEFramer, parse_event
 from routatic_asgi.translate import (
     OpenAIToAnthropic,
     Translation,
@@ -422,3 +422,42 @@ def test_claude_codes_user_id_reaches_openai_targets_only_as_a_hash() -> None:
     assert orjson.loads(other.request_body())["user"] != sent[0]
     without = Translation(request("anthropic", ask), target("openai"))
     assert "user" not in orjson.loads(without.request_body())
+
+
+def test_a_responses_stream_keeps_its_output_bounded_and_whole_below_the_bound() -> None:
+    from routatic_asgi.translate.responses.stream_from_pivot import (
+        KEPT_LIMIT,
+        AnthropicToResponses,
+    )
+
+    def pivot(name: str, data: dict[str, Any]) -> Any:
+        return parse_event(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+    def run(chunks: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        codec = AnthropicToResponses({"model": "m"}, 0)
+        start = {"id": "msg_1", "model": "m", "usage": {"input_tokens": 1}}
+        events = [pivot("message_start", {"type": "message_start", "message": start})]
+        block = {"type": "text", "text": ""}
+        events.append(pivot("content_block_start", {"index": 0, "content_block": block}))
+        delta = {"index": 0, "delta": {"type": "text_delta", "text": "x" * size}}
+        events += [pivot("content_block_delta", delta)] * chunks
+        events.append(pivot("content_block_stop", {"index": 0}))
+        events.append(pivot("message_stop", {"type": "message_stop"}))
+        out, deltas = [], 0
+        for event in events:
+            codec.kind(event)
+            for sent in SSEFramer().feed(codec.translate(event)):
+                body = json.loads(sent.data)
+                deltas += len(body.get("delta", "")) if sent.name.endswith(".delta") else 0
+                out.append(body)
+        return out, deltas
+
+    small, _ = run(10, 1000)
+    assert small[-1]["type"] == "response.completed"
+    assert small[-1]["response"]["output"][0]["content"][0]["text"] == "x" * 10_000
+    huge, deltas = run(3 * KEPT_LIMIT // 65536, 65536)  # three times what is kept
+    assert deltas == 3 * KEPT_LIMIT  # every delta goes through whole
+    done = next(e for e in huge if e["type"] == "response.output_text.done")
+    assert len(done["text"]) == KEPT_LIMIT  # what the events repeat is cut at the bound
+    completed = huge[-1]["response"]["output"]
+    assert sum(len(part["text"]) for item in completed for part in item["content"]) <= KEPT_LIMIT

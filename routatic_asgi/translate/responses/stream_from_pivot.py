@@ -7,9 +7,14 @@ arguments or reasoning-summary events → `response.output_item.done`, and last
 event has a `sequence_number`; item ids are stable across an item's events. A failure after
 the commit ends the stream with `response.failed`.
 
-The Responses protocol itself repeats each item's whole text in its `.done` events and in
-`response.completed`, so this codec keeps the output so far (and nothing else): memory grows
-with the answer, as it does in every Responses client.
+The Responses protocol repeats each item's whole text in its `.done` events and the whole
+output in `response.completed`, and clients rely on both: the openai SDK's final response
+(`get_final_response()`, `output_text`) is the `response.completed` one, and Codex keeps the
+items of `response.output_item.done`. So this codec keeps the output so far, and nothing
+else, up to `KEPT_LIMIT` characters per stream (each item counting `ITEM_COST` beside its
+text): no model writes that much in one answer, and a stream that does (a runaway upstream)
+keeps its memory bounded — its deltas still go through whole, while the text those events
+repeat is cut at the limit and items past it are left out of `response.completed`.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ from routatic_asgi.translate.responses.answers import (
 )
 from routatic_asgi.translate.responses.request_to_pivot import namespaced
 
-__all__ = ["AnthropicToResponses", "failed_event"]
+__all__ = ["ITEM_COST", "KEPT_LIMIT", "AnthropicToResponses", "failed_event"]
+
+KEPT_LIMIT = 4 * 1024 * 1024  # characters of output kept to repeat in .done and completed
+ITEM_COST = 256  # what one finished item counts against KEPT_LIMIT beside its text
 
 
 def failed_event(response: dict[str, Any], sequence: int, message: str) -> bytes:
@@ -67,6 +75,7 @@ class AnthropicToResponses(PivotEvents):
         self._usage: dict[str, Any] = {}
         self._stop: Any = None
         self._closed = False
+        self._kept = 0  # characters kept, against KEPT_LIMIT
 
     # -- the relay's questions ----------------------------------------------------------
 
@@ -164,20 +173,26 @@ class AnthropicToResponses(PivotEvents):
             return b""
         kind, where = delta.get("type"), {"item_id": state.item["id"], "output_index": state.index}
         if kind == "text_delta" and delta.get("text"):
-            state.parts.append(str(delta["text"]))
+            self._keep(state, str(delta["text"]))
             body = {**where, "content_index": 0, "delta": str(delta["text"]), "logprobs": []}
             return self._event("response.output_text.delta", body)
         if kind == "thinking_delta" and delta.get("thinking"):
-            state.parts.append(str(delta["thinking"]))
+            self._keep(state, str(delta["thinking"]))
             body = {**where, "summary_index": 0, "delta": str(delta["thinking"])}
             return self._event("response.reasoning_summary_text.delta", body)
         if kind == "signature_delta":
             state.block = {**state.block, "signature": str(delta.get("signature", ""))}
         if kind == "input_json_delta" and delta.get("partial_json"):
-            state.parts.append(str(delta["partial_json"]))
+            self._keep(state, str(delta["partial_json"]))
             body = {**where, "delta": str(delta["partial_json"])}
             return self._event("response.function_call_arguments.delta", body)
         return b""
+
+    def _keep(self, state: _Item, text: str) -> None:
+        room = KEPT_LIMIT - self._kept
+        if room > 0:
+            state.parts.append(text[:room])
+            self._kept += min(len(text), room)
 
     def _block_stop(self, payload: dict[str, Any]) -> bytes:
         state = self._open.pop(int(payload.get("index", -1)), None)
@@ -212,7 +227,9 @@ class AnthropicToResponses(PivotEvents):
             item = {**item, "status": "completed", "arguments": text}
         else:
             item = reasoning_item(state.block, self._seed, state.index, "")
-        self._output.append(item)
+        if self._kept + ITEM_COST <= KEPT_LIMIT:
+            self._kept += ITEM_COST
+            self._output.append(item)
         return out + self._event(
             "response.output_item.done", {"output_index": state.index, "item": item}
         )
