@@ -45,6 +45,7 @@ __all__ = [
     "endpoint_for",
     "endpoint_of",
     "proxy_key_in_authorization",
+    "target_key",
 ]
 
 REQUEST = "routatic.request"
@@ -99,7 +100,7 @@ class Credential:
 
     @property
     def id(self) -> str:
-        return f"{self.provider}#{self.index}"
+        return credential_id(self.provider, self.index)
 
     @property
     def hint(self) -> str:
@@ -124,9 +125,19 @@ class Target:
     @property
     def key(self) -> str:
         """The breaker's key: a target is provider, model and credential."""
-        if self.credential is None:
-            return self.name
-        return f"{self.name}#{self.credential.index}"
+        return target_key(self.provider, self.model, self.credential)
+
+
+def credential_id(provider: str, index: int) -> str:
+    """`Credential.id`: the provider and the key's place in its `keys` (`zen#0`)."""
+    return f"{provider}#{index}"
+
+
+def target_key(provider: str, model: str, credential: Credential | None) -> str:
+    """`Target.key`: provider, model and the credential's index (`zen/m#0`), for targets not
+    made yet (the breakers /status lists while closed)."""
+    name = f"{provider}/{model}"
+    return name if credential is None else f"{name}#{credential.index}"
 
 
 @dataclass(slots=True)

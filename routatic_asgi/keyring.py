@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
-from routatic_asgi.attempt import Credential, Target
+from routatic_asgi.attempt import Credential, Target, credential_id
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import ProviderConfig
 
@@ -112,7 +112,7 @@ class Keyring:
         index = stale.index if stale is not None else 0
         lock = self._locks.setdefault(provider, anyio.Lock())
         async with lock:
-            fresh = self._fresh.get(f"{provider}#{index}")
+            fresh = self._fresh.get(credential_id(provider, index))
             if fresh is not None and (stale is None or fresh.secret != stale.secret):
                 return fresh
             secret = await self.run(self.commands[provider], self.timeout)

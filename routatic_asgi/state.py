@@ -29,14 +29,22 @@ import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["MemoryStore", "Record", "RedisStore", "StateStore", "parse_state_url", "store_for"]
+__all__ = [
+    "MemoryStore",
+    "Record",
+    "RedisStore",
+    "StateStore",
+    "parse_state_url",
+    "state_kind",
+    "store_for",
+]
 
 T = TypeVar("T")
 # How long a record another replica wrote may go unseen (see RedisStore).
@@ -492,8 +500,14 @@ def parse_state_url(url: str) -> tuple[str, str, float]:
     return urlunsplit(parts._replace(query=rest)), prefix, staleness
 
 
+def state_kind(state: str) -> Literal["memory", "redis"]:
+    """Which kind of store a configuration's `state:` names: what is shown of it, since a
+    Redis URL may hold a password."""
+    return "memory" if state == "memory" else "redis"
+
+
 def store_for(state: str, *, clock: Clock = SYSTEM_CLOCK) -> StateStore:
     """The store a configuration's `state:` names: `memory` or a redis:// URL."""
-    if state == "memory":
+    if state_kind(state) == "memory":
         return MemoryStore(clock=clock)
     return RedisStore(state, clock=clock)

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from routatic_asgi.attempt import Attempt, InboundRequest, Target, call_then_act
+from routatic_asgi.attempt import (
+    Attempt,
+    Credential,
+    InboundRequest,
+    Target,
+    call_then_act,
+    target_key,
+)
 from routatic_asgi.classify import SUCCESS, Kind, Outcome, Reason
 from routatic_asgi.telemetry.request_log import request_line
 from tests.conftest import http_scope
@@ -124,3 +131,9 @@ def test_the_log_line_shows_the_calls_a_retry_followed() -> None:
     )  # fmt: skip
     [entry] = line["attempts"]
     assert (entry["outcome"], entry["retried"]) == ("success", ["auth_rejected"])
+
+
+def test_a_target_key_is_the_same_made_from_parts_or_from_the_target() -> None:
+    keyed = Target("zen", "openai", "m", "http://zen.test/v1", credential=Credential("zen", 2, "s"))
+    assert keyed.key == target_key("zen", "m", keyed.credential) == "zen/m#2"
+    assert TARGET.key == target_key("zen", "m", None) == "zen/m"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from routatic_asgi import build_app
-from routatic_asgi.state import MemoryStore, Record, RedisStore, StateStore, store_for
+from routatic_asgi.state import MemoryStore, Record, RedisStore, StateStore, state_kind, store_for
 from tests.conftest import closed_port_url, gateway_config
 from tests.fake_clock import NOW
 from tests.fake_clock import FakeClock as Clock
@@ -24,7 +24,6 @@ from tests.resilience_kit import Upstreams, ask, client_for
 pytestmark = pytest.mark.anyio
 
 REDIS_URL = os.environ.get("ROUTATIC_TEST_REDIS_URL")
-
 
 
 def redis_url(prefix: str) -> str:
@@ -274,3 +273,9 @@ async def test_an_unreadable_redis_record_counts_as_none() -> None:
     finally:
         await state.delete("breaker:a")
         await state.aclose()
+
+
+def test_the_kind_of_store_is_named_without_its_url() -> None:
+    assert state_kind("memory") == "memory"
+    assert state_kind("redis://user:secret@10.0.0.5:6379/0") == "redis"
+    assert isinstance(store_for("memory"), MemoryStore)

@@ -14,6 +14,7 @@ import httpx
 from starlette.types import ASGIApp
 
 from routatic_asgi.app.gateway import Assembly, RoutaticApp, StateDesk
+from routatic_asgi.attempt import target_key
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, iter_chain
@@ -26,7 +27,7 @@ from routatic_asgi.replay import ReasoningMemory
 from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
 from routatic_asgi.short_circuit import AuthShortCircuit
-from routatic_asgi.state import StateStore, store_for
+from routatic_asgi.state import StateStore, state_kind, store_for
 from routatic_asgi.telemetry import RequestRecording, Telemetry
 from routatic_asgi.telemetry.capture import CaptureTransport, DebugCapture
 from routatic_asgi.telemetry.state_watch import StateWatch
@@ -129,17 +130,17 @@ def _assemble(
     credentials = [c for pool in routing.credentials.values() for c in pool]
     # The breakers /status lists even while closed: every target whose model is fixed.
     fixed_targets = [
-        f"{provider}/{model}" + (f"#{c.index}" if c else "")
+        target_key(provider, model, credential)
         for route in config.routes
         for provider, model in iter_chain(route, "{model}")
         if "{model}" not in model
-        for c in routing.credentials[provider] or (None,)
+        for credential in routing.credentials[provider] or (None,)
     ]
 
     async def status() -> dict[str, Any]:
         return {
             "now": clock(),
-            "state": "memory" if config.state == "memory" else "redis",
+            "state": state_kind(config.state),
             "state_degraded": store.degraded,
             "breakers": await breaker.status(fixed_targets),
             "credentials": await short_circuit.status(credentials),

@@ -23,7 +23,7 @@ from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import Config, InboundKey
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.reload import Generation
-from routatic_asgi.state import MemoryStore, StateStore
+from routatic_asgi.state import MemoryStore, StateStore, state_kind
 from routatic_asgi.status_page import BrowserKey, page, page_data
 from routatic_asgi.telemetry import Telemetry
 from routatic_asgi.upstream import Upstreams
@@ -188,8 +188,8 @@ class RoutaticApp:
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The state URL may hold a password: say which kind of store, not where it is.
-        kind = "memory" if self.config.state == "memory" else "redis"
         degraded = not await self.store.ping()
+        kind = state_kind(self.config.state)
         payload = {"status": "ready", "state": kind, "state_degraded": degraded}
         await send_answer(send, json_answer(200, payload))
 

@@ -29,6 +29,7 @@ from routatic_asgi.cli.options import (
     shown,
 )
 from routatic_asgi.config import Config, default_left_out
+from routatic_asgi.state import state_kind
 from routatic_asgi.telemetry.capture import CAPTURE_VARIABLE
 from routatic_asgi.telemetry.log_handler import RequestLogHandler
 from routatic_asgi.telemetry.metrics import MULTIPROC_VARIABLE
@@ -75,7 +76,7 @@ def add_parser(commands: Any) -> None:
 def _banner(path: str | None, config: Config, workers: int) -> list[str]:
     """What `serve` says at start: what runs, what was left out, what will surprise."""
     guard = f"{len(config.server.keys)} proxy key(s)" if config.server.keys else "no proxy keys"
-    state = "memory" if config.state == "memory" else "redis"
+    state = state_kind(config.state)
     lines = [f"{shown(path)}, {guard}, state: {state}"]
     if path is None:
         lines += default_left_out()
