@@ -36,7 +36,9 @@ def test_opencode_falls_back_from_an_openai_provider_to_an_anthropic_one(
         [{"match": "*", "chain": ["oai/{model}", "ant/claude-sonnet-4-6"]}],
     )
     # Down on the call and on its retry: the breaker opens, the Anthropic backup serves.
-    upstream.script(oai, *[{"status": 503, "body": "{}"}] * 2)
+    # opencode may send its title request beside the prompt, so up to two requests can each
+    # make a call and a retry before the breaker has opened.
+    upstream.script(oai, *[{"status": 503, "body": "{}"}] * 4)
     project = tmp_path / "project"
     project.mkdir()
     with gateway(config) as url:
@@ -64,7 +66,8 @@ def test_opencode_falls_back_from_an_openai_provider_to_an_anthropic_one(
     assert result.returncode == 0, result.stderr
     assert "word0 word1 word2" in result.stdout
     calls = upstream.calls(oai)
-    assert [call["path"] for call in calls] == ["/v1/chat/completions"] * 2
+    assert 2 <= len(calls) <= 4
+    assert {call["path"] for call in calls} == {"/v1/chat/completions"}
     served = upstream.calls(ant)
     assert served and {call["path"] for call in served} == {"/v1/messages"}
     headers = dict(served[0]["headers"])
