@@ -10,6 +10,7 @@ from starlette.types import Receive, Scope
 
 from routatic_asgi.answer import Answer, proxy_error
 from routatic_asgi.attempt import Endpoint, InboundRequest, Protocol
+from routatic_asgi.memory_budget import COUNTED, Hold
 from routatic_asgi.payload import estimate_tokens
 from routatic_asgi.session import session_of
 from routatic_asgi.shapes import check_request
@@ -29,10 +30,6 @@ __all__ = [
 # 32 MiB of it would take over a gigabyte. Counting separators first (a C scan) bounds it.
 PARSE_BUDGET = 256 * 1024 * 1024
 _VALUE_COST = 64  # bytes a parsed value costs, about: an object, its slot in its container
-
-
-# The longest body within the budget even if every byte of it opens a value (3.9 MiB).
-_ALWAYS_AFFORDABLE = PARSE_BUDGET // (1 + _VALUE_COST)
 
 
 def parse_cost(body: bytes) -> int:
@@ -62,9 +59,16 @@ class ClientGone(Exception):
 
 
 async def read_request(
-    scope: Scope, receive: Receive, protocol: Protocol, endpoint: Endpoint, max_body: int
+    scope: Scope,
+    receive: Receive,
+    protocol: Protocol,
+    endpoint: Endpoint,
+    max_body: int,
+    hold: Hold | None = None,
 ) -> InboundRequest:
-    """The request, read whole and checked; `Rejected` carries the answer when it fails."""
+    """The request, read whole and checked; `Rejected` carries the answer when it fails.
+    A large body is parsed only once `hold` has its share of the memory budget (the caller
+    releases it when the request ends)."""
     if scope["method"] != "POST":
         raise Rejected(proxy_error(protocol, 405, f"{scope['method']} is not allowed here"))
     headers = dict(scope["headers"])
@@ -77,9 +81,9 @@ async def read_request(
     if declared is not None and declared.isdigit() and _exceeds(declared, max_body):
         raise Rejected(_too_large(protocol, max_body))
     body = await _read_body(receive, protocol, max_body)
-    # A body below _ALWAYS_AFFORDABLE bytes is within the budget whatever it holds: it is
-    # not counted (three scans of a 200 KB body cost 0.2 ms).
-    cost = parse_cost(body) if len(body) > _ALWAYS_AFFORDABLE else 0
+    # A body under COUNTED bytes is not counted (three scans of a 200 KB body cost 0.2 ms):
+    # parsed, it takes 65 MiB at most.
+    cost = parse_cost(body) if len(body) >= COUNTED else 0
     if cost > PARSE_BUDGET:
         raise Rejected(
             proxy_error(
@@ -90,6 +94,8 @@ async def read_request(
                 "request_too_large",
             )
         )
+    if cost and hold is not None:
+        await _admit(hold, len(body) + cost, protocol)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -134,6 +140,22 @@ async def _read_body(receive: Receive, protocol: Protocol, max_body: int) -> byt
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _admit(hold: Hold, cost: int, protocol: Protocol) -> None:
+    """Wait for the body's share of the memory budget: a 413 if it could never have it, a
+    503 the client may retry if it did not come in time."""
+    if not hold.fits(cost):
+        message = (
+            f"the body would take about {cost >> 20} MiB once parsed, more than this server "
+            f"gives all large bodies together ({hold.budget.limit >> 20} MiB)"
+        )
+        raise Rejected(proxy_error(protocol, 413, message, "request_too_large"))
+    if not await hold.take(cost):
+        message = "the server is busy with other large requests: retry in a moment"
+        answer = proxy_error(protocol, 503, message, "overloaded_error", retry_after=1)
+        answer.headers.append((b"x-should-retry", b"true"))
+        raise Rejected(answer)
 
 
 def _too_large(protocol: Protocol, max_body: int) -> Answer:

@@ -27,6 +27,7 @@ from routatic_asgi.commit_point import header_value
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.flight import Flight
 from routatic_asgi.intake import ClientGone, Rejected, read_request, token_estimate
+from routatic_asgi.memory_budget import BODY_MEMORY, MemoryBudget
 from routatic_asgi.payload import request_traits
 from routatic_asgi.retry import blip_pause
 from routatic_asgi.routing import Routing
@@ -45,6 +46,7 @@ class FallbackRouter:
         routing: Routing,
         resilience: ResilienceConfig | None = None,
         max_body: int = 32 * 1024**2,
+        body_memory: MemoryBudget | None = None,
         clock: Clock = SYSTEM_CLOCK,
         telemetry: Telemetry | None = None,
         pause: Pause = blip_pause,
@@ -53,6 +55,8 @@ class FallbackRouter:
         self.routing = routing
         self.resilience = resilience or ResilienceConfig()
         self.max_body = max_body
+        # Shared by every request of the process (build_app hands one to each generation).
+        self.body_memory = body_memory or MemoryBudget(BODY_MEMORY, clock=clock)
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
         # The jitter of a retry's pause; the pause itself is the clock's (`clock.sleep`).
@@ -71,16 +75,22 @@ class FallbackRouter:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         protocol, endpoint = endpoint_of(scope)
+        hold = self.body_memory.hold()  # a large body's share, held until the request ends
         try:
-            request = await read_request(scope, receive, protocol, endpoint, self.max_body)
-            scope[REQUEST] = request
-            targets = self._targets(scope, request)
-        except Rejected as rejected:
-            await send_answer(send, rejected.answer)
-            return
-        except ClientGone:
-            return
-        await Flight(self, scope, receive, send, request, targets).run()
+            try:
+                request = await read_request(
+                    scope, receive, protocol, endpoint, self.max_body, hold
+                )
+                scope[REQUEST] = request
+                targets = self._targets(scope, request)
+            except Rejected as rejected:
+                await send_answer(send, rejected.answer)
+                return
+            except ClientGone:
+                return
+            await Flight(self, scope, receive, send, request, targets).run()
+        finally:
+            hold.release()
 
     def _targets(self, scope: Scope, request: InboundRequest) -> list[Target]:
         traits = request_traits(request.payload) if self.routing.uses_traits else {}

@@ -51,6 +51,7 @@ LAYERS = [
         "hedge",
         "connections",
         "supervisor",
+        "memory_budget",
         # the router's parts: reading the request, the attempts over targets, the commit point
         "intake",
         "flight",

@@ -21,6 +21,7 @@ from routatic_asgi.config import Config, iter_chain
 from routatic_asgi.http11 import Http11Transport
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.keyring import Keyring
+from routatic_asgi.memory_budget import MemoryBudget
 from routatic_asgi.redaction import Redactor, secrets_of
 from routatic_asgi.relay import UpstreamRelay
 from routatic_asgi.replay import ReasoningMemory
@@ -64,8 +65,14 @@ def build_app(
     boards = (Board.for_breakers(), Board.for_credentials())
     StateWatch(telemetry.metrics, boards, clock=clock, degraded=lambda: store.degraded)
 
+    # What large request bodies may hold at once: one budget for every generation.
+    body_memory = MemoryBudget(config.server.body_memory, clock=clock)
+
     def assemble(config: Config) -> Assembly:
-        return _assemble(config, telemetry, store, boards, clock, transport, debug_capture)
+        body_memory.limit = config.server.body_memory
+        return _assemble(
+            config, telemetry, store, boards, clock, transport, debug_capture, body_memory
+        )
 
     chain, upstreams, desk = assemble(config)
     return RoutaticApp(
@@ -88,8 +95,10 @@ def _assemble(
     clock: Clock,
     transport: httpx.AsyncBaseTransport | None,
     debug_capture: str | os.PathLike[str] | None,
+    body_memory: MemoryBudget,
 ) -> Assembly:
-    """The chain for one configuration; telemetry and the state store outlive it."""
+    """The chain for one configuration; telemetry, the state store and the body memory
+    budget outlive it."""
     upstreams = Upstreams(config, transport=transport)
     resilience = config.resilience
     # Model labels: the names this configuration writes; a client's other choices collapse.
@@ -151,6 +160,7 @@ def _assemble(
         routing=routing,
         resilience=resilience,
         max_body=config.server.max_body,
+        body_memory=body_memory,
         clock=clock,
         telemetry=telemetry,
     )

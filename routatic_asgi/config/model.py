@@ -81,6 +81,12 @@ class ServerConfig(Model):
         description="Inbound proxy keys, sent as x-routatic-key (or Authorization: Bearer).",
     )
     max_body: Bytes = Field(32 * 1024**2, description="Largest request body accepted.")
+    body_memory: Bytes = Field(
+        1024**3,
+        gt=0,
+        description="What bodies of 1 MiB or more may take at once, parsed, across requests; "
+        "one that does not fit waits up to 5 s, then gets a 503 to retry.",
+    )
     max_connections: int = Field(
         4096,
         gt=0,
