@@ -3,28 +3,27 @@
 Every attempt's messages are held until one commits (a 2xx, or a stream's first content);
 the committed attempt's go to the client, with the routing headers on its response start,
 and a failed attempt's are dropped or kept as the answer. A rescue's continuation is spliced
-into the stream that broke. flight.py decides which attempts to make; this module runs one.
+into the stream that broke. flight.py decides which attempts to make and holds a commit
+point to run each; this module never chooses a target and knows nothing of the router.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
 
 import anyio
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, Attempt, InboundRequest, Target
+from routatic_asgi.attempt import ATTEMPT, Attempt, InboundRequest
 from routatic_asgi.classify import Kind, Outcome, Reason
+from routatic_asgi.clock import Deadline
 from routatic_asgi.hedge import Hedge
-from routatic_asgi.rescue import KEPT_LIMIT, PROTOCOLS, Splicer
+from routatic_asgi.rescue import KEPT_LIMIT, Splicer
 
-if TYPE_CHECKING:
-    from routatic_asgi.router import FallbackRouter
-
-__all__ = ["CommitPoint", "header_value"]
+__all__ = ["CommitPoint", "attempts_header", "header_value"]
 
 logger = logging.getLogger("routatic_asgi")
 
@@ -41,34 +40,43 @@ def header_value(text: str) -> bytes:
 
 
 class CommitPoint:
-    """The state one request's attempts share, and how each runs. Lives for one request only."""
+    """What the client gets of one request's attempts, and how each runs through `app` (the
+    inner chain). Lives for one request only."""
 
     def __init__(
         self,
-        router: FallbackRouter,
-        scope: Scope,
-        receive: Receive,
+        app: ASGIApp,
         send: Send,
         request: InboundRequest,
-        targets: list[Target],
+        deadline: Deadline,
+        *,
+        rescue: bool,
     ) -> None:
-        self.router, self.scope, self.receive, self.send = router, scope, receive, send
-        self.request, self.targets = request, targets
+        self.app, self.send, self.request = app, send, request
+        self.deadline = deadline  # stopped at the commit: the answer then takes its own time
         self.committed = False
-        self.tried = 0  # upstream calls made, retries included
         # What the client got of a committed stream, kept (bounded) to rescue it if it breaks.
-        rescue = router.resilience.rescue and request.stream and request.protocol in PROTOCOLS
         self.sent: list[bytes] | None = [] if rescue else None
         self.sent_size = 0
         self.finished = False  # the client's answer has ended
         self.splicer: Splicer | None = None  # set while a rescue's continuation is relayed
         self.hedge: Hedge | None = None  # set while a slow stream races its hedge
-        self.gone = asyncio.Event()
+        self.gone = asyncio.Event()  # the client has left
         self.body_message: Message = {"type": "http.request", "body": request.body}
-        # One scope for both: the deadline ends it, and so does the client leaving.
-        self.deadline = router.clock.deadline(router.resilience.deadline)
 
-    async def _attempt(self, attempt: Attempt, scope: Scope) -> None:
+    @property
+    def rescuable(self) -> bool:
+        """A stream committed now could be rescued if it broke: what it sends is kept."""
+        return self.sent is not None and self.splicer is None
+
+    def splice(self, splicer: Splicer, body: bytes) -> None:
+        """Attempts from now on are a rescue's: they send `body`, and their answer is spliced
+        into the stream that broke."""
+        self.splicer = splicer
+        self.body_message = {"type": "http.request", "body": body}
+
+    async def run(self, attempt: Attempt, scope: Scope) -> None:
+        """Run one attempt, holding its messages until it commits (or the client has one)."""
         held: list[Message] = []
         delivered = False
 
@@ -87,7 +95,7 @@ class CommitPoint:
                     await self._splice(held)
             elif self.committed:
                 if self.hedge is None or self.hedge.may_send(attempt):
-                    await self._deliver(message)
+                    await self.deliver(message)
             elif attempt.succeeded:
                 await self._commit(attempt, [*held, message])
             else:
@@ -112,7 +120,7 @@ class CommitPoint:
     async def _call(self, attempt: Attempt, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the inner chain for one attempt, settling what it ended by, if it did not."""
         try:
-            await self.router.app(scope, receive, send)
+            await self.app(scope, receive, send)
         except anyio.get_cancelled_exc_class():
             if self.hedge is not None and attempt in self.hedge.outraced:
                 # The other attempt committed first: this one is dropped, not failed.
@@ -139,9 +147,9 @@ class CommitPoint:
         start = {**start, "headers": [*start.get("headers", ()), *self._routing_headers(attempt)]}
         await self.send(start)
         for message in rest:
-            await self._deliver(message)
+            await self.deliver(message)
 
-    async def _deliver(self, message: Message) -> None:
+    async def deliver(self, message: Message) -> None:
         """Send a committed answer's message, keeping what a rescue would need to read back."""
         if message["type"] == "http.response.body":
             self.finished = not message.get("more_body", False)
@@ -162,12 +170,12 @@ class CommitPoint:
             more = message.get("more_body", False)
             body = self.splicer.feed(message.get("body", b""))
             if body or not more:
-                await self._deliver({"type": "http.response.body", "body": body, "more_body": more})
+                await self.deliver({"type": "http.response.body", "body": body, "more_body": more})
         held.clear()
 
     def _routing_headers(self, attempt: Attempt) -> list[tuple[bytes, bytes]]:
         target = header_value(attempt.target.name)
-        headers = [(b"x-routatic-target", target), self._attempts_header()]
+        headers = [(b"x-routatic-target", target), attempts_header(self.request.attempts)]
         outraced = self.hedge.outraced if self.hedge is not None else set()
         earlier = [
             f"{a.target.name}={a.outcome.reason if a.outcome else Reason.HEDGED}"
@@ -179,13 +187,11 @@ class CommitPoint:
             headers.append((b"x-routatic-fallback", header_value(fallback)))
         return headers
 
-    def _attempts_header(self) -> tuple[bytes, bytes]:
-        count = sum(
-            1
-            for a in self.request.attempts
-            if a.outcome is None or a.outcome.kind is not Kind.SKIPPED
-        )
-        return (b"x-routatic-attempts", str(count).encode())
+
+def attempts_header(attempts: Sequence[Attempt]) -> tuple[bytes, bytes]:
+    """How many attempts called a target (skipped ones are not counted)."""
+    count = sum(1 for a in attempts if a.outcome is None or a.outcome.kind is not Kind.SKIPPED)
+    return (b"x-routatic-attempts", str(count).encode())
 
 
 _ANSWER_LIMIT = 1024 * 1024

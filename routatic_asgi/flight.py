@@ -4,26 +4,30 @@ It decides which attempts to make: the next target, a retry of the same one afte
 hedge beside a slow stream, a call in panic when every target is open on failures alone, and
 a rescue of a stream that broke after its commit. It owns the deadline and the client's
 disconnect, and gives the final answer when every target failed. Running one attempt and
-holding its messages is commit_point.py's.
+holding its messages is its `CommitPoint`'s (commit_point.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import orjson
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from routatic_asgi.answer import final_answer, send_answer
 from routatic_asgi.attempt import HANG_UP, REQUEST, Attempt, InboundRequest, Target
 from routatic_asgi.classify import Kind, Reason
-from routatic_asgi.commit_point import CommitPoint
+from routatic_asgi.commit_point import CommitPoint, attempts_header
 from routatic_asgi.hedge import Hedge
 from routatic_asgi.payload import estimate_tokens
-from routatic_asgi.rescue import Splicer, continuation, transcript
+from routatic_asgi.rescue import PROTOCOLS, Splicer, continuation, transcript
 from routatic_asgi.retry import retry_pause
 from routatic_asgi.telemetry import RECORD
 from routatic_asgi.translate.codec import stream_error_event
+
+if TYPE_CHECKING:
+    from routatic_asgi.router import FallbackRouter
 
 __all__ = ["Flight"]
 
@@ -31,8 +35,25 @@ _SPENT = frozenset({Kind.TRANSIENT, Kind.UNFIT})
 _UNFIT = frozenset({Reason.UNFIT_VISION, Reason.UNFIT_TOOLS, Reason.UNFIT_CONTEXT})
 
 
-class Flight(CommitPoint):
+class Flight:
     """One request's journey over its targets. Lives for one request only."""
+
+    def __init__(
+        self,
+        router: FallbackRouter,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: InboundRequest,
+        targets: list[Target],
+    ) -> None:
+        self.router, self.scope, self.receive = router, scope, receive
+        self.request, self.targets = request, targets
+        self.tried = 0  # upstream calls made, retries included
+        # One scope for both: the deadline ends it, and so does the client leaving.
+        self.deadline = router.clock.deadline(router.resilience.deadline)
+        rescue = router.resilience.rescue and request.stream and request.protocol in PROTOCOLS
+        self.point = CommitPoint(router.app, send, request, self.deadline, rescue=rescue)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -42,7 +63,7 @@ class Flight(CommitPoint):
             with self.deadline:
                 await self._attempts()
             self.router.routing.settled(self.request.session, self.request.attempts)
-            if self.committed or self.gone.is_set():
+            if self.point.committed or self.point.gone.is_set():
                 return
             answer = final_answer(
                 self.request.protocol,
@@ -50,8 +71,8 @@ class Flight(CommitPoint):
                 self.router.clock(),
                 deadline_passed=self.deadline.expired,
             )
-            answer.headers.append(self._attempts_header())
-            await send_answer(self.send, answer)
+            answer.headers.append(attempts_header(self.request.attempts))
+            await send_answer(self.point.send, answer)
         finally:
             watcher.cancel()
 
@@ -59,7 +80,7 @@ class Flight(CommitPoint):
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                self.gone.set()
+                self.point.gone.set()
                 # Upstream connections close now, not once cancellation has unwound every
                 # layer: with hundreds of clients gone at once that took a third of a second.
                 for hang_up in list(self.scope.get(HANG_UP, ())):
@@ -82,7 +103,7 @@ class Flight(CommitPoint):
                 attempt, hedged = await self._race(target, backup)
                 if hedged is not None:
                     spent.add(backup.name)
-                    if self.committed and hedged.succeeded:
+                    if self.point.committed and hedged.succeeded:
                         attempt, index = hedged, self.targets.index(backup)
             else:
                 attempt, hedged = await self._try(target), None
@@ -98,7 +119,7 @@ class Flight(CommitPoint):
                 attempt = await self._try(target, via=Reason.RETRIED)
             outcome = attempt.outcome
             assert outcome is not None
-            if self.committed:
+            if self.point.committed:
                 await self._rescue(index, attempt)  # nothing to do when the answer ended well
                 return
             if outcome.kind is Kind.CANCELLED:
@@ -126,7 +147,7 @@ class Flight(CommitPoint):
 
     async def _race(self, target: Target, backup: Target) -> tuple[Attempt, Attempt | None]:
         """`target`, with `backup` started beside it if its first content is slow (hedge.py)."""
-        hedge = self.hedge = Hedge()
+        hedge = self.point.hedge = Hedge()
         found: dict[str, Attempt] = {}
 
         async def first() -> None:
@@ -141,7 +162,7 @@ class Flight(CommitPoint):
         try:
             await hedge.race(first, second, after=after, clock=self.router.clock)
         finally:
-            self.hedge = None
+            self.point.hedge = None
         return found["first"], found.get("second")
 
     def _longer_ahead(self, index: int) -> bool:
@@ -168,17 +189,17 @@ class Flight(CommitPoint):
         first = bool(self.targets) and target.name == self.targets[0].name
         attempt = Attempt(target, len(self.request.attempts) + 1, first)
         attempt.via, attempt.panic = via, panic
-        attempt.rescue = self.sent is not None and self.splicer is None
+        attempt.rescue = self.point.rescuable
         self.request.attempts.append(attempt)
         self.scope[RECORD].attempt_started(attempt)
-        await self._attempt(attempt, self.scope if scope is None else scope)
+        await self.point.run(attempt, self.scope if scope is None else scope)
         assert attempt.outcome is not None
         if attempt.outcome.kind is not Kind.SKIPPED:
             self.tried += 1
         return attempt
 
     def _retry_pause(self, attempt: Attempt, retried: int, ahead: int) -> float | None:
-        if self.committed or self.tried + ahead >= self.router.resilience.max_attempts:
+        if self.point.committed or self.tried + ahead >= self.router.resilience.max_attempts:
             return None
         remaining = self.deadline.remaining()
         return retry_pause(
@@ -196,7 +217,7 @@ class Flight(CommitPoint):
         its whole cooldown, while it may well be able to serve. A target the upstream told to
         wait, a cooling credential or a probe in flight is no case for panic.
         """
-        if self.committed or self.tried or not self.request.attempts:
+        if self.point.committed or self.tried or not self.request.attempts:
             return
         candidates = []
         for attempt in self.request.attempts:
@@ -213,11 +234,12 @@ class Flight(CommitPoint):
     async def _rescue(self, index: int, broken: Attempt) -> None:
         """A committed stream broke: ask the next targets for the rest and splice it in (see
         rescue.py); when none can give it, the client gets the error event, never a quiet end."""
-        if self.finished or self.gone.is_set() or not broken.rescue:
+        point = self.point
+        if point.finished or point.gone.is_set() or not broken.rescue:
             return
         request = self.request
         used = broken.usage.output if broken.usage is not None else 0
-        found = transcript(request.protocol, b"".join(self.sent), used) if self.sent else None
+        found = transcript(request.protocol, b"".join(point.sent), used) if point.sent else None
         if found is not None:
             payload = continuation(request.payload, found.text)
             body = orjson.dumps(payload)
@@ -225,18 +247,17 @@ class Flight(CommitPoint):
                 request.protocol, request.endpoint, body, payload, request.model, True,
                 request.query, request.attempts, request.route,
             )  # fmt: skip
-            self.body_message = {"type": "http.request", "body": body}
-            self.splicer = Splicer(found)
+            point.splice(Splicer(found), body)
             try:
                 for target in self.targets[index + 1 :]:
                     if self.tried >= self.router.resilience.max_attempts:
                         break
                     attempt = await self._try(target, via=Reason.RESCUED)
-                    if attempt.succeeded or self.gone.is_set():
+                    if attempt.succeeded or point.gone.is_set():
                         break
             finally:
                 self.scope[REQUEST] = request
-        if not self.finished and not self.gone.is_set():
+        if not point.finished and not point.gone.is_set():
             message = f"the upstream stream broke: {broken.broken or 'unknown'}"
             error = stream_error_event(request.protocol, message)
-            await self._deliver({"type": "http.response.body", "body": error, "more_body": False})
+            await point.deliver({"type": "http.response.body", "body": error, "more_body": False})
