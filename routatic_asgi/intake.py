@@ -104,7 +104,7 @@ async def read_request(
         ) from None
     if not isinstance(payload, dict):
         raise Rejected(proxy_error(protocol, 400, "the body must be a JSON object"))
-    problem = check_request(endpoint, payload)
+    problem = check_request(endpoint, payload, body)
     if problem is not None:
         raise Rejected(proxy_error(protocol, 400, problem.message, param=problem.field))
     model: str = payload["model"]

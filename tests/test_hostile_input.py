@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from routatic_asgi.shapes import MAX_DEPTH, too_deep
+from routatic_asgi.shapes import MAX_DEPTH, may_nest_too_deep, too_deep
 from tests.conftest import gateway_config
 from tests.resilience_kit import Clock, Upstreams, app_for, client_for
 
@@ -298,6 +299,19 @@ def test_the_depth_limit_is_exact() -> None:
     assert not too_deep(lists(MAX_DEPTH))
     assert too_deep(lists(MAX_DEPTH + 1))
     assert too_deep({"a": lists(MAX_DEPTH)})
+
+
+def test_the_depth_check_is_spared_only_for_a_body_that_cannot_nest_that_deep() -> None:
+    """The shortest body nested one level too deep, and one whose brackets are all in a
+    string, are still checked; a body too short or with too few brackets to nest that deep
+    need not be."""
+    deepest = b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1)
+    assert may_nest_too_deep(deepest) and too_deep(orjson.loads(deepest))
+    assert not may_nest_too_deep(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b" ")
+    in_text = b'{"model":"m","text":"' + b"[" * (MAX_DEPTH + 1) + b"x" * 200 + b'"}'
+    assert may_nest_too_deep(in_text) and not too_deep(orjson.loads(in_text))
+    few = b'{"model":"m","messages":[{"role":"user","content":"' + b"x" * 4000 + b'"}]}'
+    assert not may_nest_too_deep(few)
 
 
 def test_good_requests_pass_on_every_route_kind(rig: Rig) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "SHAPES",
     "Problem",
     "check_request",
+    "may_nest_too_deep",
     "models_query",
     "too_deep",
 ]
@@ -106,9 +107,29 @@ def _model_problem(model: Any) -> str | None:
     return None
 
 
-def check_request(endpoint: str, payload: Mapping[str, Any]) -> Problem | None:
-    """The first problem with a parsed body for `endpoint`, or None when it can be served."""
-    if too_deep(payload):
+def may_nest_too_deep(body: bytes) -> bool:
+    """Whether a JSON text can nest deeper than MAX_DEPTH at all: that takes more than
+    MAX_DEPTH opening brackets and as many closing ones. A short body is cleared by its
+    length, one of a few KB by a count of its brackets; a longer one is checked whole."""
+    if len(body) < 2 * (MAX_DEPTH + 1):
+        return False
+    if len(body) > _COUNTED:
+        return True
+    return body.count(b"{") + body.count(b"[") > MAX_DEPTH
+
+
+# Up to this size, counting brackets costs less than `too_deep`'s fixed 126 wrappings.
+_COUNTED = 8 * 1024
+
+
+def check_request(
+    endpoint: str, payload: Mapping[str, Any], body: bytes | None = None
+) -> Problem | None:
+    """The first problem with a parsed body for `endpoint`, or None when it can be served.
+
+    `body`, the text `payload` was parsed from, spares the depth check when it is too short
+    or has too few brackets to nest that deep."""
+    if (body is None or may_nest_too_deep(body)) and too_deep(payload):
         return Problem("", f"the body nests objects and lists deeper than {MAX_DEPTH} levels")
     problem = _model_problem(payload.get("model"))
     if problem is not None:
