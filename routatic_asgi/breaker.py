@@ -41,12 +41,11 @@ from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.config import CooldownConfig
 from routatic_asgi.state import MemoryStore, Record, StateStore
-from routatic_asgi.transitions import Board, Phase, Subject
+from routatic_asgi.transitions import Announce, Board, Phase, Subject
 
 __all__ = ["BreakerPolicy", "CircuitBreaker", "Phase", "cooldown", "phase", "tripped"]
 
 Jitter = Callable[[], float]
-Announce = Callable[..., None]  # Board.enter or Board.learn
 
 PREFIX = "breaker:"
 # A breaker's record stays this long after its cooldown, to remember the failure streak.

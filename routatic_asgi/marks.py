@@ -19,7 +19,7 @@ from routatic_asgi.attempt import Attempt, Credential, proxy_key_in_authorizatio
 from routatic_asgi.classify import Kind, Outcome, Reason, depleted_until
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.state import Record, StateStore
-from routatic_asgi.transitions import Board, CredentialState, Subject
+from routatic_asgi.transitions import Announce, Board, CredentialState, Subject
 
 __all__ = ["CredentialMarks", "credential_record", "credential_state"]
 
@@ -121,7 +121,7 @@ class CredentialMarks:
 
     def _announce(
         self,
-        announce: Callable[..., None],
+        announce: Announce,
         subject: Subject,
         state: CredentialState,
         record: Record | None,

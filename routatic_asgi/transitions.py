@@ -28,8 +28,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
-__all__ = ["Board", "CredentialState", "Listener", "Phase", "Subject", "Transition"]
+__all__ = ["Announce", "Board", "CredentialState", "Listener", "Phase", "Subject", "Transition"]
 
 logger = logging.getLogger("routatic_asgi")
 # States remembered before the first sweep of ones the store has forgotten.
@@ -74,6 +75,21 @@ class Transition:
 Listener = Callable[[Transition], None]
 
 
+class Announce(Protocol):
+    """`Board.enter` or `Board.learn`: how a layer tells its board a subject's state."""
+
+    def __call__(
+        self,
+        subject: Subject,
+        state: str,
+        reason: str,
+        *,
+        now: float,
+        lapses: float | None = None,
+        forgotten: float | None = None,
+    ) -> None: ...
+
+
 @dataclass(slots=True)
 class _Known:
     subject: Subject
@@ -110,11 +126,6 @@ class Board:
         """The subject under `key`, while its state is remembered (not at rest)."""
         known = self._known.get(key)
         return None if known is None else known.subject
-
-    def state(self, key: str, now: float) -> str:
-        """The subject's state as last announced, moved on by time."""
-        known = self._known.get(key)
-        return self.rest if known is None else self._now(known, now)[0]
 
     def enter(
         self,
