@@ -93,10 +93,11 @@ class CredentialMarks:
     async def read(self, subject: Subject) -> Record | None:
         """The mark in force on `subject`, if any (one the store holds past its end is none)."""
         record = await self.store.get(PREFIX + subject.key)
+        if record is None and self.board.subject(subject.key) is None:
+            return None  # every request's case: nothing marked, nothing known
         now = self.clock()
         state = credential_state(record, now)
-        if record is not None or self.board.subject(subject.key) is not None:
-            self._announce(self.board.learn, subject, state, record, now)
+        self._announce(self.board.learn, subject, state, record, now)
         return record if state is not CredentialState.OK else None
 
     async def claim_recheck(self, subject: Subject, ttl: float) -> bool:

@@ -82,10 +82,11 @@ class AuthShortCircuit:
             await self.app(scope, receive, send)  # auth: none
             return
         attempt.target = replace(target, credential=credential)
-        if await self._skipped(attempt, subject_of(credential)):
+        subject = subject_of(credential)
+        if await self._skipped(attempt, subject):
             return
         retry = self.keyring.can_refresh(target.provider)
-        fresh = await self._call(scope, receive, send, attempt, subject_of(credential), retry=retry)
+        fresh = await self._call(scope, receive, send, attempt, subject, retry=retry)
         if fresh is None:
             return
         # The same target again with the fresh key: a retry within the attempt, announced to
