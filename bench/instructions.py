@@ -27,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import CONFIG, HERE, PYTHON, REPO, _free_port, _stop, _wait_ready, message
+from bodies import message
+from harness import CONFIG
+from processes import HERE, PYTHON, REPO, free_port, stop, wait_ready
 
 
 def callgrind(pid: int, *command: str) -> None:
@@ -60,7 +62,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     try:
         assert upstream.stdout is not None
         upstream_url = f"http://127.0.0.1:{int(upstream.stdout.readline())}"
-        port = _free_port()
+        port = free_port()
         config = workdir / "bench.yaml"
         config.write_text(CONFIG.format(port=port, upstream=upstream_url, state="memory"))
         out = workdir / "callgrind.out"
@@ -86,9 +88,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
         proxy = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
-        while True:  # _wait_ready waits 30 s; valgrind takes longer to start
+        while True:  # wait_ready waits 30 s; valgrind takes longer to start
             try:
-                _wait_ready(url, proxy, 1)
+                wait_ready(url, proxy, 1)
                 break
             except RuntimeError:
                 if proxy.poll() is not None or time.monotonic() > deadline:
@@ -107,8 +109,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
                 shutil.copy(dump, args.keep)
     finally:
         if proxy is not None:
-            _stop(proxy)
-        _stop(upstream)
+            stop(proxy)
+        stop(upstream)
     return {"requests": args.requests, "instructions_per_request": total / args.requests}
 
 

@@ -16,10 +16,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from run import Figure, _free_port, message
+from bodies import message
+from harness import Figure
+from processes import free_port
 
 if TYPE_CHECKING:
-    from run import Bench
+    from harness import Bench
 
 STALENESS = (0.0, 0.5)
 
@@ -28,8 +30,8 @@ def redis_server(bench: Bench) -> int | None:
     """A Redis of the bench's own on a free port (None: redis-server is not installed)."""
     if shutil.which("redis-server") is None:
         return None
-    port = _free_port()
-    command = [*bench._cpus("load"), "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    port = free_port()
+    command = [*bench.cpus("load"), "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
     command += ["--save", "", "--appendonly", "no"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.processes.append(process)

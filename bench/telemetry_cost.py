@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from run import HERE, Figure, message
+from bodies import message
+from harness import Figure
+from processes import HERE
 
 if TYPE_CHECKING:
-    from run import Bench
+    from harness import Bench
 
 # (name, parts switched off, spans)
 VARIANTS = [

@@ -13,6 +13,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def bench_module(name: str) -> ModuleType:
+    if str(BENCH) not in sys.path:  # as when run as a script: its siblings import by name
+        sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
