@@ -13,6 +13,12 @@ from tests.translation_cases import all_fixtures, load, run
 
 MATRIX = Path(__file__).parent.parent / "docs" / "compat-matrix.md"
 LEVELS = {"full", "partial", "unsupported", "n/a"}
+# An overview cell: a level, then `passthrough` and/or the rows that show it.
+_CELL = re.compile(
+    r"^(?P<level>full|partial|unsupported|n/a)"
+    r"(?: · (?P<passthrough>passthrough)?\s*(?P<rows>`[^`]+`(?: \+ `[^`]+`)*)?)?$"
+)
+_STRENGTH = ["unsupported", "partial", "full"]
 _ROW = re.compile(
     r"^\| `(?P<id>[^`]+)` \|[^|]*\| (?P<passthrough>[^|]+) \| (?P<translated>[^|]+) \|"
 )
@@ -72,3 +78,34 @@ def test_every_matrix_row_is_shown_by_a_fixture() -> None:
         if translated != "n/a" and row_id not in covered
     ]
     assert not missing, f"matrix rows no fixture shows: {missing}"
+
+
+def overview_cells() -> list[str]:
+    """The cells of the client-by-target tables ("At a glance"), every target column."""
+    text = MATRIX.read_text()
+    start = text.index("## At a glance")
+    section = text[start : text.index("\n## ", start + 1)]
+    cells = []
+    for line in section.splitlines():
+        if line.startswith("| ") and " · " in line:
+            cells += [cell.strip() for cell in line.strip("|").split("|")[1:]]
+    return cells
+
+
+def test_the_overview_agrees_with_the_rows_it_names() -> None:
+    rows = matrix_rows()
+    cells = overview_cells()
+    assert len(cells) >= 3 * 3 * 14  # three clients, three targets, the families of each
+    for cell in cells:
+        match = _CELL.match(cell)
+        assert match, f"an overview cell reads level · rows: {cell!r}"
+        names = re.findall(r"`([^`]+)`", match["rows"] or "")
+        column = 0 if match["passthrough"] else 1
+        for name in names:
+            assert name in rows, f"{cell!r} names {name}, which the matrix lacks"
+        if not names:
+            assert match["level"] in ("full", "n/a") or match["passthrough"], cell
+            continue
+        levels = [rows[name][column] for name in names]
+        weakest = min(levels, key=_STRENGTH.index)
+        assert match["level"] == weakest, f"{cell!r}: its rows say {levels}"
