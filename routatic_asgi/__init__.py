@@ -1,7 +1,9 @@
 """routatic-asgi: keep Anthropic and OpenAI clients working when their provider does not.
 
 A chain of pure ASGI middlewares: `InboundAuth` → `FallbackRouter` → `AuthShortCircuit` →
-`CircuitBreaker` → `UpstreamRelay`, assembled by `build_app(config)`. Each class is usable alone.
+`CircuitBreaker` → `UpstreamRelay`, assembled by `build_app(config)`. Each class is usable
+alone; `UpstreamRelay` serves the attempt its scope describes (`routatic.request`,
+`routatic.attempt`).
 """
 
 __version__ = "0.1.0"  # the one place the version is written; pyproject.toml reads it

@@ -20,12 +20,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.session import Session
+
+if TYPE_CHECKING:
+    from routatic_asgi.config import ModelCaps
 
 __all__ = [
     "ACTOR",
@@ -117,6 +120,13 @@ class Target:
     base_url: str
     passthrough: bool = False
     credential: Credential | None = None
+    # What the configuration says of it, resolved by `Routing` so that no layer below reads
+    # the configuration: the model's capabilities (None: unstated), the provider's extra
+    # request headers, and how a translated request keeps its prompt cache warm.
+    caps: ModelCaps | None = field(default=None, compare=False)
+    headers: tuple[tuple[bytes, bytes], ...] = field(default=(), compare=False)
+    cache_control: bool = field(default=False, compare=False)
+    auto_cache: bool = field(default=True, compare=False)
 
     @property
     def name(self) -> str:

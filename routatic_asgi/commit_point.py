@@ -17,10 +17,11 @@ from contextlib import nullcontext
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, Attempt, InboundRequest
+from routatic_asgi.attempt import ATTEMPT, REQUEST, Attempt, InboundRequest
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.clock import Deadline
 from routatic_asgi.hedge import Hedge
+from routatic_asgi.payload import unfit_reason
 from routatic_asgi.rescue import KEPT_LIMIT, Splicer
 
 __all__ = ["CommitPoint", "attempts_header", "header_value"]
@@ -118,7 +119,14 @@ class CommitPoint:
             _keep_answer(attempt, held)
 
     async def _call(self, attempt: Attempt, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the inner chain for one attempt, settling what it ended by, if it did not."""
+        """Run the inner chain for one attempt, settling what it ended by, if it did not.
+
+        A target whose model cannot serve the request (its configured capabilities) is
+        skipped as unfit first: known before any call, no inner layer sees it."""
+        unfit = unfit_reason(scope[REQUEST].payload, attempt.target.caps)
+        if unfit is not None:
+            attempt.settle(Outcome(Kind.SKIPPED, unfit))
+            return
         try:
             await self.app(scope, receive, send)
         except anyio.get_cancelled_exc_class():

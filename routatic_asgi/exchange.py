@@ -18,7 +18,7 @@ from typing import Protocol as TypingProtocol
 import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
-from routatic_asgi.config import ModelCaps, ProviderConfig
+from routatic_asgi.config import ModelCaps
 from routatic_asgi.sse import Event
 from routatic_asgi.translate import (
     CODECS,
@@ -234,20 +234,19 @@ def exchange_for(
     target: Target,
     *,
     now: float = 0.0,
-    caps: ModelCaps | None = None,
-    provider: ProviderConfig | None = None,
 ) -> Exchange | None:
     """The exchange for this request on this target, or None when it cannot be spoken.
 
-    `now` stamps translated OpenAI answers; `caps` (the target model's configured
-    capabilities) may turn a translated request's reasoning off, and caps the output limit of
-    any request, passthrough included, to the model's `max_output`; `provider` (the target's
-    configuration) says how a translation keeps its cache warm.
+    `now` stamps translated OpenAI answers. The target's model capabilities (`target.caps`)
+    may turn a translated request's reasoning off, and cap the output limit of any request,
+    passthrough included, to the model's `max_output`; its cache settings say how a
+    translation keeps its prompt cache warm.
     """
     exchange: Exchange
     if target.protocol == request.protocol:
         if (target.protocol, request.endpoint) not in _PATHS:
             return None
+        caps = target.caps
         limit = caps.max_output if caps is not None else None
         repair = _REPAIRS_NEEDED.get(target.protocol)
         if repair is not None and repair(request.payload):
@@ -257,5 +256,5 @@ def exchange_for(
     elif request.endpoint == "count_tokens":
         return None
     else:
-        exchange = Translation(request, target, caps=caps, now=now, provider=provider)
-    return Replaying(exchange) if replays_reasoning(target, caps) else exchange
+        exchange = Translation(request, target, now=now)
+    return Replaying(exchange) if replays_reasoning(target, target.caps) else exchange

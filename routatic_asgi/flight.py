@@ -169,11 +169,9 @@ class Flight:
         """A later target is known (`models:` capabilities) to hold a longer context than the
         one that found the prompt too long (than the prompt's estimate, if its own is unknown).
         Otherwise the error goes back as it came, so the client compacts."""
-        config = self.router.routing.config
 
         def context(target: Target) -> int | None:
-            caps = config.providers[target.provider].models.get(target.model)
-            return caps.context if caps is not None else None
+            return target.caps.context if target.caps is not None else None
 
         own = context(self.targets[index]) or estimate_tokens(self.request.payload)
         return any((context(t) or 0) > own for t in self.targets[index + 1 :])

@@ -1,5 +1,7 @@
 """Resolve a request to its ordered targets: route by model glob and traits, expand groups
-and key pools in the order the request's session prefers.
+and key pools in the order the request's session prefers. Each target carries what the
+configuration says of it (its model's capabilities, its provider's headers and cache
+settings), so the layers that serve it never read the configuration.
 
 A pool's keys are ordered by `strategy`: `affinity` (rendezvous on the session, the default),
 `round_robin` (a rotation per request) or `ordered`; a group's members by weighted rendezvous
@@ -54,6 +56,10 @@ class Routing:
         self._turns = {name: itertools.count() for name in config.providers}
         self._steps = {id(route): _steps(route) for route in config.routes}
         self.hold = FailoverHold(config.resilience.affinity.hold, clock=clock)
+        self._headers = {
+            name: tuple((k.lower().encode(), v.encode()) for k, v in provider.headers.items())
+            for name, provider in config.providers.items()
+        }
 
     def route_for(self, model: str, traits: Mapping[str, Any]) -> RouteConfig | None:
         return self.config.route_for(model, traits)
@@ -97,7 +103,16 @@ class Routing:
             pool = [*pool[start:], *pool[:start]]
         return [
             Target(
-                name, provider.protocol, model, provider.base_url, provider.passthrough, credential
+                name,
+                provider.protocol,
+                model,
+                provider.base_url,
+                provider.passthrough,
+                credential,
+                caps=provider.models.get(model),
+                headers=self._headers[name],
+                cache_control=provider.cache_control,
+                auto_cache=provider.auto_cache,
             )
             for credential in pool
         ]

@@ -33,7 +33,12 @@ def anyio_backend() -> str:
 
 def inbound(protocol: Protocol, payload: dict[str, Any], headers: dict[str, str]) -> Any:
     request = InboundRequest(
-        protocol, ENDPOINTS[protocol], json.dumps(payload).encode(), payload, "m", False  # type: ignore[arg-type]
+        protocol,
+        ENDPOINTS[protocol],
+        json.dumps(payload).encode(),
+        payload,
+        "m",
+        False,  # type: ignore[arg-type]
     )
     sent = [(k.encode(), v.encode()) for k, v in headers.items()]
     request.session = session_of(sent, payload)
@@ -53,7 +58,15 @@ def sent(
     """The body a translated request sends its target."""
     request = inbound(client, payload, headers if headers is not None else SESSION)
     config = provider(target, **options)
-    translation = Translation(request, Target("t", target, "m", config.base_url), provider=config)
+    to = Target(
+        "t",
+        target,
+        "m",
+        config.base_url,
+        cache_control=config.cache_control,
+        auto_cache=config.auto_cache,
+    )
+    translation = Translation(request, to)
     body: dict[str, Any] = json.loads(translation.request_body())
     return body
 
@@ -218,7 +231,11 @@ def test_cache_options_are_checked_against_the_protocol() -> None:
 
 # --- cached tokens in every client's shape ---------------------------------------------------
 
-PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions", "responses": "/v1/responses"}
+PATHS = {
+    "anthropic": "/v1/messages",
+    "openai": "/v1/chat/completions",
+    "responses": "/v1/responses",
+}
 
 
 def client_body(protocol: str, stream: bool) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -316,14 +317,15 @@ def test_openai_sdk_reads_every_translated_stream(path: Path) -> None:
 def test_max_output_caps_a_translated_requests_max_tokens() -> None:
     claude_code = {"model": "claude-opus-4-6", "max_tokens": 32000, "messages": []}
     capped = Translation(
-        request("anthropic", claude_code), target("openai"), caps=ModelCaps(max_output=8192)
+        request("anthropic", claude_code),
+        replace(target("openai"), caps=ModelCaps(max_output=8192)),
     )
     assert orjson.loads(capped.request_body())["max_tokens"] == 8192
     uncapped = Translation(request("anthropic", claude_code), target("openai"))
     assert orjson.loads(uncapped.request_body())["max_tokens"] == 32000
     effort = {"model": "gpt-5", "reasoning_effort": "high", "max_tokens": 30000, "messages": []}
     small = Translation(
-        request("openai", effort), target("anthropic"), caps=ModelCaps(max_output=4096)
+        request("openai", effort), replace(target("anthropic"), caps=ModelCaps(max_output=4096))
     )
     sent = orjson.loads(small.request_body())
     assert sent["max_tokens"] == 4096 and "thinking" not in sent
@@ -350,7 +352,8 @@ def test_deepseek_is_told_whether_to_think_and_gets_reasoning_for_every_tool_cal
     history = {**plain, "messages": [plain["messages"][0], *turns]}
 
     def sent_to(model: str, caps: ModelCaps | None = None) -> list[dict[str, Any]]:
-        chosen = exchange_for(request("anthropic", history), target("openai", model), caps=caps)
+        to = replace(target("openai", model), caps=caps)
+        chosen = exchange_for(request("anthropic", history), to)
         assert chosen is not None
         return list(orjson.loads(chosen.request_body())["messages"])
 
@@ -385,8 +388,9 @@ def test_openais_own_api_gets_max_completion_tokens() -> None:
     payload = {"model": "claude-sonnet-4-6", "max_tokens": 50000, "messages": []}
     official = Translation(
         request("anthropic", payload),
-        Target("oai", "openai", "gpt-5", "https://api.openai.com/v1"),
-        caps=ModelCaps(max_output=32000),
+        Target(
+            "oai", "openai", "gpt-5", "https://api.openai.com/v1", caps=ModelCaps(max_output=32000)
+        ),
     )
     sent = orjson.loads(official.request_body())
     assert sent["max_completion_tokens"] == 32000 and "max_tokens" not in sent

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
-from routatic_asgi.config import ModelCaps, ProviderConfig
 from routatic_asgi.sse import Event, SSEFramer
 from routatic_asgi.translate.anthropic import CODEC as ANTHROPIC
 from routatic_asgi.translate.chat import CODEC as CHAT
@@ -41,12 +40,11 @@ class Translation:
         request: InboundRequest,
         target: Target,
         *,
-        caps: ModelCaps | None = None,
         now: float = 0.0,
-        provider: ProviderConfig | None = None,
     ) -> None:
         self.request, self.target = request, target
-        self.cache = cache_hints(request, provider)
+        self.cache = cache_hints(request, target)
+        caps = target.caps
         self.client, self.upstream = CODECS[request.protocol], CODECS[target.protocol]
         self.reasoning = caps is None or caps.thinking
         self.max_output = caps.max_output if caps is not None else None
@@ -85,21 +83,20 @@ class Translation:
         return Composed(decode(), encoder)
 
 
-def cache_hints(request: InboundRequest, provider: ProviderConfig | None) -> CacheHints:
+def cache_hints(request: InboundRequest, target: Target) -> CacheHints:
     """How this translated request keeps its target's prompt cache warm.
 
     The client's own `prompt_cache_key` goes on as it is (Codex sends its session id), else
-    the session's hashed key; breakpoints as the target provider is configured."""
+    the session's hashed key; breakpoints as the target's provider is configured."""
     own = request.payload.get("prompt_cache_key")
     key = own if isinstance(own, str) and own else None
     if key is None and request.session is not None:
         key = request.session.cache_key
     return CacheHints(
         prompt_cache_key=key,
-        breakpoints=provider is not None and provider.cache_control,
-        auto_breakpoints=provider is None or provider.auto_cache,
+        breakpoints=target.cache_control,
+        auto_breakpoints=target.auto_cache,
     )
-
 
 
 def cap_output(body: dict[str, Any], limit: int) -> bool:
