@@ -24,11 +24,13 @@ from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.status_page import BrowserKey
 from routatic_asgi.telemetry import RequestRecording, Telemetry
 from routatic_asgi.telemetry.capture import DebugCapture
+from routatic_asgi.transitions import Board, Transition
 from routatic_asgi.upstream import Upstreams
 
 __all__ = [
     "Attempt",
     "AuthShortCircuit",
+    "Board",
     "BrowserKey",
     "CircuitBreaker",
     "Config",
@@ -50,6 +52,7 @@ __all__ = [
     "StateStore",
     "Target",
     "Telemetry",
+    "Transition",
     "UpstreamRelay",
     "Upstreams",
     "build_app",

@@ -12,13 +12,21 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 import routatic_asgi
-from routatic_asgi import FallbackRouter, InboundAuth, Kind, Outcome, Routing
-from routatic_asgi.attempt import ACTOR, ATTEMPT, Attempt
+from routatic_asgi import (
+    Board,
+    CircuitBreaker,
+    FallbackRouter,
+    InboundAuth,
+    Kind,
+    Outcome,
+    Routing,
+    Transition,
+)
+from routatic_asgi.attempt import ACTOR, ATTEMPT, Attempt, Target
 from routatic_asgi.config import InboundKey
 from tests.conftest import gateway_config
 
 pytestmark = pytest.mark.anyio
-
 
 
 async def hello(scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,6 +79,35 @@ async def test_the_router_drives_any_inner_app_over_its_targets() -> None:
     assert seen == ["down/m", "up/m"]
     assert response.json() == {"model": "m"}
     assert response.headers["x-routatic-fallback"] == "down/m=connect_error"
+
+
+async def test_a_breaker_used_alone_announces_its_transitions_to_a_listener() -> None:
+    heard: list[Transition] = []
+    board = Board.for_breakers()
+    board.listeners.append(heard.append)
+
+    async def down(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[ATTEMPT].settle(Outcome(Kind.TRANSIENT, "connect_error"))
+
+    breaker = CircuitBreaker(down, board=board)
+    target = gateway_target()
+    for _ in range(2):  # two failures in a row open it
+        await breaker({"type": "http", ATTEMPT: Attempt(target, 1, True)}, _nothing, _nothing)
+    [opened] = heard
+    assert (opened.subject.key, opened.state, opened.reason, opened.here) == (
+        "down/m",
+        "open",
+        "connect_error",
+        True,
+    )
+
+
+def gateway_target() -> Target:
+    return Target("down", "anthropic", "m", "http://d")
+
+
+async def _nothing(*args: Any) -> Any:
+    raise AssertionError("the breaker neither reads nor sends here")
 
 
 def test_all_names_the_public_api() -> None:
