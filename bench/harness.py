@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bodies import message, responses_request
 from processes import HERE, PYTHON, REPO, cpu_seconds, free_port, stop, wait_ready
 
 CONFIG = """\
@@ -241,3 +242,27 @@ class Bench:
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
         print(figure.row(), flush=True)
+
+
+# Translated streams, each as (path, body): a share of passthrough streams/s.
+TRANSLATIONS = {
+    "Anthropic client -> OpenAI target": ("/v1/messages", message("bench-oai", stream=True)),
+    "Responses client -> Anthropic target": ("/v1/responses", responses_request()),
+}
+
+
+def translated_share(bench: Bench, url: str) -> dict[str, float | None]:
+    """Each translation's streams/s over passthrough streams/s, all measured in alternation
+    (best of each), so a burst of load on the machine does not land on one side only; None
+    for one the proxy does not serve."""
+    sides = {"passthrough": ("/v1/messages", message("claude-bench-1", stream=True))}
+    for name, (path, body) in TRANSLATIONS.items():
+        trial = bench.wrk(url, body, seconds=1, path=path)
+        if trial["errors"] < trial["requests"] / 2:
+            sides[name] = (path, body)
+    best = dict.fromkeys(sides, 0.0)
+    for _ in range(max(bench.args.rounds, 2)):
+        for name, (path, body) in sides.items():
+            best[name] = max(best[name], bench.wrk(url, body, path=path)["rate"])
+    base = best["passthrough"]
+    return {name: best[name] / base if name in best and base else None for name in TRANSLATIONS}

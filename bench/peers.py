@@ -33,11 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bodies import message
-from harness import Bench
+from harness import Bench, translated_share
 from peer_gateways import KEY, Gateway, gateway_for
 from peer_report import Result, table, verdicts
 from processes import cpu_seconds, free_port, stop_tree
-from run import translated_share
 
 READY_SECONDS = 120
 

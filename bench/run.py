@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bodies import claude_code_request, message, responses_request
-from harness import Bench, Figure
+from bodies import claude_code_request, message
+from harness import Bench, Figure, translated_share
 from processes import HERE, PYTHON, rss_mb
 
 # the figures of the performance issue
@@ -106,30 +106,6 @@ def large_request(bench: Bench, upstream: str, proxy: str) -> None:
     added = through["total_p50_ms"] - direct["total_p50_ms"]
     bench.add(Figure("200 KB request p50", "ms", through["total_p50_ms"], direct["total_p50_ms"]))
     bench.add(Figure("200 KB request p50 added over direct", "ms", added, None, 1.0, False))
-
-
-# Translated streams, each as (path, body): a share of passthrough streams/s.
-TRANSLATIONS = {
-    "Anthropic client -> OpenAI target": ("/v1/messages", message("bench-oai", stream=True)),
-    "Responses client -> Anthropic target": ("/v1/responses", responses_request()),
-}
-
-
-def translated_share(bench: Bench, url: str) -> dict[str, float | None]:
-    """Each translation's streams/s over passthrough streams/s, all measured in alternation
-    (best of each), so a burst of load on the machine does not land on one side only; None
-    for one the proxy does not serve."""
-    sides = {"passthrough": ("/v1/messages", message("claude-bench-1", stream=True))}
-    for name, (path, body) in TRANSLATIONS.items():
-        trial = bench.wrk(url, body, seconds=1, path=path)
-        if trial["errors"] < trial["requests"] / 2:
-            sides[name] = (path, body)
-    best = dict.fromkeys(sides, 0.0)
-    for _ in range(max(bench.args.rounds, 2)):
-        for name, (path, body) in sides.items():
-            best[name] = max(best[name], bench.wrk(url, body, path=path)["rate"])
-    base = best["passthrough"]
-    return {name: best[name] / base if name in best and base else None for name in TRANSLATIONS}
 
 
 def translated(bench: Bench, proxy: str) -> None:
