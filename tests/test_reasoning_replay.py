@@ -18,6 +18,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+import redis
 
 from routatic_asgi.attempt import ACTOR
 from routatic_asgi.exchange import Replaying, exchange_for
@@ -319,5 +320,33 @@ def test_a_model_marked_reasoning_replay_gets_its_reasoning_back(upstream: FakeU
         httpx.post(f"{url}/v1/chat/completions", json=ask).raise_for_status()
         again = {**ask, "messages": tool_turn("call_9")}
         second = httpx.post(f"{url}/v1/chat/completions", json=again)
+    assert second.status_code == 200
+    assert sent_reasoning(upstream, prefix) == [THOUGHT]
+
+
+def test_a_second_replica_finds_the_reasoning_the_first_kept(
+    upstream: FakeUpstream, deepseek: tuple[Any, str]
+) -> None:
+    if not REDIS_URL:
+        pytest.skip("ROUTATIC_TEST_REDIS_URL is not set: no Redis for two replicas to share")
+    config, prefix = deepseek
+    separator = "&" if "?" in REDIS_URL else "?"
+    key_prefix = f"routatic-test-{uuid.uuid4().hex}:"
+    url = f"{REDIS_URL}{separator}key_prefix={key_prefix}"
+    upstream.script(
+        prefix,
+        {"status": 200, "json": completion_with_call("call_00_xyz")},
+        {"status": 200, "json": openai_completion(MODEL, "alpha"), "deepseek_thinking": True},
+    )
+    ask = {"model": MODEL, "messages": [{"role": "user", "content": "What is in a.txt?"}]}
+    with gateway(config, state=RedisStore(url)) as one:
+        httpx.post(f"{one}/v1/chat/completions", json=ask).raise_for_status()
+    again = {**ask, "messages": tool_turn("call_00_xyz")}
+    with gateway(config, state=RedisStore(url)) as two:  # another replica, the same Redis
+        second = httpx.post(f"{two}/v1/chat/completions", json=again)
+    shared = redis.Redis.from_url(REDIS_URL)
+    for key in shared.scan_iter(match=f"{key_prefix}*"):
+        shared.delete(key)
+    shared.close()
     assert second.status_code == 200
     assert sent_reasoning(upstream, prefix) == [THOUGHT]
