@@ -2,7 +2,9 @@
 
 Requests go out byte for byte, keep-alive connections are reused, a connection the peer
 closed or a response not read to its end is never reused, and every transport failure
-surfaces as the httpx exception the relay classifies.
+surfaces as the httpx exception the relay classifies. Each of these runs both ways the
+gateway reaches the transport (`way`): its fast `post()`, which `Upstreams` uses, and the
+httpx transport contract, which an injected transport is held to; the two must agree.
 """
 
 from __future__ import annotations
@@ -69,14 +71,48 @@ def run(coroutine: Awaitable[Any]) -> Any:
     return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
-async def post(client: httpx.AsyncClient, url: str, body: bytes = b"{}") -> httpx.Response:
-    request = client.build_request("POST", url, content=body, headers={"x-test": "1"})
-    response = await client.send(request, stream=True)
-    await response.aread()
-    return response
+@pytest.fixture(params=["fast", "httpx"])
+def way(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-def test_requests_go_out_as_sent_and_reuse_one_connection() -> None:
+class Client:
+    """`Http11Transport` reached one of the two ways the gateway reaches it: `fast`, its
+    `post()` (what `Upstreams` calls, with no `httpx.Request` built), or `httpx`, the
+    transport contract (`handle_async_request` under `httpx.AsyncClient.send`, as any
+    injected transport is reached). The tests taking `way` run both: the two must agree."""
+
+    def __init__(
+        self, way: str, transport: Http11Transport, timeout: httpx.Timeout | None = None
+    ) -> None:
+        self.way, self.transport = way, transport
+        timeout = timeout or httpx.Timeout(5.0)
+        self.client = httpx.AsyncClient(transport=transport, timeout=timeout)
+        self.timeouts = timeout.as_dict()
+        # The client's default headers, which Upstreams sends on the fast path too.
+        self.defaults = [(name.lower(), value) for name, value in self.client.headers.raw]
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+    async def stream(self, url: str, body: bytes = b"{}") -> httpx.Response:
+        """The response, its body still to read."""
+        if self.way == "httpx":
+            request = self.client.build_request("POST", url, content=body, headers={"x-test": "1"})
+            return await self.client.send(request, stream=True)
+        headers = [*self.defaults, (b"x-test", b"1")]
+        return await self.transport.post(httpx.URL(url), headers, body, self.timeouts)
+
+    async def post(self, url: str, body: bytes = b"{}") -> httpx.Response:
+        response = await self.stream(url, body)
+        await response.aread()
+        return response
+
+
+def test_requests_go_out_as_sent_and_reuse_one_connection(way: str) -> None:
     seen: list[tuple[bytes, bytes]] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -86,9 +122,9 @@ def test_requests_go_out_as_sent_and_reuse_one_connection() -> None:
 
     async def main() -> None:
         server = Scripted(handler)
-        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+        async with server as url, Client(way, Http11Transport()) as client:
             bodies = [
-                (await post(client, f"{url}/v1/messages?beta=true", b'{"n":%d}' % n)).content
+                (await client.post(f"{url}/v1/messages?beta=true", b'{"n":%d}' % n)).content
                 for n in range(3)
             ]
             assert bodies == [b"ok 1", b"ok 2", b"ok 3"]
@@ -101,7 +137,7 @@ def test_requests_go_out_as_sent_and_reuse_one_connection() -> None:
     assert body == b'{"n":0}'
 
 
-def test_a_large_body_arrives_whole() -> None:
+def test_a_large_body_arrives_whole(way: str) -> None:
     payload = bytes(range(256)) * 800  # 200 KB: a Claude Code request
     received: list[bytes] = []
 
@@ -114,15 +150,15 @@ def test_a_large_body_arrives_whole() -> None:
     async def main() -> None:
         async with (
             Scripted(handler) as url,
-            httpx.AsyncClient(transport=Http11Transport()) as client,
+            Client(way, Http11Transport()) as client,
         ):
-            assert (await post(client, url + "/x", payload)).content == b"done"
+            assert (await client.post(url + "/x", payload)).content == b"done"
 
     run(main())
     assert received == [payload]
 
 
-def test_chunked_and_until_close_bodies_are_read_to_their_end() -> None:
+def test_chunked_and_until_close_bodies_are_read_to_their_end(way: str) -> None:
     async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -136,18 +172,18 @@ def test_chunked_and_until_close_bodies_are_read_to_their_end() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it")
 
     async def main() -> None:
-        async with httpx.AsyncClient(transport=Http11Transport()) as client:
+        async with Client(way, Http11Transport()) as client:
             async with Scripted(chunked) as url:
-                assert (await post(client, url)).content == b"event: a\n\nevent: b\n\n"
+                assert (await client.post(url)).content == b"event: a\n\nevent: b\n\n"
             async with Scripted(until_close) as url:
-                response = await post(client, url)
+                response = await client.post(url)
                 assert response.content == b"all of it"
                 assert response.headers["content-type"] == "text/plain"
 
     run(main())
 
 
-def test_a_connection_the_peer_closed_is_not_reused() -> None:
+def test_a_connection_the_peer_closed_is_not_reused(way: str) -> None:
     async def one_answer_then_close(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -158,20 +194,20 @@ def test_a_connection_the_peer_closed_is_not_reused() -> None:
     async def main() -> None:
         server = Scripted(one_answer_then_close)
         transport = Http11Transport()
-        async with server as url, httpx.AsyncClient(transport=transport) as client:
-            await post(client, url)
+        async with server as url, Client(way, transport) as client:
+            await client.post(url)
             for _ in range(1000):  # let the loop deliver the peer's close
                 if all(c.closed for idle in transport._idle.values() for c in idle):
                     break
                 await asyncio.sleep(0)
-            assert (await post(client, url)).content == b"ok"
+            assert (await client.post(url)).content == b"ok"
             assert server.connections == 2
 
     run(main())
 
 
 @pytest.mark.parametrize("how", ["close", "reset"])
-def test_a_request_the_peer_took_is_never_sent_again(how: str) -> None:
+def test_a_request_the_peer_took_is_never_sent_again(how: str, way: str) -> None:
     """A reused connection dropped after the request went out: the upstream may have taken
     it, so it fails (the relay's next target serves) instead of going out a second time."""
     requests: list[bytes] = []
@@ -191,17 +227,17 @@ def test_a_request_the_peer_took_is_never_sent_again(how: str) -> None:
 
     async def main() -> None:
         server = Scripted(one_answer_then_drop)
-        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
-            assert (await post(client, url, b"one")).content == b"first"
+        async with server as url, Client(way, Http11Transport()) as client:
+            assert (await client.post(url, b"one")).content == b"first"
             with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
-                await post(client, url, b"two")
+                await client.post(url, b"two")
             assert server.connections == 1
 
     run(main())
     assert requests == [b"one", b"two"]
 
 
-def test_a_reused_connection_seen_closed_before_writing_goes_on_a_new_one() -> None:
+def test_a_reused_connection_seen_closed_before_writing_goes_on_a_new_one(way: str) -> None:
     """The keep-alive race: the peer closed the idle connection and the event loop has not
     yet heard of it. The closed socket is seen before a byte is written; a new connection
     carries the request, once."""
@@ -230,15 +266,15 @@ def test_a_reused_connection_seen_closed_before_writing_goes_on_a_new_one() -> N
 
     async def main() -> None:
         transport = Http11Transport()
-        async with httpx.AsyncClient(transport=transport) as client:
-            assert (await post(client, url, b'{"n":1}')).content == b"ok 1"
+        async with Client(way, transport) as client:
+            assert (await client.post(url, b'{"n":1}')).content == b"ok 1"
             (connection,) = [c for pool in transport._idle.values() for c in pool]
             assert closed.wait(5)  # blocks the loop: it cannot hear the close
             deadline = time.monotonic() + 5
             while not connection.stale() and time.monotonic() < deadline:
                 time.sleep(0.001)  # noqa: ASYNC251 -- the loop must not run: the kernel alone sees the FIN
             assert not connection.closed  # the loop still thinks it open
-            assert (await post(client, url, b'{"n":2}')).content == b"ok 2"
+            assert (await client.post(url, b'{"n":2}')).content == b"ok 2"
 
     try:
         run(main())
@@ -248,21 +284,21 @@ def test_a_reused_connection_seen_closed_before_writing_goes_on_a_new_one() -> N
     assert requests == [b'{"n":1}', b'{"n":2}']
 
 
-def test_a_fresh_connection_closed_without_an_answer_is_not_retried() -> None:
+def test_a_fresh_connection_closed_without_an_answer_is_not_retried(way: str) -> None:
     async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
 
     async def main() -> None:
         server = Scripted(drop)
-        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+        async with server as url, Client(way, Http11Transport()) as client:
             with pytest.raises(httpx.RemoteProtocolError):
-                await post(client, url)
+                await client.post(url)
             assert server.connections == 1
 
     run(main())
 
 
-def test_a_response_abandoned_midway_closes_its_connection() -> None:
+def test_a_response_abandoned_midway_closes_its_connection(way: str) -> None:
     async def main() -> None:
         closed = asyncio.Event()
 
@@ -274,10 +310,8 @@ def test_a_response_abandoned_midway_closes_its_connection() -> None:
             closed.set()
 
         server = Scripted(endless)
-        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
-            response = await client.send(
-                client.build_request("POST", url, content=b"{}"), stream=True
-            )
+        async with server as url, Client(way, Http11Transport()) as client:
+            response = await client.stream(url)
             async for chunk in response.aiter_raw():
                 assert chunk == b"first"
                 break
@@ -287,7 +321,7 @@ def test_a_response_abandoned_midway_closes_its_connection() -> None:
     run(main())
 
 
-def test_cancelling_a_request_closes_the_upstream_connection() -> None:
+def test_cancelling_a_request_closes_the_upstream_connection(way: str) -> None:
     async def main() -> None:
         closed = asyncio.Event()
         arrived = asyncio.Event()
@@ -300,9 +334,9 @@ def test_cancelling_a_request_closes_the_upstream_connection() -> None:
 
         async with (
             Scripted(silent) as url,
-            httpx.AsyncClient(transport=Http11Transport()) as client,
+            Client(way, Http11Transport()) as client,
         ):
-            task = asyncio.create_task(post(client, url))
+            task = asyncio.create_task(client.post(url))
             await arrived.wait()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -312,7 +346,7 @@ def test_cancelling_a_request_closes_the_upstream_connection() -> None:
     run(main())
 
 
-def test_reading_pauses_while_the_reader_falls_behind() -> None:
+def test_reading_pauses_while_the_reader_falls_behind(way: str) -> None:
     async def main() -> None:
         async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await read_request(reader)
@@ -322,11 +356,10 @@ def test_reading_pauses_while_the_reader_falls_behind() -> None:
                 await writer.drain()
 
         transport = Http11Transport()
-        async with Scripted(flood) as url, httpx.AsyncClient(transport=transport) as client:
-            response = await client.send(
-                client.build_request("POST", url, content=b"{}"), stream=True
-            )
-            connection = response.stream._stream._connection  # type: ignore[attr-defined]
+        async with Scripted(flood) as url, Client(way, transport) as client:
+            response = await client.stream(url)
+            stream = getattr(response.stream, "_stream", response.stream)  # httpx wraps it
+            connection = stream._connection
             for _ in range(2000):
                 await asyncio.sleep(0)
                 if connection.paused:
@@ -351,7 +384,7 @@ def test_reading_pauses_while_the_reader_falls_behind() -> None:
         ("stall_mid_body", httpx.ReadTimeout),
     ],
 )
-def test_failures_surface_as_httpx_errors(behaviour: str, error: type[Exception]) -> None:
+def test_failures_surface_as_httpx_errors(behaviour: str, error: type[Exception], way: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         if behaviour == "close_mid_body":
@@ -371,24 +404,24 @@ def test_failures_surface_as_httpx_errors(behaviour: str, error: type[Exception]
         transport = Http11Transport()
         async with (
             Scripted(handler) as url,
-            httpx.AsyncClient(transport=transport, timeout=timeout) as client,
+            Client(way, transport, timeout) as client,
         ):
             with pytest.raises(error):
-                await post(client, url)
+                await client.post(url)
 
     run(main())
 
 
-def test_a_refused_connection_is_a_connect_error() -> None:
+def test_a_refused_connection_is_a_connect_error(way: str) -> None:
     async def main() -> None:
-        async with httpx.AsyncClient(transport=Http11Transport()) as client:
+        async with Client(way, Http11Transport()) as client:
             with pytest.raises(httpx.ConnectError):
-                await post(client, closed_port_url() + "/v1/messages")
+                await client.post(closed_port_url() + "/v1/messages")
 
     run(main())
 
 
-def test_https_verifies_the_certificate_and_reuses_the_connection() -> None:
+def test_https_verifies_the_certificate_and_reuses_the_connection(way: str) -> None:
     trustme = pytest.importorskip("trustme", reason="trustme makes the test certificates")
     authority = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -406,13 +439,13 @@ def test_https_verifies_the_certificate_and_reuses_the_connection() -> None:
         async with server as url:
             url = url.replace("http://127.0.0.1", "https://localhost")
             transport = Http11Transport(ssl_context=trusting)
-            async with httpx.AsyncClient(transport=transport) as client:
-                assert (await post(client, url)).content == b"secret"
-                assert (await post(client, url)).content == b"secret"
+            async with Client(way, transport) as client:
+                assert (await client.post(url)).content == b"secret"
+                assert (await client.post(url)).content == b"secret"
                 assert server.connections == 1
-            async with httpx.AsyncClient(transport=Http11Transport()) as client:
+            async with Client(way, Http11Transport()) as client:
                 with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-                    await post(client, url)
+                    await client.post(url)
 
     run(main())
 
@@ -442,7 +475,7 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
     assert received == []
 
 
-def test_informational_responses_are_skipped() -> None:
+def test_informational_responses_are_skipped(way: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await read_request(reader) is not None:
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -451,9 +484,9 @@ def test_informational_responses_are_skipped() -> None:
 
     async def main() -> None:
         server = Scripted(handler)
-        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
+        async with server as url, Client(way, Http11Transport()) as client:
             for _ in range(2):
-                response = await post(client, url)
+                response = await client.post(url)
                 assert (response.status_code, response.content) == (200, b"final")
                 assert "link" not in response.headers
                 assert response.headers["x-final"] == "yes"
@@ -462,16 +495,16 @@ def test_informational_responses_are_skipped() -> None:
     run(main())
 
 
-def test_bytes_after_a_complete_response_spoil_only_the_connection() -> None:
+def test_bytes_after_a_complete_response_spoil_only_the_connection(way: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await read_request(reader) is not None:
             writer.write(answer(b"first") + answer(b"unasked"))
 
     async def main() -> None:
         server = Scripted(handler)
-        async with server as url, httpx.AsyncClient(transport=Http11Transport()) as client:
-            assert (await post(client, url)).content == b"first"
-            assert (await post(client, url)).content == b"first"
+        async with server as url, Client(way, Http11Transport()) as client:
+            assert (await client.post(url)).content == b"first"
+            assert (await client.post(url)).content == b"first"
             assert server.connections == 2
 
     run(main())
