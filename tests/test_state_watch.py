@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from routatic_asgi import build_app
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.classify import Kind, Reason
-from routatic_asgi.state import MemoryStore
+from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.state_watch import StateWatch
 from routatic_asgi.transitions import Board, CredentialState, Phase, Subject, Transition
@@ -28,6 +29,7 @@ from tests.conftest import gateway_config
 from tests.fake_clock import FakeClock as Clock
 from tests.fake_upstream import anthropic_message
 from tests.scripted import TRANSIENT, Scripted, call, target
+from tests.test_state import redis_url
 
 REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -163,7 +165,7 @@ def test_a_degraded_store_sets_the_gauge() -> None:
 class Replica:
     """A breaker and its watch, as one replica of a deployment runs them."""
 
-    def __init__(self, store: MemoryStore, clock: Clock, inner: Scripted) -> None:
+    def __init__(self, store: StateStore, clock: Clock, inner: Scripted) -> None:
         self.watched = Watched(clock=clock)
         self.breaker = CircuitBreaker(
             inner, store=store, policy=BreakerPolicy(failures=1), clock=clock,
@@ -179,12 +181,34 @@ class Replica:
         return self.watched.transitions(to_state, **labels)
 
 
-@pytest.mark.anyio
-async def test_a_replica_learns_what_another_did_and_counts_only_its_own() -> None:
+@pytest.fixture(params=["memory", "redis"])
+async def two_stores(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[StateStore, StateStore, Clock]]:
+    """What two replicas share: one MemoryStore, or a Redis store each on one Redis."""
     clock = Clock()
-    store = MemoryStore(clock=clock)
+    if request.param == "memory":
+        shared = MemoryStore(clock=clock)
+        yield shared, shared, clock
+        return
+    url = redis_url(f"routatic-test-{uuid.uuid4().hex}:")
+    one, two = RedisStore(url, clock=clock), RedisStore(url, clock=clock)
+    yield one, two, clock
+    client = one._redis()
+    keys = [key async for key in client.scan_iter(match=f"{one.prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    for store in (one, two):
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_replica_learns_what_another_did_and_counts_only_its_own(
+    two_stores: tuple[StateStore, StateStore, Clock],
+) -> None:
+    store_one, store_two, clock = two_stores
     inner = Scripted().play(TRANSIENT)
-    one, two = Replica(store, clock, inner), Replica(store, clock, inner)
+    one, two = Replica(store_one, clock, inner), Replica(store_two, clock, inner)
     deepseek = target("openrouter", "deepseek/deepseek-chat", index=1)
 
     await call(one.breaker, deepseek)  # fails: replica one opens the breaker
