@@ -64,10 +64,10 @@ def telemetry(bench: Bench, upstream: str) -> None:
             f"saves {(on - cpu) / on:.0%} of all-on CPU" if on and name != VARIANTS[0][0] else ""
         )
         bench.add(Figure(f"telemetry: {name}", "ms CPU", cpu, note=f"{rate:,.0f} req/s {saved}"))
-    off = best["all off"][1]
+    bare = best["all off"][1]
     default = best[SERVE_DEFAULT][1]
     for name, total in (("all of it", on), ("serve's default, no spans", default)):
-        share = (total - off) / total if total else None
+        share = (total - bare) / total if total else None
         figure = Figure(f"telemetry share, {name}", "share", share, None, TELEMETRY_SHARE)
         figure.higher_is_better = False
         bench.add(figure)
