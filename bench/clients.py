@@ -107,7 +107,7 @@ async def run(base: str, requests: int, concurrency: int) -> None:
 
 async def aiohttp_case(url: str, requests: int, concurrency: int) -> None:
     try:
-        import aiohttp
+        import aiohttp  # type: ignore[import-not-found]
     except ImportError:
         print("aiohttp: not installed, skipped")
         return
@@ -115,7 +115,7 @@ async def aiohttp_case(url: str, requests: int, concurrency: int) -> None:
 
         async def send() -> bytes:
             async with session.post(url, data=BODY, headers=HEADERS) as response:
-                return await response.read()
+                return bytes(await response.read())
 
         cpu, rate = await measure(send, requests, concurrency)
     print(f"{'aiohttp.ClientSession':<52} {cpu:>11.1f} {rate:>8.0f}")

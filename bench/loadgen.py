@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 # Any key serves the bench upstream; LiteLLM's proxy takes it as its master key.
@@ -164,7 +165,7 @@ async def hold(url: str, body: bytes, streams: int, pids: list[int]) -> dict[str
     errors = [r for r in results if isinstance(r, BaseException)]
     for client in clients:
         client.close()
-    return {
+    result: dict[str, Any] = {
         "streams": streams,
         "open_at_sample": still_open,
         "errors": len(errors),
@@ -172,6 +173,7 @@ async def hold(url: str, body: bytes, streams: int, pids: list[int]) -> dict[str
         "open_seconds": open_seconds,
         "rss_mb": rss,
     }
+    return result
 
 
 def main() -> None:

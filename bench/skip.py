@@ -30,6 +30,7 @@ import httpx
 from routatic_asgi import build_app, parse_config
 from routatic_asgi.attempt import ATTEMPT, Attempt, Target
 from routatic_asgi.breaker import PREFIX, CircuitBreaker
+from routatic_asgi.clock import Clock
 from routatic_asgi.state import MemoryStore, Record
 
 OPEN = 8
@@ -42,8 +43,14 @@ ANSWER = (
 NOW = 1_800_000_000.0
 
 
-def clock() -> float:
-    return NOW
+class StillClock(Clock):
+    """Wall time stands at NOW, so the breaker record below stays open for the whole run."""
+
+    def __call__(self) -> float:
+        return NOW
+
+
+clock = StillClock()
 
 
 class Body(httpx.AsyncByteStream):

@@ -54,7 +54,7 @@ class SilentMetrics(metrics.Metrics):
 
 def switch_off(off: set[str], spans: str) -> None:
     if "metrics" in off:
-        record.Metrics = SilentMetrics  # type: ignore[misc]
+        record.Metrics = SilentMetrics  # type: ignore[attr-defined]
     if "log" in off:
         log = logging.getLogger(REQUEST_LOG)
         log.addHandler(logging.NullHandler())  # serve leaves a logger with handlers alone

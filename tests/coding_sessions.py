@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 
 from routatic_asgi.config import Config, parse_config
+from tests.fake_clock import FakeClock
 from tests.prefix_cache import PrefixCache
-from tests.resilience_kit import Clock, app_for, client_for
+from tests.resilience_kit import app_for, client_for
 
 KEYS = ["sk-cache-key-00000a", "sk-cache-key-00000b", "sk-cache-key-00000c"]
 SYSTEM = "You are a careful coding agent. " * 200
@@ -62,7 +63,7 @@ class Sessions:
 
     def __init__(self, strategy: str, count: int = 20, output_tokens: int = 0) -> None:
         self.output = "x" * (4 * output_tokens)  # the fake counts four characters a token
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.fake = PrefixCache(self.clock)
         self.app = app_for(pool_config(strategy), self.fake, self.clock)
         self.history: dict[int, list[dict[str, Any]]] = {s: [] for s in range(count)}

@@ -34,7 +34,6 @@ import contextlib
 import gzip
 import json
 import socket
-import sys
 import time
 from collections import defaultdict, deque
 from typing import Any
@@ -231,7 +230,7 @@ def responses_stream(
                     {"output_index": index, "item": {**item, "summary": []}},
                 )
             )
-            part = {"type": "summary_text", "text": ""}
+            part: dict[str, Any] = {"type": "summary_text", "text": ""}
             events.append(
                 event(
                     "response.reasoning_summary_part.added",
@@ -330,7 +329,7 @@ async def read_body(receive: Any) -> bytes:
     body = b""
     while True:
         message = await receive()
-        body += message.get("body", b"")
+        body += bytes(message.get("body", b""))
         if not message.get("more_body"):
             return body
 
@@ -524,7 +523,7 @@ class NotingProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.cycle is not None and not self.cycle.response_complete:
-            call = self.cycle.scope.get(CALL)  # type: ignore[attr-defined]
+            call = self.cycle.scope.get(CALL)
             if isinstance(call, dict):
                 call.setdefault("disconnected_at", time.monotonic())
         super().connection_lost(exc)
@@ -545,4 +544,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
