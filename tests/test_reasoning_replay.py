@@ -20,7 +20,7 @@ import openai
 import pytest
 import redis
 
-from routatic_asgi.attempt import ACTOR
+from routatic_asgi.attempt import ACTOR, InboundRequest
 from routatic_asgi.exchange import Replaying, exchange_for
 from routatic_asgi.replay import ReasoningMemory
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
@@ -350,3 +350,14 @@ def test_a_second_replica_finds_the_reasoning_the_first_kept(
     shared.close()
     assert second.status_code == 200
     assert sent_reasoning(upstream, prefix) == [THOUGHT]
+
+
+def test_a_chat_body_that_keeps_its_reasoning_goes_byte_for_byte() -> None:
+    turns = tool_turn("call_1")
+    turns[1]["reasoning_content"] = THOUGHT
+    payload = {"model": MODEL, "messages": turns}
+    raw = json.dumps(payload, indent=1).encode()  # spacing no re-encoding would keep
+    ask = InboundRequest("openai", "chat_completions", raw, payload, MODEL, False)
+    chosen = exchange_for(ask, target("openai", MODEL))
+    assert isinstance(chosen, Replaying) and chosen.wanted() == []
+    assert chosen.request_body() == raw
