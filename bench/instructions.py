@@ -2,17 +2,19 @@
 not move with the load on the machine.
 
     python bench/instructions.py [--requests 2000] [--connections 8] [--stream] [--spans none|sdk]
+                                 [--body short|claude-code]
 
 Starts the bench upstream, then `routatic-asgi serve` on the bench config under
 `valgrind --tool=callgrind` with instrumentation off; warms it up, switches it on
 (`callgrind_control -i on`), sends exactly `--requests` requests over `--connections`
 keep-alive connections (bench/loadgen.py `count`), switches it off and prints the
-instructions the proxy process executed per request. `--off metrics,log` and `--spans` go
-to bench/telemetry_off.py, as in the telemetry figures. The hash seed is fixed, so two runs
-of the same build agree to within a fraction of a percent; compare builds with this, not
-with requests/s on a shared machine. Everything runs on loopback and is stopped by pid.
-Needs valgrind (`apt-get install -y valgrind`); under it the proxy runs some 50 times
-slower, so 2,000 requests take about a minute.
+instructions the proxy process executed per request. `--body claude-code` sends the 200 KB
+Claude Code-shaped request (bench/bodies.py) instead of the short message. `--off
+metrics,log` and `--spans` go to bench/telemetry_off.py, as in the telemetry figures. The
+hash seed is fixed, so two runs of the same build agree to within a fraction of a percent;
+compare builds with this, not with requests/s on a shared machine. Everything runs on
+loopback and is stopped by pid. Needs valgrind (`apt-get install -y valgrind`); under it the
+proxy runs some 50 times slower, so 2,000 requests take about a minute.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bodies import message
+from bodies import claude_code_request, message
 from harness import CONFIG
 from processes import HERE, PYTHON, REPO, free_port, stop, wait_ready
 
@@ -96,7 +98,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
                 if proxy.poll() is not None or time.monotonic() > deadline:
                     raise
         body = workdir / "body.json"
-        body.write_bytes(message("claude-bench-1", stream=args.stream))
+        if args.body == "claude-code":
+            body.write_bytes(claude_code_request())
+        else:
+            body.write_bytes(message("claude-bench-1", stream=args.stream))
         loadgen(url, body, max(200, args.requests // 5), args.connections)  # warm up
         callgrind(proxy.pid, "-z")
         callgrind(proxy.pid, "-i", "on")
@@ -119,6 +124,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--stream", action="store_true", help="20-delta streams")
+    parser.add_argument("--body", choices=["short", "claude-code"], default="short")
     parser.add_argument("--off", default="", help="comma-separated: metrics, log")
     parser.add_argument("--spans", choices=["none", "sdk", "otlp"], default="none")
     parser.add_argument("--keep", type=Path, help="copy the callgrind dump to this file")
