@@ -90,6 +90,11 @@ class Rule:
         answer this column by column)."""
         return all(_checked(self, value) is None for value in values)
 
+    def column_passes(self, column: list[Any]) -> bool:
+        """Whether every value of one field of many objects passes, None standing for the
+        field's absence."""
+        return self.all_pass(_present(column))
+
     def __call__(self, value: Any) -> Bad | None:
         return self.check(value)
 
@@ -125,11 +130,12 @@ _COLUMNS_FROM = 8
 
 
 class _Typed(Rule):
-    __slots__ = ("expected",)
+    __slots__ = ("expected", "or_absent")
 
     def __init__(self, expected: str, *accepts: type) -> None:
         super().__init__(dict.fromkeys(accepts))
         self.expected = expected
+        self.or_absent = frozenset({*accepts, type(None)})
 
     def check(self, value: Any) -> Bad | None:
         if type(value) in self.by_type:
@@ -138,6 +144,9 @@ class _Typed(Rule):
 
     def all_pass(self, values: list[Any]) -> bool:
         return set(map(type, values)) <= self.by_type.keys()
+
+    def column_passes(self, column: list[Any]) -> bool:
+        return set(map(type, column)) <= self.or_absent
 
 
 class _NonNegativeInt(Rule):
@@ -160,14 +169,18 @@ LIST = _Typed("a list", list)
 INT: Rule = _NonNegativeInt()
 
 
+_STRING_OR_ABSENT = frozenset({str, type(None)})
+
+
 class one_of(Rule):  # lower case: read as a rule, like the constants beside it
     """A string among `choices`."""
 
-    __slots__ = ("allowed", "listed")
+    __slots__ = ("allowed", "listed", "or_absent")
 
     def __init__(self, *choices: str) -> None:
         super().__init__({str: self.check})
         self.allowed = frozenset(choices)
+        self.or_absent = frozenset({*choices, None})
         self.listed = ", ".join(choices)
 
     def check(self, value: Any) -> Bad | None:
@@ -180,6 +193,9 @@ class one_of(Rule):  # lower case: read as a rule, like the constants beside it
     def all_pass(self, values: list[Any]) -> bool:
         return _all(values, str) and set(values) <= self.allowed
 
+    def column_passes(self, column: list[Any]) -> bool:
+        return set(map(type, column)) <= _STRING_OR_ABSENT and set(column) <= self.or_absent
+
 
 class obj(Rule):
     """An object whose named fields follow their rules; others are not looked at."""
@@ -191,15 +207,15 @@ class obj(Rule):
         self.rules = dict(fields)
         self.table = {name: (rule.by_type, rule.check) for name, rule in fields.items()}
         self.needed = tuple(required)
+        if not self.rules.keys() >= set(self.needed):
+            raise ValueError("every required field needs a rule")
 
     def all_pass(self, values: list[Any]) -> bool:
         if not _all(values, dict):
             return False
-        if any(None in _column(values, name) for name in self.needed):
-            return False
         for name, rule in self.rules.items():
-            present = _present(_column(values, name))
-            if present and not rule.all_pass(present):
+            column = _column(values, name)
+            if (name in self.needed and None in column) or not rule.column_passes(column):
                 return False
         return True
 
