@@ -63,7 +63,7 @@ class _Body(httpx.AsyncByteStream):
 
     def abort(self) -> None:
         """Close the connection at once, from outside the task reading it (a client gone)."""
-        self._connection.close()
+        self._connection.hang_up()
 
     async def aclose(self) -> None:
         if not self._released:

@@ -11,7 +11,9 @@ never decodes bodies and never logs a header or a body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
+import socket
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -147,6 +149,20 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+    def hang_up(self) -> None:
+        """Close from outside the task reading it, and let the peer know now: a transport's
+        own close waits for the loop to run everything queued before it (with hundreds of
+        clients gone at once, their requests' unwinding), shutting the socket down does not."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is not None and not self.closed:
+            # Through a duplicate of the descriptor: uvloop's transport socket refuses it.
+            with (
+                contextlib.suppress(OSError, ValueError),
+                socket.fromfd(sock.fileno(), socket.AF_INET, socket.SOCK_STREAM) as dup,
+            ):
+                dup.shutdown(socket.SHUT_RDWR)
+        self.close()
 
     def stale(self) -> bool:
         """Whether this idle connection is unfit to carry a request: closed, or readable.

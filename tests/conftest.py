@@ -51,9 +51,11 @@ class FakeUpstream:
         """Drop the answers still queued for `prefix`: it answers like a healthy provider."""
         self.http.post(f"/_clear/{prefix}").raise_for_status()
 
-    def disconnected(self, prefix: str) -> list[dict[str, Any]]:
-        """The prefix's calls, once its last one has seen its client go away."""
-        response = self.http.get(f"/_disconnected/{prefix}")
+    def disconnected(self, prefix: str, count: int | None = None) -> list[dict[str, Any]]:
+        """The prefix's calls, once its last one (or `count` of them) has seen its client go
+        away: the fake upstream waits, so nothing polls it meanwhile."""
+        query = {} if count is None else {"count": count}
+        response = self.http.get(f"/_disconnected/{prefix}", params=query)
         response.raise_for_status()
         calls: list[dict[str, Any]] = response.json()
         return calls

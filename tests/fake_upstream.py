@@ -6,7 +6,7 @@ Every path prefix is a provider of its own (`http://127.0.0.1:PORT/<prefix>`). A
 answers for a prefix with `POST /_script/<prefix>`, drops what is still queued with
 `POST /_clear/<prefix>`, and reads what the prefix received with `GET /_calls/<prefix>`;
 `GET /_disconnected/<prefix>` answers the same once the prefix's last call has seen its
-client go away (or after 5 s). With nothing queued a prefix answers like a healthy provider
+client go away (with `?count=N`: once N of its calls have), or after 5 s. With nothing queued a prefix answers like a healthy provider
 of the protocol the path implies (`/v1/messages`, `/chat/completions`, `/responses`). Answers:
 
     {"status": 429, "headers": {...}, "body": "..."}             a plain answer ("json": {...}
@@ -353,9 +353,16 @@ async def accept_lifespan(receive: Any, send: Any) -> None:
             return
 
 
-async def until_disconnected(prefix: str) -> None:
+def _gone(prefix: str, count: int | None) -> bool:
+    calls = CALLS[prefix]
+    if count is None:
+        return bool(calls) and "disconnected_at" in calls[-1]
+    return sum("disconnected_at" in call for call in calls) >= count
+
+
+async def until_disconnected(prefix: str, count: int | None = None) -> None:
     deadline = time.monotonic() + 5
-    while not (CALLS[prefix] and "disconnected_at" in CALLS[prefix][-1]):
+    while not _gone(prefix, count):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
@@ -388,7 +395,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path.startswith("/_disconnected/"):
         prefix = "/" + path.removeprefix("/_disconnected/")
-        await until_disconnected(prefix)
+        count = scope["query_string"].decode().removeprefix("count=")
+        await until_disconnected(prefix, int(count) if count.isdigit() else None)
         await respond(send, 200, {}, json.dumps(CALLS[prefix]).encode())
         return
     prefix = "/" + path.split("/")[1]

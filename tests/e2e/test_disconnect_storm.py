@@ -2,7 +2,12 @@
 
 300 streams are opened through `routatic-asgi serve`, each committed (its first event relayed) and
 then held open by an upstream that never ends; the clients all hang up together. The fake
-upstream notes when it saw each of its connections close, on the same monotonic clock.
+upstream notes when it saw each of its connections close, on the same monotonic clock, and is
+not asked for them until all have closed (answering a poll would hold its own loop up).
+
+Each hang-up closes its upstream socket in the server's I/O callback for the lost connection
+(connections.py), with a shutdown that reaches the wire at once (http11_connection.py): the
+closings do not wait for the requests of earlier hang-ups to unwind.
 """
 
 from __future__ import annotations
@@ -77,18 +82,12 @@ def test_300_clients_hanging_up_at_once_close_their_upstream_connections(
             for sock in streams:
                 sock.close()
                 hung_up.append(time.monotonic())
-        deadline = time.monotonic() + 10
-        calls = upstream.calls(prefix)
-        while sum("disconnected_at" in call for call in calls) < STREAMS:
-            assert time.monotonic() < deadline, "some upstream connections were never closed"
-            upstream.disconnected(prefix)
-            calls = upstream.calls(prefix)
+        calls = upstream.disconnected(prefix, count=STREAMS)
     assert len(calls) == STREAMS
+    assert all("disconnected_at" in call for call in calls), "some were never closed"
     # Which upstream call served which client is not known: the last hang-up bounds them all,
     # and each closing follows its own hang-up.
     closed = sorted(call["disconnected_at"] for call in calls)
     lags = [close - hang for close, hang in zip(closed, hung_up, strict=True)]
-    # The typical closing must meet the bound; the slowest gets headroom for a scheduler
-    # hiccup on a shared CI core, not for a missed cancel (that would take seconds).
-    assert statistics.median(lags) < WITHIN, f"median closing {statistics.median(lags) * 1000:.0f} ms"
-    assert max(lags) < 5 * WITHIN, f"slowest closing {max(lags) * 1000:.0f} ms after its hang-up"
+    median, slowest = statistics.median(lags) * 1000, max(lags) * 1000
+    assert max(lags) < WITHIN, f"closings: median {median:.0f} ms, slowest {slowest:.0f} ms"
