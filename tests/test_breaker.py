@@ -361,3 +361,32 @@ def test_the_cooldown_respects_retry_after_and_its_bounds(
     assert seconds >= POLICY.base * 0.8
     assert seconds <= max(retry_after or 0, POLICY.max)
     assert cooldown(failures + 1, retry_after, POLICY, jitter) >= seconds
+
+
+@pytest.mark.anyio
+async def test_by_default_a_dead_target_gets_one_call_per_30_s_and_is_back_within_30_s() -> None:
+    """The README's promise for `breaker.probe_max`, with no resilience settings at all."""
+    config = gateway_config(
+        {
+            "a": {"protocol": "anthropic", "base_url": "http://a.test", "keys": ["sk-a-000000001"]},
+            "b": {"protocol": "anthropic", "base_url": "http://b.test", "keys": ["sk-b-000000001"]},
+        },
+        [{"match": "*", "chain": ["a/{model}", "b/{model}"]}],
+    )
+    clock, upstreams = Clock(), Upstreams()
+    app = app_for(config, upstreams, clock, store=MemoryStore(clock=clock))
+    client = client_for(app)
+    try:
+        upstreams.script("a.test", *[500] * 2)  # the call and its retry: two failures open it
+        assert (await ask(client)).headers["x-routatic-target"] == "b/claude-sonnet-4-6"
+        for probe in range(1, 13):  # down for six minutes: the backoff alone would reach 15 min
+            upstreams.script("a.test", 500)
+            clock.now += 30
+            assert (await ask(client)).headers["x-routatic-target"] == "b/claude-sonnet-4-6"
+            assert upstreams.count("a.test") == 2 + probe  # one probe, never retried
+        clock.now += 30  # a has recovered: its queue is empty, it answers 200
+        back = await ask(client)
+        assert back.headers["x-routatic-target"] == "a/claude-sonnet-4-6"
+    finally:
+        await client.aclose()
+        await app.aclose()
