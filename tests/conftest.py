@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ import uvicorn
 from routatic_asgi import build_app, parse_config
 from routatic_asgi.clock import Clock
 from routatic_asgi.config import Config
+from routatic_asgi.state import MemoryStore, RedisStore, StateStore
+from tests.fake_clock import FakeClock
 from tests.fake_upstream import accept_lifespan
 
 HERE = Path(__file__).parent
@@ -291,3 +294,33 @@ def request_lines() -> Iterator[RequestLines]:
     yield handler
     log.removeHandler(handler)
     log.setLevel(level)
+
+
+REDIS_URL = os.environ.get("ROUTATIC_TEST_REDIS_URL")
+
+
+def redis_url(prefix: str | None = None) -> str:
+    """The test Redis with a key prefix of its own (a fresh one unless given); skips the test,
+    saying why, where ROUTATIC_TEST_REDIS_URL is unset."""
+    if not REDIS_URL:
+        pytest.skip("ROUTATIC_TEST_REDIS_URL is not set: no Redis to test the shared store on")
+    separator = "&" if "?" in REDIS_URL else "?"
+    return f"{REDIS_URL}{separator}key_prefix={prefix or f'routatic-test-{uuid.uuid4().hex}:'}"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[StateStore, FakeClock]]:
+    """Each StateStore on a fake clock: memory always, Redis where the suite has one."""
+    clock = FakeClock()
+    made: StateStore
+    if request.param == "memory":
+        made = MemoryStore(clock=clock)
+    else:
+        made = RedisStore(redis_url(), clock=clock)
+    yield made, clock
+    if isinstance(made, RedisStore):
+        client = made._redis()
+        keys = [key async for key in client.scan_iter(match=f"{made.prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    await made.aclose()

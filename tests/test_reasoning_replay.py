@@ -9,9 +9,8 @@ drop reasoning, against a DeepSeek-style fake that refuses a tool-call turn with
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -25,13 +24,12 @@ from routatic_asgi.exchange import Replaying, exchange_for
 from routatic_asgi.replay import ReasoningMemory
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.translate.chat.replay import REASONING_LIMIT, ReasoningLog
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import REDIS_URL, FakeUpstream, gateway, gateway_config, redis_url
 from tests.e2e.test_translation import chunk, openai_text_stream, openai_tool_stream
 from tests.fake_clock import FakeClock
 from tests.fake_upstream import openai_completion
 from tests.test_translate import request, target
 
-REDIS_URL = os.environ.get("ROUTATIC_TEST_REDIS_URL")
 MODEL = "deepseek-v4-flash"
 THOUGHT = "The user wants a.txt; I should read it first."
 TOOLS: list[Any] = [
@@ -47,27 +45,6 @@ TOOLS: list[Any] = [
 
 
 # --- the store: keep and recall ---------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[StateStore, FakeClock]]:
-    clock = FakeClock()
-    made: StateStore
-    if request.param == "memory":
-        made = MemoryStore(clock=clock)
-    else:
-        if not REDIS_URL:
-            pytest.skip("ROUTATIC_TEST_REDIS_URL is not set: no Redis to keep reasoning in")
-        separator = "&" if "?" in REDIS_URL else "?"
-        prefix = f"routatic-test-{uuid.uuid4().hex}:"
-        made = RedisStore(f"{REDIS_URL}{separator}key_prefix={prefix}", clock=clock)
-    yield made, clock
-    if isinstance(made, RedisStore):
-        client = made._redis()
-        keys = [key async for key in client.scan_iter(match=f"{made.prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    await made.aclose()
 
 
 @pytest.mark.anyio
@@ -108,10 +85,7 @@ async def test_memory_keeps_a_bounded_number_of_values_and_bytes() -> None:
 
 @pytest.mark.anyio
 async def test_two_redis_replicas_share_kept_reasoning() -> None:
-    if not REDIS_URL:
-        pytest.skip("ROUTATIC_TEST_REDIS_URL is not set: no Redis to share reasoning through")
-    separator = "&" if "?" in REDIS_URL else "?"
-    url = f"{REDIS_URL}{separator}key_prefix=routatic-test-{uuid.uuid4().hex}:"
+    url = redis_url()
     one, two = RedisStore(url), RedisStore(url)
     try:
         await one.keep("reasoning:x", b"shared", ttl=60)
@@ -327,12 +301,9 @@ def test_a_model_marked_reasoning_replay_gets_its_reasoning_back(upstream: FakeU
 def test_a_second_replica_finds_the_reasoning_the_first_kept(
     upstream: FakeUpstream, deepseek: tuple[Any, str]
 ) -> None:
-    if not REDIS_URL:
-        pytest.skip("ROUTATIC_TEST_REDIS_URL is not set: no Redis for two replicas to share")
-    config, prefix = deepseek
-    separator = "&" if "?" in REDIS_URL else "?"
     key_prefix = f"routatic-test-{uuid.uuid4().hex}:"
-    url = f"{REDIS_URL}{separator}key_prefix={key_prefix}"
+    url = redis_url(key_prefix)
+    config, prefix = deepseek
     upstream.script(
         prefix,
         {"status": 200, "json": completion_with_call("call_00_xyz")},

@@ -5,9 +5,7 @@ Each Redis case uses a key prefix of its own, so cases never see each other's re
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -16,38 +14,12 @@ import pytest
 
 from routatic_asgi import build_app
 from routatic_asgi.state import MemoryStore, Record, RedisStore, StateStore, state_kind, store_for
-from tests.conftest import closed_port_url, gateway_config
+from tests.conftest import closed_port_url, gateway_config, redis_url
 from tests.fake_clock import NOW
 from tests.fake_clock import FakeClock as Clock
 from tests.resilience_kit import Upstreams, ask, client_for
 
 pytestmark = pytest.mark.anyio
-
-REDIS_URL = os.environ.get("ROUTATIC_TEST_REDIS_URL")
-
-
-def redis_url(prefix: str) -> str:
-    if not REDIS_URL:
-        pytest.skip("ROUTATIC_TEST_REDIS_URL is not set: no Redis to test the shared store on")
-    separator = "&" if "?" in REDIS_URL else "?"
-    return f"{REDIS_URL}{separator}key_prefix={prefix}"
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[StateStore, Clock]]:
-    clock = Clock()
-    made: StateStore
-    if request.param == "memory":
-        made = MemoryStore(clock=clock)
-    else:
-        made = RedisStore(redis_url(f"routatic-test-{uuid.uuid4().hex}:"), clock=clock)
-    yield made, clock
-    if isinstance(made, RedisStore):
-        client = made._redis()
-        keys = [key async for key in client.scan_iter(match=f"{made.prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    await made.aclose()
 
 
 async def ttl_of(store: StateStore, key: str, clock: Clock) -> float | None:
@@ -146,7 +118,7 @@ async def test_memory_records_expire_on_the_injected_clock() -> None:
 
 
 async def test_two_redis_stores_share_one_state() -> None:
-    url = redis_url(f"routatic-test-{uuid.uuid4().hex}:")
+    url = redis_url()
     one, two = RedisStore(url), RedisStore(url)
     try:
         record = Record("status_503", NOW, NOW + 30, 1)
@@ -261,7 +233,7 @@ async def test_requests_never_fail_because_redis_is_down() -> None:
 
 
 async def test_an_unreadable_redis_record_counts_as_none() -> None:
-    state = RedisStore(redis_url(f"routatic-test-{uuid.uuid4().hex}:"))
+    state = RedisStore(redis_url())
     try:
         await state._redis().set(state._key("rec", "breaker:a"), b"not json")
         assert await state.get("breaker:a") is None

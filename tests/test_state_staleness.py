@@ -9,7 +9,6 @@ staleness, and one written here at once.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +16,12 @@ import pytest
 
 from routatic_asgi.errors import ConfigError
 from routatic_asgi.state import Record, RedisStore, parse_state_url
-from tests.conftest import gateway_config
-from tests.test_state import NOW, Clock, redis_url
+from tests.conftest import gateway_config, redis_url
+from tests.test_state import NOW, Clock
 
 pytestmark = pytest.mark.anyio
 
 RECORD = Record("status_503", NOW, NOW + 30, 1)
-
 
 
 class Shared:
@@ -122,7 +120,7 @@ async def test_no_staleness_asks_every_time() -> None:
 
 async def test_real_redis_replicas_share_within_the_staleness() -> None:
     clock = Clock()
-    url = redis_url(f"routatic-test-{uuid.uuid4().hex}:") + "&staleness=1"
+    url = redis_url() + "&staleness=1"
     one, two = RedisStore(url, clock=clock), RedisStore(url, clock=clock)
     try:
         assert await one.get("breaker:a") is None

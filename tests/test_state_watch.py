@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,11 +24,10 @@ from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.state_watch import StateWatch
 from routatic_asgi.transitions import Board, CredentialState, Phase, Subject, Transition
-from tests.conftest import gateway_config
+from tests.conftest import gateway_config, redis_url
 from tests.fake_clock import FakeClock as Clock
 from tests.fake_upstream import anthropic_message
 from tests.scripted import TRANSIENT, Scripted, call, target
-from tests.test_state import redis_url
 
 REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -191,7 +189,7 @@ async def two_stores(
         shared = MemoryStore(clock=clock)
         yield shared, shared, clock
         return
-    url = redis_url(f"routatic-test-{uuid.uuid4().hex}:")
+    url = redis_url()
     one, two = RedisStore(url, clock=clock), RedisStore(url, clock=clock)
     yield one, two, clock
     client = one._redis()

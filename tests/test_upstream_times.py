@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,10 +20,9 @@ from routatic_asgi.classify import (
     usage_reset_at,
 )
 from routatic_asgi.cli.status import status_text
-from routatic_asgi.state import MemoryStore, RedisStore, StateStore
+from routatic_asgi.state import StateStore
 from tests.conftest import gateway_config
 from tests.resilience_kit import NOW, Clock, Upstreams, app_for, ask, client_for, respond
-from tests.test_state import redis_url
 
 pytestmark = pytest.mark.anyio
 
@@ -113,23 +110,6 @@ def test_an_unreadable_date_is_no_date() -> None:
         "x-ratelimit-reset-requests": "Sat, 01 Jan 99999",
     }
     assert depleted_until(headers, NOW) is None
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[StateStore, Clock]]:
-    clock = Clock()
-    made: StateStore
-    if request.param == "memory":
-        made = MemoryStore(clock=clock)
-    else:
-        made = RedisStore(redis_url(f"routatic-test-{uuid.uuid4().hex}:"), clock=clock)
-    yield made, clock
-    if isinstance(made, RedisStore):
-        client = made._redis()
-        keys = [key async for key in client.scan_iter(match=f"{made.prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    await made.aclose()
 
 
 ANSWERS: list[tuple[int, dict[str, str], dict[str, Any]]] = [
