@@ -21,7 +21,8 @@ def add_parser(commands: Any) -> None:
     status.add_argument(
         "--reset",
         metavar="NAME",
-        help="clear a breaker (provider/model[#N]) or a credential (provider#N) by hand",
+        help="clear a breaker (provider/model[#N]) or a credential (provider#N; provider: all "
+        "its keys; provider#client: clients' own) by hand",
     )
     status.set_defaults(run=_status)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -86,6 +87,18 @@ def test_serve_runs_the_gateway(tmp_path: Path, upstream: FakeUpstream) -> None:
     assert "no proxy keys, state: memory" in startup
     assert "-> zen/deepseek-v4-flash  (openai, 1 key(s))" in startup
     assert "sk-zen-secret-9876" not in startup
+
+
+def test_serve_that_cannot_listen_exits_3(tmp_path: Path) -> None:
+    path = write(tmp_path, CONFIG % "https://api.anthropic.com")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run("serve", "--config", str(path), "--port", port, "--no-watch",
+                     env={"ZEN_TEST_KEY": "k"})  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "address already in use" in result.stderr.lower()
 
 
 def test_serve_without_a_config_runs_the_embedded_default(upstream: FakeUpstream) -> None:
