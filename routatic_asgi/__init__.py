@@ -13,7 +13,7 @@ from routatic_asgi.attempt import Attempt, Credential, InboundRequest, Target
 from routatic_asgi.breaker import CircuitBreaker
 from routatic_asgi.classify import Kind, Outcome, classify_response
 from routatic_asgi.config import Config, default_config, load_config, parse_config
-from routatic_asgi.errors import ConfigError, RoutaticError
+from routatic_asgi.errors import ConfigError, RoutaticError, UnanswerableEndpoint
 from routatic_asgi.inbound_auth import InboundAuth
 from routatic_asgi.keyring import Keyring
 from routatic_asgi.relay import UpstreamRelay
@@ -53,6 +53,7 @@ __all__ = [
     "Target",
     "Telemetry",
     "Transition",
+    "UnanswerableEndpoint",
     "UpstreamRelay",
     "Upstreams",
     "build_app",

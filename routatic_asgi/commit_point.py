@@ -17,9 +17,10 @@ from contextlib import nullcontext
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, REQUEST, Attempt, InboundRequest
+from routatic_asgi.attempt import ATTEMPT, REQUEST, Attempt, InboundRequest, Target
 from routatic_asgi.classify import Kind, Outcome, Reason
 from routatic_asgi.clock import Deadline
+from routatic_asgi.exchange import answers
 from routatic_asgi.hedge import Hedge
 from routatic_asgi.payload import unfit_reason
 from routatic_asgi.rescue import KEPT_LIMIT, Splicer
@@ -121,9 +122,10 @@ class CommitPoint:
     async def _call(self, attempt: Attempt, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the inner chain for one attempt, settling what it ended by, if it did not.
 
-        A target whose model cannot serve the request (its configured capabilities) is
-        skipped as unfit first: known before any call, no inner layer sees it."""
-        unfit = unfit_reason(scope[REQUEST].payload, attempt.target.caps)
+        A target that cannot serve the request (its model's configured capabilities, or its
+        protocol for the endpoint) is skipped first: known before any call, no inner layer
+        sees it."""
+        unfit = _unfit(scope[REQUEST], attempt.target)
         if unfit is not None:
             attempt.settle(Outcome(Kind.SKIPPED, unfit))
             return
@@ -194,6 +196,14 @@ class CommitPoint:
             fallback = ", ".join(earlier)
             headers.append((b"x-routatic-fallback", header_value(fallback)))
         return headers
+
+
+def _unfit(request: InboundRequest, target: Target) -> Reason | None:
+    """Why the target cannot serve the request whatever its state, or None if it can."""
+    unfit = unfit_reason(request.payload, target.caps)
+    if unfit is None and not answers(request, target):
+        return Reason.NO_TRANSLATION
+    return unfit
 
 
 def attempts_header(attempts: Sequence[Attempt]) -> tuple[bytes, bytes]:

@@ -14,6 +14,7 @@ import orjson
 __all__ = [
     "ConfigError",
     "RoutaticError",
+    "UnanswerableEndpoint",
     "anthropic_error_body",
     "error_body",
     "openai_error_body",
@@ -41,6 +42,13 @@ class ConfigError(RoutaticError):
         self.line = f"{where}: {problem} (fix: {fix})"
         self.problems: list[ConfigError] = [self, *more]
         super().__init__("\n".join(error.line for error in self.problems))
+
+
+class UnanswerableEndpoint(RoutaticError, ValueError):
+    """A target was asked to answer an endpoint its protocol cannot speak (Anthropic's
+    count_tokens on a target of another protocol). The router never asks: it skips such a
+    target before the attempt (`no_translation`); a relay mounted alone raises this, before
+    any call."""
 
 
 # Anthropic's error types by status; anything else in 4xx is invalid_request_error.

@@ -19,6 +19,7 @@ import orjson
 
 from routatic_asgi.attempt import InboundRequest, Target
 from routatic_asgi.config import ModelCaps
+from routatic_asgi.errors import UnanswerableEndpoint
 from routatic_asgi.sse import Event
 from routatic_asgi.translate import (
     CODECS,
@@ -45,6 +46,7 @@ __all__ = [
     "Repaired",
     "Replaying",
     "StreamCodec",
+    "answers",
     "exchange_for",
     "replays_reasoning",
     "stream_error_event",
@@ -229,23 +231,35 @@ def replays_reasoning(target: Target, caps: ModelCaps | None) -> bool:
     return dialect_of(target.model, target.base_url) == "deepseek"
 
 
+def answers(request: InboundRequest, target: Target) -> bool:
+    """Whether the target's protocol can answer the request's endpoint: every endpoint of its
+    own protocol, and any but count_tokens (Anthropic's alone) through a translation."""
+    if target.protocol == request.protocol:
+        return (target.protocol, request.endpoint) in _PATHS
+    return request.endpoint != "count_tokens"
+
+
 def exchange_for(
     request: InboundRequest,
     target: Target,
     *,
     now: float = 0.0,
-) -> Exchange | None:
-    """The exchange for this request on this target, or None when it cannot be spoken.
+) -> Exchange:
+    """The exchange for this request on this target, which must answer it (`answers`; else
+    `UnanswerableEndpoint`).
 
     `now` stamps translated OpenAI answers. The target's model capabilities (`target.caps`)
     may turn a translated request's reasoning off, and cap the output limit of any request,
     passthrough included, to the model's `max_output`; its cache settings say how a
     translation keeps its prompt cache warm.
     """
+    if not answers(request, target):
+        raise UnanswerableEndpoint(
+            f"{target.name} speaks {target.protocol}: it cannot answer "
+            f"{request.protocol} {request.endpoint}"
+        )
     exchange: Exchange
     if target.protocol == request.protocol:
-        if (target.protocol, request.endpoint) not in _PATHS:
-            return None
         caps = target.caps
         limit = caps.max_output if caps is not None else None
         repair = _REPAIRS_NEEDED.get(target.protocol)
@@ -253,8 +267,6 @@ def exchange_for(
             exchange = Repaired(request, target, limit)
         else:
             exchange = Passthrough(request, target, limit)
-    elif request.endpoint == "count_tokens":
-        return None
     else:
         exchange = Translation(request, target, now=now)
     return Replaying(exchange) if replays_reasoning(target, target.caps) else exchange

@@ -25,6 +25,7 @@ from routatic_asgi.attempt import (
 from routatic_asgi.clock import SYSTEM_CLOCK, Clock
 from routatic_asgi.commit_point import header_value
 from routatic_asgi.config import ResilienceConfig
+from routatic_asgi.exchange import answers
 from routatic_asgi.flight import Flight
 from routatic_asgi.intake import ClientGone, Rejected, read_request, token_estimate
 from routatic_asgi.memory_budget import BODY_MEMORY, MemoryBudget
@@ -107,7 +108,7 @@ class FallbackRouter:
         request.route = route_label(route)
         targets = self.routing.targets(route, request.model, request.session)
         if request.endpoint == "count_tokens":
-            targets = [target for target in targets if target.protocol == "anthropic"]
+            targets = [target for target in targets if answers(request, target)]
             if not targets:  # no Anthropic target to count: answered here, by a local estimate
                 raise Rejected(token_estimate(request))
         header = scope.get(PROXY_KEY_HEADER)

@@ -1,6 +1,7 @@
 """Fitness is decided before the attempt: a target whose configured capabilities cannot serve
-the request is skipped as unfit by the router, and no inner layer (credential, breaker,
-relay) ever sees it. Raw ASGI, with a scripted inner app in place of those layers.
+the request, or whose protocol cannot answer its endpoint, is skipped by the router, and no
+inner layer (credential, breaker, relay) ever sees it. Raw ASGI, with a scripted inner app in
+place of those layers.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from routatic_asgi.attempt import ATTEMPT, Attempt
-from routatic_asgi.classify import SUCCESS
+from routatic_asgi.answer import final_answer
+from routatic_asgi.attempt import ATTEMPT, REQUEST, Attempt, InboundRequest, Target
+from routatic_asgi.classify import SUCCESS, Kind, Outcome, Reason
+from routatic_asgi.commit_point import CommitPoint
 from routatic_asgi.router import FallbackRouter
 from routatic_asgi.routing import Routing
 from routatic_asgi.telemetry import RequestRecording, Telemetry
@@ -69,3 +72,28 @@ async def test_an_unfit_target_is_skipped_before_any_inner_layer_sees_it() -> No
     assert inner.called == ["big/seeing"]
     headers = dict(sent[0]["headers"])
     assert headers[b"x-routatic-fallback"] == b"small/text-only=unfit_vision"
+
+
+async def test_a_target_that_cannot_answer_the_endpoint_is_skipped_before_the_attempt() -> None:
+    """Only Anthropic answers count_tokens (the router keeps only such targets for it, and
+    counts locally when none is left): a target of another protocol handed to an attempt is
+    skipped as `no_translation`, unseen by the inner layers, and the client is told why."""
+    payload = {"model": "m", "messages": []}
+    body = json.dumps(payload).encode()
+    request = InboundRequest("anthropic", "count_tokens", body, payload, "m", False)
+    attempt = Attempt(Target("chat", "openai", "m", "http://chat.test/v1"), 1, True)
+    request.attempts.append(attempt)
+    inner = Inner()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    point = CommitPoint(inner, send, request, FakeClock().deadline(60), rescue=False)
+    scope = http_scope([], "/v1/messages/count_tokens")
+    scope[REQUEST] = request
+    await point.run(attempt, scope)
+    assert inner.called == [] and sent == []
+    assert attempt.outcome == Outcome(Kind.SKIPPED, Reason.NO_TRANSLATION)
+    answer = final_answer("anthropic", request.attempts, 0.0, deadline_passed=False)
+    assert b"chat/m cannot answer this endpoint" in answer.body

@@ -14,8 +14,16 @@ import anyio
 import httpx
 import pytest
 
-from routatic_asgi import UpstreamRelay, Upstreams
-from routatic_asgi.attempt import ATTEMPT, REQUEST, Attempt, Credential, InboundRequest, Target
+from routatic_asgi import UnanswerableEndpoint, UpstreamRelay, Upstreams
+from routatic_asgi.attempt import (
+    ATTEMPT,
+    REQUEST,
+    Attempt,
+    Credential,
+    Endpoint,
+    InboundRequest,
+    Target,
+)
 from routatic_asgi.classify import Kind, Reason
 from routatic_asgi.config import ModelCaps
 from tests.conftest import gateway_config, http_scope
@@ -57,6 +65,7 @@ class Relayed:
         *,
         clock: FakeClock | None = None,
         stream: bool = True,
+        endpoint: Endpoint = "messages",
         target: Target = TARGET,
         headers: list[tuple[bytes, bytes]] | None = None,
         **resilience: str,
@@ -78,7 +87,7 @@ class Relayed:
         )
         payload = {"model": MODEL, "max_tokens": 8, "stream": stream, "messages": []}
         body = json.dumps(payload).encode()
-        self.request = InboundRequest("anthropic", "messages", body, payload, MODEL, stream)
+        self.request = InboundRequest("anthropic", endpoint, body, payload, MODEL, stream)
         self.attempt = Attempt(target, 1, True)
         self.scope = http_scope([(b"content-type", b"application/json"), *(headers or [])])
         self.scope.update({REQUEST: self.request, ATTEMPT: self.attempt})
@@ -200,3 +209,15 @@ async def test_fitness_is_not_the_relays_to_decide() -> None:
     relayed = Relayed(lambda request: sse(Body([])), target=target)
     await relayed()
     assert len(relayed.requests) == 1
+
+
+async def test_a_target_that_cannot_answer_the_endpoint_fails_clearly_before_any_call() -> None:
+    """Whether a target can answer the endpoint is the router's to decide too (it skips one
+    that cannot, as `no_translation`): asked anyway, the relay names the problem and calls
+    nothing."""
+    target = replace(TARGET, protocol="openai", base_url="http://up.test/v1")
+    relayed = Relayed(lambda request: sse(Body([])), target=target, endpoint="count_tokens")
+    with pytest.raises(UnanswerableEndpoint, match="up/claude-sonnet-4-6 speaks openai"):
+        await relayed()
+    assert not relayed.requests
+    assert not relayed.messages

@@ -16,7 +16,8 @@ import pytest
 
 from routatic_asgi.attempt import InboundRequest, Target
 from routatic_asgi.config import ModelCaps
-from routatic_asgi.exchange import EventKind, Passthrough, Repaired, exchange_for
+from routatic_asgi.errors import UnanswerableEndpoint
+from routatic_asgi.exchange import EventKind, Passthrough, Repaired, answers, exchange_for
 from routatic_asgi.sse import Event, SSEFramer, parse_event
 from routatic_asgi.translate import (
     OpenAIToAnthropic,
@@ -249,7 +250,10 @@ def test_translation_headers() -> None:
 
 def test_count_tokens_is_never_translated() -> None:
     count = request("anthropic", {"model": "m", "messages": []}, "count_tokens")
-    assert exchange_for(count, target("openai")) is None
+    assert answers(count, target("anthropic"))
+    assert not answers(count, target("openai"))
+    with pytest.raises(UnanswerableEndpoint, match="cannot answer anthropic count_tokens"):
+        exchange_for(count, target("openai"))
 
 
 # --- the official SDKs read every translated stream -------------------------------------

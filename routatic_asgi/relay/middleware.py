@@ -6,7 +6,8 @@ call, and hands the answer to the part that relays it (answer.py, stream.py), wh
 classifies it and settles the attempt; a stream settles success at its first content event,
 the commit point the router waits for. I/O only: it never retries, never picks a target,
 never decides whether a target fits (the router does, before the attempt), and never reads
-the configuration (the target carries what its provider adds).
+the configuration (the target carries what its provider adds). Mounted alone with a target
+that cannot answer the request's endpoint, it raises `UnanswerableEndpoint` before any call.
 """
 
 from __future__ import annotations
@@ -72,9 +73,6 @@ class UpstreamRelay:
         attempt: Attempt = scope[ATTEMPT]
         target = attempt.target
         exchange = exchange_for(request, target, now=self.clock())
-        if exchange is None:
-            attempt.settle(Outcome(Kind.SKIPPED, Reason.NO_TRANSLATION))
-            return
         url = target.base_url + exchange.path + _query(request, target)
         headers = request_headers(
             scope["headers"],
