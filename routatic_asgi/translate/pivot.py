@@ -7,7 +7,8 @@ blocks, `stop_reason` and `usage`) and a stream of events (`message_start`,
 Anthropic shape is the richest of the three (typed blocks, signed thinking, cache usage) and
 an Anthropic target then needs no translation at all. Each protocol package holds codecs to
 and from it; this module holds what they share: reading bodies and events, tool ids and
-arguments, texts of blocks. Pure: nothing here performs I/O or keeps state.
+arguments, texts of blocks, and `Blocks`, which numbers a translated stream's content blocks.
+Pure: nothing here performs I/O, and only a `Blocks` keeps state (one stream's).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from routatic_asgi.errors import RoutaticError
 from routatic_asgi.sse import Event, encode_event
 
 __all__ = [
+    "Blocks",
     "TranslationError",
     "as_dict",
     "keepalive",
@@ -97,6 +99,48 @@ def message_start(message_id: str, model: str) -> bytes:
     return sse(
         "message_start", {"type": "message_start", "message": message(message_id, model, [])}
     )
+
+
+class Blocks:
+    """The content blocks of one translated stream, as pivot events: dense indices in order,
+    one block open at a time, each opened block stopped before the next and at the end."""
+
+    __slots__ = ("index", "open")
+
+    def __init__(self) -> None:
+        self.index = -1
+        self.open: str | None = None  # the open block's key, as its stream names it
+
+    def start(self, key: str, block: dict[str, Any]) -> bytes:
+        """Open `block` under `key`, stopping the one open."""
+        stop = self.stop()
+        self.index += 1
+        self.open = key
+        start = {"type": "content_block_start", "index": self.index, "content_block": block}
+        return stop + sse("content_block_start", start)
+
+    def delta(self, delta: dict[str, Any]) -> bytes:
+        body = {"type": "content_block_delta", "index": self.index, "delta": delta}
+        return sse("content_block_delta", body)
+
+    def stop(self) -> bytes:
+        if self.open is None:
+            return b""
+        self.open = None
+        return sse("content_block_stop", {"type": "content_block_stop", "index": self.index})
+
+    def end(self, stop_reason: str, usage: dict[str, int]) -> bytes:
+        """The stream's last events: the open block's stop, `message_delta`, `message_stop`."""
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": usage,
+        }
+        return (
+            self.stop()
+            + sse("message_delta", delta)
+            + sse("message_stop", {"type": "message_stop"})
+        )
 
 
 def keepalive(event: Event) -> bytes:

@@ -16,7 +16,7 @@ from routatic_asgi.translate.chat.answers import anthropic_usage, reasoning_of, 
 from routatic_asgi.translate.chat.errors import openai_error_chunk_as_anthropic
 from routatic_asgi.translate.chat.stream import has_content
 from routatic_asgi.translate.codec import EventKind, stream_error_event
-from routatic_asgi.translate.pivot import as_dict, keepalive, load, message_start, sse, tool_id
+from routatic_asgi.translate.pivot import Blocks, as_dict, keepalive, load, message_start, tool_id
 
 __all__ = ["OpenAIToAnthropic"]
 
@@ -49,8 +49,7 @@ class OpenAIToAnthropic:
         self._parsed: tuple[Event, dict[str, Any] | None] | None = None
         self._started = self._closed = self._failed = False
         self._id = ""
-        self._index = -1
-        self._open: str | None = None  # "text", "thinking" or "tool:<openai index>"
+        self._blocks = Blocks()  # keyed "text", "thinking" or "tool:<openai index>"
         self._calls: dict[int, str] = {}  # OpenAI tool index → the id of its current call
         self._tools = 0
         self._finish: Any = None
@@ -99,7 +98,7 @@ class OpenAIToAnthropic:
                 out.append(self._tool_fragment(call))
         if choice.get("finish_reason"):
             self._finish = choice["finish_reason"]
-            out.append(self._stop_block())
+            out.append(self._blocks.stop())
         return b"".join(out)
 
     def finish(self) -> bytes:
@@ -124,36 +123,19 @@ class OpenAIToAnthropic:
         self._id = str(chunk.get("id") or "msg_translated")
         return message_start(self._id, str(chunk.get("model", "")))
 
-    def _open_block(self, key: str, block: dict[str, Any]) -> bytes:
-        stop = self._stop_block()
-        self._index += 1
-        self._open = key
-        start = {"type": "content_block_start", "index": self._index, "content_block": block}
-        return stop + sse("content_block_start", start)
-
-    def _stop_block(self) -> bytes:
-        if self._open is None:
-            return b""
-        self._open = None
-        return sse("content_block_stop", {"type": "content_block_stop", "index": self._index})
-
-    def _delta_event(self, delta: dict[str, Any]) -> bytes:
-        body = {"type": "content_block_delta", "index": self._index, "delta": delta}
-        return sse("content_block_delta", body)
-
     def _text_delta(self, kind: str, text: str) -> bytes:
         opened = b""
-        if self._open != kind:
+        if self._blocks.open != kind:
             block = (
                 {"type": "text", "text": ""}
                 if kind == "text"
                 else {"type": "thinking", "thinking": "", "signature": ""}
             )
-            opened = self._open_block(kind, block)
+            opened = self._blocks.start(kind, block)
         delta = {"type": "text_delta", "text": text}
         if kind == "thinking":
             delta = {"type": "thinking_delta", "thinking": text}
-        return opened + self._delta_event(delta)
+        return opened + self._blocks.delta(delta)
 
     def _tool_fragment(self, call: dict[str, Any]) -> bytes:
         index = call["index"] if isinstance(call.get("index"), int) else 0
@@ -171,12 +153,12 @@ class OpenAIToAnthropic:
                 "input": {},
             }
             self._tools += 1
-            out = self._open_block(key, block)
-        elif self._open != key:
+            out = self._blocks.start(key, block)
+        elif self._blocks.open != key:
             return b""  # a fragment of a call already closed: servers send calls in order
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
-            out += self._delta_event({"type": "input_json_delta", "partial_json": arguments})
+            out += self._blocks.delta({"type": "input_json_delta", "partial_json": arguments})
         return out
 
     def _close(self) -> bytes:
@@ -184,16 +166,4 @@ class OpenAIToAnthropic:
             return b""
         self._closed = True
         usage = self._usage or {"output_tokens": 0}
-        delta = {
-            "type": "message_delta",
-            "delta": {
-                "stop_reason": stop_reason(self._finish, self._tools > 0),
-                "stop_sequence": None,
-            },
-            "usage": usage,
-        }
-        return (
-            self._stop_block()
-            + sse("message_delta", delta)
-            + sse("message_stop", {"type": "message_stop"})
-        )
+        return self._blocks.end(stop_reason(self._finish, self._tools > 0), usage)

@@ -16,7 +16,7 @@ from typing import Any
 from routatic_asgi.errors import anthropic_error_body
 from routatic_asgi.sse import Event, encode_event
 from routatic_asgi.translate.codec import EventKind, stream_error_event
-from routatic_asgi.translate.pivot import as_dict, keepalive, load, message_start, sse, tool_id
+from routatic_asgi.translate.pivot import Blocks, as_dict, keepalive, load, message_start, tool_id
 from routatic_asgi.translate.responses.answers import pivot_usage, stop_reason_of
 from routatic_asgi.translate.responses.reasoning import responses_signature
 from routatic_asgi.translate.responses.stream import END, FAILED, HOLD
@@ -30,8 +30,7 @@ class ResponsesToAnthropic:
         self.committed = False
         self._started = self._closed = False
         self._id = ""
-        self._index = -1
-        self._open: str | None = None  # the item id whose block is open
+        self._blocks = Blocks()  # keyed by the item id whose block is open
         self._kind = ""
         self._tools = 0
         self._arguments = False  # the open tool block got argument deltas
@@ -83,20 +82,22 @@ class ResponsesToAnthropic:
         key = str(payload.get("item_id", ""))
         if name == "response.output_text.delta" and payload.get("delta"):
             opened = self._block(key, "text", {"type": "text", "text": ""})
-            return opened + self._delta({"type": "text_delta", "text": str(payload["delta"])})
+            return opened + self._blocks.delta(
+                {"type": "text_delta", "text": str(payload["delta"])}
+            )
         if name == "response.reasoning_summary_text.delta" and payload.get("delta"):
             block = {"type": "thinking", "thinking": "", "signature": ""}
             opened = self._block(key, "thinking", block)
-            return opened + self._delta(
+            return opened + self._blocks.delta(
                 {"type": "thinking_delta", "thinking": str(payload["delta"])}
             )
-        if name == "response.reasoning_summary_part.added" and self._open == key:
-            return self._delta({"type": "thinking_delta", "thinking": "\n\n"})
+        if name == "response.reasoning_summary_part.added" and self._blocks.open == key:
+            return self._blocks.delta({"type": "thinking_delta", "thinking": "\n\n"})
         if name == "response.output_item.added":
             return self._item_added(as_dict(payload.get("item")))
-        if name == "response.function_call_arguments.delta" and self._open == key:
+        if name == "response.function_call_arguments.delta" and self._blocks.open == key:
             self._arguments = True
-            return self._delta(
+            return self._blocks.delta(
                 {"type": "input_json_delta", "partial_json": str(payload.get("delta", ""))}
             )
         if name == "response.output_item.done":
@@ -118,59 +119,33 @@ class ResponsesToAnthropic:
 
     def _item_done(self, item: dict[str, Any]) -> bytes:
         kind, key, out = item.get("type"), str(item.get("id", "")), b""
-        if kind == "function_call" and self._open == key and not self._arguments:
+        if kind == "function_call" and self._blocks.open == key and not self._arguments:
             arguments = str(item.get("arguments") or "")
             if arguments:
-                out = self._delta({"type": "input_json_delta", "partial_json": arguments})
+                out = self._blocks.delta({"type": "input_json_delta", "partial_json": arguments})
         if kind == "reasoning":
             encrypted = item.get("encrypted_content")
             if isinstance(encrypted, str) and encrypted:
                 block = {"type": "thinking", "thinking": "", "signature": ""}
                 out = self._block(key, "thinking", block)
                 signature = responses_signature(key or "rs_unknown", encrypted)
-                out += self._delta({"type": "signature_delta", "signature": signature})
-        if self._open == key:
-            out += self._stop()
+                out += self._blocks.delta({"type": "signature_delta", "signature": signature})
+        if self._blocks.open == key:
+            out += self._blocks.stop()
         return out
 
     def _block(self, key: str, kind: str, block: dict[str, Any], *, force: bool = False) -> bytes:
-        if self._open == key and self._kind == kind and not force:
+        if self._blocks.open == key and self._kind == kind and not force:
             return b""
-        out = self._stop()
-        self._index += 1
-        self._open, self._kind = key, kind
-        start = {"type": "content_block_start", "index": self._index, "content_block": block}
-        return out + sse("content_block_start", start)
-
-    def _delta(self, delta: dict[str, Any]) -> bytes:
-        return sse(
-            "content_block_delta",
-            {"type": "content_block_delta", "index": self._index, "delta": delta},
-        )
-
-    def _stop(self) -> bytes:
-        if self._open is None:
-            return b""
-        self._open = None
-        return sse("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        self._kind = kind
+        return self._blocks.start(key, block)
 
     def _close(self, response: dict[str, Any]) -> bytes:
         if self._closed:
             return b""
         self._closed = True
-        delta = {
-            "type": "message_delta",
-            "delta": {
-                "stop_reason": stop_reason_of(response, self._tools > 0),
-                "stop_sequence": None,
-            },
-            "usage": pivot_usage(response.get("usage")),
-        }
-        return (
-            self._stop()
-            + sse("message_delta", delta)
-            + sse("message_stop", {"type": "message_stop"})
-        )
+        stop = stop_reason_of(response, self._tools > 0)
+        return self._blocks.end(stop, pivot_usage(response.get("usage")))
 
     def _failed(self, payload: dict[str, Any]) -> bytes:
         self._closed = True
