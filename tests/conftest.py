@@ -318,9 +318,15 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[StateStor
     else:
         made = RedisStore(redis_url(), clock=clock)
     yield made, clock
-    if isinstance(made, RedisStore):
-        client = made._redis()
-        keys = [key async for key in client.scan_iter(match=f"{made.prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    await made.aclose()
+    await cleared(made)
+
+
+async def cleared(*stores: StateStore) -> None:
+    """Closes `stores` after a test, first deleting what a Redis one wrote under its prefix."""
+    for made in stores:
+        if isinstance(made, RedisStore):
+            client = made._redis()
+            keys = [key async for key in client.scan_iter(match=f"{made.prefix}*")]
+            if keys:
+                await client.delete(*keys)
+        await made.aclose()

@@ -92,12 +92,15 @@ def app_for(
     clock: Clock,
     *,
     store: StateStore | None = None,
+    **options: Any,
 ) -> Any:
+    """The app for `config` on `clock`, its upstreams in-process; `options` go to build_app."""
     return build_app(
         config,
         transport=httpx.MockTransport(upstreams),
         clock=clock,
         state=store if store is not None else MemoryStore(clock=clock),
+        **options,
     )
 
 

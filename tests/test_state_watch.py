@@ -1,50 +1,23 @@
-"""Breaker, short-circuit, credential and state-store metrics, heard from the layers'
-announcements on a fake clock: the boards and their watch, the breaker on a store two
-replicas share, then through the assembled app."""
+"""Breaker and credential state metrics, heard from the layers' announcements on a fake
+clock: the boards and their watch, then the breaker on a store two replicas share (what the
+assembled app records is tests/test_state_metrics.py's)."""
 
 from __future__ import annotations
 
-import json
-import socket
 from collections.abc import AsyncIterator
-from typing import Any
 
-import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
-from routatic_asgi import build_app
 from routatic_asgi.breaker import BreakerPolicy, CircuitBreaker
 from routatic_asgi.classify import Kind, Reason
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.state_watch import StateWatch
 from routatic_asgi.transitions import Board, CredentialState, Phase, Subject, Transition
-from tests.conftest import gateway_config, redis_url
-from tests.fake_clock import FakeClock as Clock
-from tests.fake_upstream import anthropic_message
+from tests.conftest import cleared, redis_url
+from tests.fake_clock import FakeClock
 from tests.scripted import TRANSIENT, Scripted, call, target
-
-REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
-
-
-class _Body(httpx.AsyncByteStream):
-    """A body the relay streams as from the network (a `content=` body counts as read)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self.data
-
-
-def _answer(status: int, payload: Any) -> httpx.Response:
-    headers = {"content-type": "application/json"}
-    return httpx.Response(status, headers=headers, stream=_Body(json.dumps(payload).encode()))
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -54,8 +27,8 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 class Watched:
     """The two boards and their watch, as build_app wires them, on a fake clock."""
 
-    def __init__(self, degraded: bool = False, clock: Clock | None = None) -> None:
-        self.clock, self.registry = clock or Clock(), CollectorRegistry()
+    def __init__(self, degraded: bool = False, clock: FakeClock | None = None) -> None:
+        self.clock, self.registry = clock or FakeClock(), CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.breakers, self.credentials = Board.for_breakers(), Board.for_credentials()
         boards = (self.breakers, self.credentials)
@@ -163,7 +136,7 @@ def test_a_degraded_store_sets_the_gauge() -> None:
 class Replica:
     """A breaker and its watch, as one replica of a deployment runs them."""
 
-    def __init__(self, store: StateStore, clock: Clock, inner: Scripted) -> None:
+    def __init__(self, store: StateStore, clock: FakeClock, inner: Scripted) -> None:
         self.watched = Watched(clock=clock)
         self.breaker = CircuitBreaker(
             inner, store=store, policy=BreakerPolicy(failures=1), clock=clock,
@@ -182,27 +155,23 @@ class Replica:
 @pytest.fixture(params=["memory", "redis"])
 async def two_stores(
     request: pytest.FixtureRequest,
-) -> AsyncIterator[tuple[StateStore, StateStore, Clock]]:
+) -> AsyncIterator[tuple[StateStore, StateStore, FakeClock]]:
     """What two replicas share: one MemoryStore, or a Redis store each on one Redis."""
-    clock = Clock()
+    clock = FakeClock()
     if request.param == "memory":
         shared = MemoryStore(clock=clock)
         yield shared, shared, clock
+        await cleared(shared)
         return
     url = redis_url()
     one, two = RedisStore(url, clock=clock), RedisStore(url, clock=clock)
     yield one, two, clock
-    client = one._redis()
-    keys = [key async for key in client.scan_iter(match=f"{one.prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    for store in (one, two):
-        await store.aclose()
+    await cleared(one, two)
 
 
 @pytest.mark.anyio
 async def test_a_replica_learns_what_another_did_and_counts_only_its_own(
-    two_stores: tuple[StateStore, StateStore, Clock],
+    two_stores: tuple[StateStore, StateStore, FakeClock],
 ) -> None:
     store_one, store_two, clock = two_stores
     inner = Scripted().play(TRANSIENT)
@@ -225,126 +194,8 @@ async def test_a_replica_learns_what_another_did_and_counts_only_its_own(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("traced", [True, False])
-async def test_through_the_app_a_failing_target_is_short_circuited_then_probed(
-    traced: bool,
-) -> None:
-    clock, registry = Clock(), CollectorRegistry()
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    failing = {"left": 2}  # the call and its retry
-
-    async def upstreams(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "down" and failing["left"]:
-            failing["left"] -= 1
-            return _answer(529, {"type": "error", "error": {}})
-        return _answer(200, anthropic_message("claude-x"))
-
-    config = gateway_config(
-        {
-            "down": {"protocol": "anthropic", "base_url": "http://down", "keys": ["sk-down-0001"]},
-            "up": {"protocol": "anthropic", "base_url": "http://up", "auth": "none"},
-        },
-        [{"match": "claude-x", "chain": ["down/{model}", "up/{model}"]}],
-    )
-    app = build_app(
-        config,
-        registry=registry,
-        tracer_provider=provider if traced else None,
-        clock=clock,
-        transport=httpx.MockTransport(upstreams),
-    )
-    down = {"provider": "down", "model": "claude-x"}
-
-    async def post() -> Any:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://gateway"
-        ) as client:
-            response = await client.post("/v1/messages", json=REQUEST)
-            scrape = await client.get("/metrics")
-        assert response.status_code == 200 and scrape.status_code == 200
-        return response
-
-    await post()  # down answers 529 twice in a row (its retry too): its breaker opens, up serves
-    assert _value(registry, "routatic_breaker_state", **down) == 1
-    await post()  # down is skipped without a call
-    short = {"provider": "down", "reason": "breaker_open"}
-    assert _value(registry, "routatic_short_circuits_total", **short) == 1
-    clock.now += 3600
-    probed = await post()  # the cooldown is over: this request probes down, which recovered
-    assert probed.headers["x-routatic-target"] == "down/claude-x"
-    assert _value(registry, "routatic_breaker_state", **down) == 0
-    for to_state in ("open", "half_open", "closed"):
-        labels = {**down, "to_state": to_state}
-        assert _value(registry, "routatic_breaker_transitions_total", **labels) == 1
-    await app.aclose()
-    if not traced:
-        return
-    requests = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
-    events = [[(e.name, dict(e.attributes or {})) for e in s.events] for s in requests]
-    assert ("routatic.breaker", {"target": "down/claude-x#0", "to_state": "open",
-            "reason": "overloaded"}) in events[0]  # fmt: skip
-    assert [name for name, _ in events[2]] == ["routatic.breaker", "routatic.breaker"]
-
-
-@pytest.mark.anyio
-async def test_a_refreshed_key_counts_two_upstream_calls_once_each() -> None:
-    registry = CollectorRegistry()
-
-    async def upstreams(request: httpx.Request) -> httpx.Response:
-        if request.headers["x-api-key"] == "sk-stale-000001":
-            return _answer(401, {"type": "error", "error": {"type": "authentication_error"}})
-        return _answer(200, anthropic_message("claude-x"))
-
-    config = gateway_config(
-        {"p": {"protocol": "anthropic", "base_url": "http://p", "keys": ["sk-stale-000001"],
-               "key_command": "echo sk-fresh-000002"}},
-        [{"match": "claude-x", "chain": ["p/{model}"]}],
-    )  # fmt: skip
-    app = build_app(config, registry=registry, transport=httpx.MockTransport(upstreams))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app), base_url="http://gateway"
-    ) as client:
-        assert (await client.post("/v1/messages", json=REQUEST)).status_code == 200
-    await app.aclose()
-    target = {"provider": "p", "model": "claude-x"}
-    for outcome in ("auth", "success"):
-        labels = {**target, "outcome": outcome}
-        assert _value(registry, "routatic_upstream_attempts_total", **labels) == 1
-    assert _value(registry, "routatic_upstream_ttfb_seconds_count", **target) == 1
-
-
-@pytest.mark.anyio
-async def test_an_unreachable_redis_shows_as_degraded_on_metrics_and_readyz() -> None:
-    with socket.socket() as sock:  # a loopback port where nothing listens
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
-    config = gateway_config(
-        {"up": {"protocol": "anthropic", "base_url": "http://up", "auth": "none"}},
-        [{"match": "*", "chain": ["up/{model}"]}],
-        state=f"redis://127.0.0.1:{closed}/0",
-    )
-    registry = CollectorRegistry()
-
-    async def upstreams(request: httpx.Request) -> httpx.Response:
-        return _answer(200, anthropic_message("claude-x"))
-
-    app = build_app(config, registry=registry, transport=httpx.MockTransport(upstreams))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app), base_url="http://gateway"
-    ) as client:
-        assert (await client.post("/v1/messages", json=REQUEST)).status_code == 200
-        ready = (await client.get("/readyz")).json()
-        scraped = (await client.get("/metrics")).text
-    await app.aclose()
-    assert ready["state_degraded"] is True
-    assert "\nroutatic_state_store_degraded 1.0\n" in scraped
-
-
-@pytest.mark.anyio
 async def test_a_reset_by_hand_is_announced_and_clears_only_what_it_names() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = MemoryStore(clock=clock)
     replica = Replica(store, clock, Scripted().play(TRANSIENT, TRANSIENT))
     await call(replica.breaker, target("openrouter", "deepseek/deepseek-chat", index=1))
