@@ -1,34 +1,29 @@
-"""Shared fixtures: the fake provider process, and real gateway servers on loopback ports."""
+"""Shared fixtures: the fake provider process, configurations, the command line run as a
+process, request log lines and state stores (served gateways: tests/e2e/serving.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from routatic_asgi import build_app, parse_config
-from routatic_asgi.clock import Clock
+from routatic_asgi import parse_config
 from routatic_asgi.config import Config
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
+from tests.e2e.serving import CLI, free_port, stop_shared
 from tests.fake_clock import FakeClock
-from tests.fake_upstream import accept_lifespan
 
 HERE = Path(__file__).parent
 _prefixes = itertools.count()
@@ -111,10 +106,7 @@ def http_scope(headers: list[tuple[bytes, bytes]], path: str = "/v1/messages") -
 
 def closed_port_url() -> str:
     """A loopback URL where nothing listens: connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def gateway_config(
@@ -125,95 +117,13 @@ def gateway_config(
     return parse_config({"providers": providers, "routes": routes, **sections}, env={})
 
 
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Run an ASGI app under a real uvicorn server in a thread; yield its base URL."""
-    server = _Server(app)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-class _Server:
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", http="httptools")
-        self.server = uvicorn.Server(config)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
-        self.loop.close()
-
-    def call(self, coroutine: Any) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
-class _Switch:
-    """One long-lived server whose app each test swaps in: no server start per test."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await accept_lifespan(receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-_shared: tuple[_Switch, _Server] | None = None
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _stop_shared_server() -> Iterator[None]:
     yield
-    if _shared is not None:
-        _shared[1].stop()
-
-
-class _Unpaused(Clock):
-    """The system clock, less the pause before a retry: a served test never waits one out."""
-
-    async def sleep(self, seconds: float) -> None:
-        return None
-
-
-@contextmanager
-def gateway(config: Config, **options: Any) -> Iterator[str]:
-    """The gateway for `config`, served by a real uvicorn server on a loopback port."""
-    global _shared
-    if _shared is None:
-        switch = _Switch()
-        _shared = (switch, _Server(switch))
-    switch, server = _shared
-    # A retry's pause moves the test's fake clock on (or passes at once): tests never wait.
-    options.setdefault("clock", _Unpaused())
-    app = build_app(config, **options)
-    switch.app = app
-    try:
-        yield server.url
-    finally:
-        switch.app = None
-        server.call(app.aclose())
+    stop_shared()
 
 
 # --- the command line, run as a process of its own ---------------------------------------
-
-CLI = [sys.executable, "-m", "routatic_asgi.cli"]
-
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, **(env or {})}
@@ -228,39 +138,15 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@contextmanager
-def serve(
-    *args: str, env: dict[str, str] | None = None, said: list[str] | None = None
-) -> Iterator[str]:
-    """`routatic-asgi serve ARGS` in a process of its own, on a free loopback port: yields its
-    URL and stops it by process id. `said` collects what it prints on stderr, which is read
-    to the end so a chatty server never blocks on a full pipe."""
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
+def one_provider(tmp_path: Path, base_url: str, chain: str = "up/{model}") -> Path:
+    """A configuration file: one Anthropic provider at `base_url`, no credential, that every
+    model goes to (`chain`: the provider's name and the model)."""
+    name = chain.split("/", 1)[0]
+    return write(
+        tmp_path,
+        f'providers:\n  {name}: {{protocol: anthropic, base_url: "{base_url}", auth: none}}\n'
+        f'routes:\n  - {{match: "*", chain: ["{chain}"]}}\n',
     )
-    assert process.stderr is not None
-    stderr, lines = process.stderr, said if said is not None else []
-    drain = threading.Thread(target=lines.extend, args=(stderr,), daemon=True)
-    try:
-        for line in stderr:  # uvicorn announces the port it bound
-            lines.append(line)
-            found = re.search(r"Uvicorn running on (http://\S+)", line)
-            if found:
-                break
-        else:
-            raise AssertionError("the server exited before it listened: " + "".join(lines))
-        drain.start()
-        yield found.group(1)
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-        if drain.is_alive():
-            drain.join(timeout=5)
-        stderr.close()
 
 
 class RequestLines(logging.Handler):

@@ -24,7 +24,8 @@ from routatic_asgi.exchange import Replaying, exchange_for
 from routatic_asgi.replay import ReasoningMemory
 from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.translate.chat.replay import REASONING_LIMIT, ReasoningLog
-from tests.conftest import REDIS_URL, FakeUpstream, gateway, gateway_config, redis_url
+from tests.conftest import REDIS_URL, FakeUpstream, gateway_config, redis_url
+from tests.e2e.serving import gateway
 from tests.e2e.test_translation import chunk, openai_text_stream, openai_tool_stream
 from tests.fake_clock import FakeClock
 from tests.fake_upstream import openai_completion

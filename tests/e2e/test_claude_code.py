@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 
 CLAUDE = shutil.which("claude")
 pytestmark = pytest.mark.skipif(

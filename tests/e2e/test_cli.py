@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import CLI, FakeUpstream, run, serve, write
+from tests.conftest import CLI, FakeUpstream, run, write
+from tests.e2e.serving import serve
 
 CONFIG = """
 providers:
@@ -72,8 +73,8 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
 def test_serve_runs_the_gateway(tmp_path: Path, upstream: FakeUpstream) -> None:
     prefix = upstream.provider()
     path = write(tmp_path, CONFIG % upstream.url(prefix))
-    said: list[str] = []
-    with serve("--config", str(path), env={"ZEN_TEST_KEY": "sk-zen-secret-9876"}, said=said) as url:
+    with serve("--config", str(path), env={"ZEN_TEST_KEY": "sk-zen-secret-9876"}) as server:
+        url = server.url
         assert httpx.head(f"{url}/").status_code == 200
         response = httpx.post(
             f"{url}/v1/messages?beta=true",
@@ -83,7 +84,7 @@ def test_serve_runs_the_gateway(tmp_path: Path, upstream: FakeUpstream) -> None:
     assert response.status_code == 200
     assert response.headers["x-routatic-target"] == "anthropic/claude-opus-4-7"
     assert upstream.calls(prefix)[-1]["query"] == "beta=true"
-    startup = "".join(said)
+    startup = server.text()
     assert "no proxy keys, state: memory" in startup
     assert "-> zen/deepseek-v4-flash  (openai, 1 key(s))" in startup
     assert "sk-zen-secret-9876" not in startup
@@ -104,9 +105,9 @@ def test_serve_that_cannot_listen_exits_3(tmp_path: Path) -> None:
 def test_serve_without_a_config_runs_the_embedded_default(upstream: FakeUpstream) -> None:
     prefix = upstream.provider()
     environment = {"ROUTATIC_ANTHROPIC_BASE_URL": upstream.url(prefix)}
-    with serve(env=environment) as url:
+    with serve(env=environment) as server:
         response = httpx.post(
-            f"{url}/v1/messages", json={"model": "claude-x", "max_tokens": 5, "messages": []}
+            f"{server.url}/v1/messages", json={"model": "claude-x", "max_tokens": 5, "messages": []}
         )
     assert response.status_code == 200
     assert len(upstream.calls(prefix)) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,8 @@ from pathlib import Path
 import httpx
 
 from routatic_asgi import __version__
-from tests.conftest import CLI, FakeUpstream, serve
+from tests.conftest import CLI, FakeUpstream, run
+from tests.e2e.serving import serve
 
 FALLBACK_VARIABLES = ("OPENCODE_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY")
 
@@ -33,9 +33,7 @@ def test_version() -> None:
 
 def test_a_bad_port_is_a_usage_error() -> None:
     for port in ("70000", "-1", "http"):
-        result = subprocess.run(
-            [*CLI, "serve", "--port", port], capture_output=True, text=True, timeout=30
-        )
+        result = run("serve", "--port", port)
         assert result.returncode == 2
         assert "is not a port: give a number 0-65535" in result.stderr
         assert "Traceback" not in result.stderr
@@ -68,13 +66,12 @@ def test_routatic_config_is_what_check_and_serve_use(upstream: FakeUpstream, tmp
     assert checked.returncode == 0
     assert checked.stdout.startswith(f"{path}: ok")
     assert "-> only/fixed-model" in checked.stdout
-    said: list[str] = []
-    with serve(env=environment, said=said) as url:
+    with serve(env=environment) as server:
         response = httpx.post(
-            f"{url}/v1/messages", json={"model": "claude-x", "max_tokens": 5, "messages": []}
+            f"{server.url}/v1/messages", json={"model": "claude-x", "max_tokens": 5, "messages": []}
         )
     assert response.headers["x-routatic-target"] == "only/fixed-model"
-    assert f"routatic-asgi: {path}, no proxy keys" in "".join(said)
+    assert f"routatic-asgi: {path}, no proxy keys" in server.text()
 
 
 def test_the_banner_says_which_default_providers_were_left_out_and_why() -> None:
@@ -86,31 +83,17 @@ def test_the_banner_says_which_default_providers_were_left_out_and_why() -> None
     assert "openrouter left out: OPENROUTER_API_KEY is not set" in checked.stdout
     assert "deepseek left out: DEEPSEEK_API_KEY is not set" in checked.stdout
     assert "zen left out" not in checked.stdout
-    said: list[str] = []
-    with serve(env=environment, said=said):
+    with serve(env=environment) as server:
         pass
-    startup = "".join(said)
+    startup = server.text()
     assert "routatic-asgi: openrouter left out: OPENROUTER_API_KEY is not set" in startup
     assert "-> zen/deepseek-v4-flash" in startup
     assert "sk-zen-banner-0001" not in startup
 
 
-def test_workers_with_memory_state_are_warned_about(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", "--workers", "2"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_environment(),
-    )
-    assert process.stderr is not None
-    try:
-        for line in process.stderr:
-            if "warning: --workers 2 with state: memory" in line:
-                assert "set state: redis://" in line
-                break
-        else:
-            raise AssertionError("serve never warned about per-worker state")
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-        process.stderr.close()
+def test_workers_with_memory_state_are_warned_about() -> None:
+    with serve("--workers", "2", env=clean_environment()) as server:
+        pass
+    warned = [line for line in server.said if "warning: --workers 2 with state: memory" in line]
+    assert warned, "serve never warned about per-worker state: " + server.text()
+    assert "set state: redis://" in warned[0]

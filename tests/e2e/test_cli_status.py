@@ -9,7 +9,8 @@ import sys
 
 import httpx
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 from tests.resilience_kit import Clock
 
 BAD = "sk-bad-key-00000001"

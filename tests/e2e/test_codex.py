@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 from tests.e2e.test_translation import event
 
 CODEX = shutil.which("codex")

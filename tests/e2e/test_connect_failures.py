@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import RequestLines, closed_port_url, gateway, gateway_config
+from tests.conftest import RequestLines, closed_port_url, gateway_config
+from tests.e2e.serving import gateway
 
 REQUEST = {
     "model": "claude-sonnet-4-6",

@@ -8,17 +8,10 @@ open-file limit a default machine gives (1024), and releases everything by pid.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
-import re
 import resource
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from routatic_asgi.connections import ConnectionLimits, GuardedProtocol, guard
-from tests.conftest import FakeUpstream
+from routatic_asgi.connections import ConnectionLimits, GuardedProtocol
+from tests.conftest import FakeUpstream, one_provider
+from tests.e2e.serving import serve, serving
 
 SHORT = 0.3  # seconds: every time limit of the guarded test server
 
@@ -54,28 +47,12 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @contextlib.contextmanager
 def guarded(limits: ConnectionLimits, idle: float = SHORT) -> Iterator[tuple[str, int]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(512)
-    config = uvicorn.Config(
-        echo, http=GuardedProtocol, timeout_keep_alive=idle, log_level="critical", lifespan="off"
-    )
-    server = uvicorn.Server(guard(config, limits))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(
-        target=lambda: loop.run_until_complete(server.serve(sockets=[sock])), daemon=True
-    )
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield sock.getsockname()
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        if not thread.is_alive():
-            loop.close()
-        sock.close()
+    """`echo` served as `serve` serves the gateway: GuardedProtocol within `limits`."""
+    with serving(
+        echo, limits=limits, backlog=512, http=GuardedProtocol, timeout_keep_alive=idle,
+        log_level="critical", lifespan="off",
+    ) as server:  # fmt: skip
+        yield server.address
 
 
 LIMITS = ConnectionLimits(max_connections=100, header_timeout=SHORT, body_timeout=SHORT)
@@ -189,12 +166,6 @@ def test_past_the_limit_busy_connections_carry_on_new_ones_are_refused_logged_on
     assert len(lines) == 1 and "1 new one(s) refused" in lines[0]
 
 
-CONFIG = """
-providers:
-  up: {protocol: anthropic, base_url: "%s", auth: none}
-routes:
-  - {match: "*", chain: ["up/{model}"]}
-"""
 FLOOD = 2000
 
 
@@ -202,43 +173,6 @@ def _default_machine_limit() -> None:
     """In the server's process: the soft open-file limit most machines start with."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
-
-
-@contextlib.contextmanager
-def serve(config: Path) -> Iterator[tuple[str, list[str]]]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "routatic_asgi.cli",
-            "serve",
-            "--port",
-            "0",
-            "--config",
-            str(config),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_machine_limit,
-    )
-    assert process.stderr is not None
-    said: list[str] = []
-    try:
-        for line in process.stderr:
-            said.append(line)
-            found = re.search(r"Uvicorn running on (http://\S+)", line)
-            if found:
-                # Keep reading stderr, so the server never blocks on a full pipe.
-                threading.Thread(target=said.extend, args=(process.stderr,), daemon=True).start()
-                yield found.group(1), said
-                break
-        else:
-            raise AssertionError("the server exited before it listened: " + "".join(said))
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-        process.stderr.close()
 
 
 def test_2000_idle_connections_do_not_stop_normal_clients(
@@ -250,11 +184,11 @@ def test_2000_idle_connections_do_not_stop_normal_clients(
     if soft != resource.RLIM_INFINITY and soft < FLOOD + 200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * FLOOD + 200), hard))
     prefix = upstream.provider()
-    config = tmp_path / "routatic.yaml"
-    config.write_text(CONFIG % upstream.url(prefix))
+    config = one_provider(tmp_path, upstream.url(prefix))
     ask = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
-    with serve(config) as (url, said):
-        assert any("open-file limit" in line and "limit 1024)" not in line for line in said)
+    with serve("--config", str(config), preexec_fn=_default_machine_limit) as server:
+        url = server.url
+        assert any("open-file limit" in line and "limit 1024)" not in line for line in server.said)
         host, port = url.removeprefix("http://").split(":")
         flood: list[socket.socket] = []
         try:

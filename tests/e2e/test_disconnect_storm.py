@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import FakeUpstream
-from tests.e2e.test_connections import CONFIG, serve
+from tests.conftest import FakeUpstream, one_provider
+from tests.e2e.serving import serve
 from tests.fake_upstream import anthropic_stream
 
 STREAMS = 300
@@ -61,17 +61,16 @@ def test_300_clients_hanging_up_at_once_close_their_upstream_connections(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     prefix = upstream.provider()
-    config = tmp_path / "routatic.yaml"
-    config.write_text(CONFIG % upstream.url(prefix))
+    config = one_provider(tmp_path, upstream.url(prefix))
     events = anthropic_stream("claude-x", deltas=1)[:4]
     upstream.script(prefix, *[{"sse": events, "then": "hang"} for _ in range(STREAMS)])
     body = json.dumps(
         {"model": "claude-x", "max_tokens": 8, "stream": True,
          "messages": [{"role": "user", "content": "hi"}]}
     ).encode()  # fmt: skip
-    with serve(config) as (url, _):  # a process of its own: the clients' hang-ups are not
-        # held up waiting for the server's thread to let go of the interpreter
-        address = urlsplit(url)
+    with serve("--config", str(config)) as server:  # a process of its own: the clients' hang-ups
+        # are not held up waiting for the server's thread to let go of the interpreter
+        address = urlsplit(server.url)
         assert address.hostname is not None and address.port is not None
         streams = [open_stream(address.hostname, address.port, body) for _ in range(STREAMS)]
         try:

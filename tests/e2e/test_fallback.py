@@ -11,7 +11,8 @@ import anthropic
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, closed_port_url, gateway, gateway_config
+from tests.conftest import FakeUpstream, closed_port_url, gateway_config
+from tests.e2e.serving import gateway
 from tests.fake_upstream import anthropic_stream
 
 MODEL = "claude-sonnet-4-6"

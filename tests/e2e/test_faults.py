@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 from tests.fault_kit import (
     MODEL,
     WIRES,

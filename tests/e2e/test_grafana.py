@@ -7,10 +7,8 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import FakeUpstream, closed_port_url, gateway, gateway_config
+from tests.conftest import FakeUpstream, closed_port_url, gateway_config
+from tests.e2e.serving import free_port, gateway, until
 from tests.fake_upstream import anthropic_message, anthropic_stream
 from tests.test_grafana import HIT_RATIO, as_grafana_sends, panel_queries
 
@@ -28,21 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 PROMETHEUS = shutil.which("prometheus")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Wait for Prometheus (its own scrape clock, not ours) to reach a state."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"Prometheus never {what}"
-        time.sleep(0.05)
 
 
 @contextmanager
@@ -59,7 +43,7 @@ def prometheus(target: str, tmp_path: Path) -> Iterator[httpx.Client]:
             }
         )
     )
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             PROMETHEUS,
@@ -80,7 +64,7 @@ def prometheus(target: str, tmp_path: Path) -> Iterator[httpx.Client]:
             except httpx.TransportError:
                 return False
 
-        _until(ready, "became ready")
+        until(ready, what="Prometheus to be ready", process=process)
         yield client
     finally:
         client.close()
@@ -122,7 +106,12 @@ TOTAL = "sum(routatic_requests_total)"
 
 def _more_scrapes(client: httpx.Client, count: int = 2) -> None:
     before = _scalar(client, SCRAPES)
-    _until(lambda: _scalar(client, SCRAPES) >= before + count, "scraped the gateway")
+    _reaches(client, SCRAPES, before + count, "scrape the gateway")
+
+
+def _reaches(client: httpx.Client, expr: str, value: float, what: str) -> None:
+    """Waits for Prometheus (its own scrape clock, not ours) to bring `expr` to `value`."""
+    until(lambda: _scalar(client, expr) >= value, what=f"Prometheus to {what}")
 
 
 def _faulty_config(upstream: FakeUpstream) -> tuple[Any, dict[str, str]]:
@@ -174,7 +163,7 @@ def test_prometheus_scraping_a_gateway_under_faults_answers_every_panel(
                 upstream.script(prefixes["good"], *_cached_answers("claude-x"))
                 _more_scrapes(client)
                 sent += _load(url)
-                _until(lambda n=sent: _scalar(client, TOTAL) >= n, "saw every request")
+                _reaches(client, TOTAL, sent, "see every request")
             _more_scrapes(client)
 
             empty, ratios = [], {}

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config, serve
+from tests.conftest import FakeUpstream, gateway_config, one_provider
+from tests.e2e.serving import gateway, serve
 from tests.fake_upstream import anthropic_message, anthropic_stream
 
 MIB = 1024 * 1024
@@ -308,14 +309,6 @@ def test_a_large_body_cut_after_the_commit_is_one_warning_and_no_traceback(
     assert (line["status"], line["outcome"]) == (200, "upstream_error")
 
 
-ONE_TARGET = """
-providers:
-  up: {protocol: anthropic, base_url: "%s", auth: none}
-routes:
-  - {match: "*", chain: ["up/{model}"]}
-"""
-
-
 def test_under_serve_a_body_cut_after_the_commit_is_one_line_on_stderr(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -325,13 +318,12 @@ def test_under_serve_a_body_cut_after_the_commit_is_one_line_on_stderr(
     flood = {"head": '{"type":"message","content":"', "chunk": "x" * 65536, "bytes": 6 * MIB}
     headers = {"content-type": "application/json"}
     upstream.script(prefix, {"flood": flood, "headers": headers, "then": "break"})
-    config = tmp_path / "routatic.yaml"
-    config.write_text(ONE_TARGET % upstream.url(prefix))
-    said: list[str] = []
-    with serve("--config", str(config), said=said) as url:
+    config = one_provider(tmp_path, upstream.url(prefix))
+    with serve("--config", str(config)) as server:
         with pytest.raises(httpx.RemoteProtocolError):
-            httpx.post(url + "/v1/messages", json=ASK, timeout=30)
-        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+            httpx.post(server.url + "/v1/messages", json=ASK, timeout=30)
+        assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+    said = server.said
     started = next(i for i, line in enumerate(said) if "Uvicorn running" in line)
     served = [line for line in said[started + 1 :] if not line.startswith("INFO:")]
     assert served == [

@@ -6,29 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from routatic_asgi import build_app, parse_config
-from tests.conftest import CLI, FakeUpstream, serve
+from tests.conftest import CLI, FakeUpstream
+from tests.e2e.serving import free_port, listening, serve
 
 CLAUDE, CODEX, OPENCODE = shutil.which("claude"), shutil.which("codex"), shutil.which("opencode")
 PROXY_KEY = "proxy-key-launch-0001"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def client_environment(home: Path, **extra: str) -> dict[str, str]:
@@ -105,8 +93,8 @@ def test_opencode_uses_the_gateway_already_listening(upstream: FakeUpstream, tmp
     )
     project = tmp_path / "project"
     project.mkdir()
-    with serve(env={"ROUTATIC_CONFIG": str(path)}) as url:
-        port = url.rsplit(":", 1)[1]
+    with serve(env={"ROUTATIC_CONFIG": str(path)}) as server:
+        port = server.url.rsplit(":", 1)[1]
         environment = client_environment(tmp_path, ROUTATIC_CONFIG=str(path))
         result = launch("opencode", "--port", port, "run", "say hello", env=environment, cwd=project)
         assert listening(int(port))  # not the launcher's to stop

@@ -7,7 +7,8 @@ import anthropic
 import httpx
 import openai
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 
 
 def test_models_lists_literal_routes_catalogs_and_chain_models_of_star_routes(

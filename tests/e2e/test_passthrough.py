@@ -9,7 +9,8 @@ import anthropic
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 from tests.fake_upstream import anthropic_message, openai_completion
 
 MODEL = "claude-sonnet-4-6"

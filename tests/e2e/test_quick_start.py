@@ -8,15 +8,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import FakeUpstream
+from tests.e2e.serving import listening, until
 
 ROOT = Path(__file__).resolve().parents[2]
 ASKED = os.environ.get("CI") == "true" or os.environ.get("ROUTATIC_TEST_QUICK_START") == "1"
@@ -31,12 +30,18 @@ def quick_start() -> str:
     return re.findall(r"```sh\n(.*?)```", section, re.S)[0].strip()
 
 
+def healthy() -> bool:
+    try:
+        return httpx.get("http://127.0.0.1:8787/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_the_quick_start_as_written_serves_and_installs_no_dev_tools(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", 8787)) == 0:
-            pytest.skip("something already listens on 127.0.0.1:8787, the quick start's port")
+    if listening(8787):
+        pytest.skip("something already listens on 127.0.0.1:8787, the quick start's port")
     project = tmp_path / "routatic-asgi"
     shutil.copytree(
         ROOT, project,
@@ -58,15 +63,10 @@ def test_the_quick_start_as_written_serves_and_installs_no_dev_tools(
             stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the quick start never served"
-            try:
-                if httpx.get("http://127.0.0.1:8787/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
+        try:
+            until(healthy, what="the quick start to serve", timeout=600, process=process)
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}: {log.read_text()[-3000:]}") from None
         response = httpx.post(
             "http://127.0.0.1:8787/v1/messages",
             json={"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},

@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 from tests.resilience_kit import NOW, Clock
 
 MODEL = "claude-sonnet-4-6"

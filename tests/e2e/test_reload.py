@@ -4,64 +4,18 @@ under --workers 2."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import CLI, FakeUpstream
+from tests.conftest import FakeUpstream
+from tests.e2e.serving import serve, until
 from tests.fake_upstream import anthropic_stream
 
 MESSAGE = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
-
-
-@contextmanager
-def server(*args: str, log: Path, port: int = 0) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`serve` in its own process; its stderr goes to `log`, read while it runs."""
-    environment = {k: v for k, v in os.environ.items() if k != "ROUTATIC_CONFIG"}
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*CLI, "serve", "--port", str(port), *args],
-            stderr=sink,
-            stdout=subprocess.DEVNULL,
-            env=environment,
-        )
-    try:
-        line = until(lambda: _running(log), what="the server to listen", process=process)
-        yield process, f"http://127.0.0.1:{port}" if port else line
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
-
-
-def _running(log: Path) -> str | None:
-    for line in log.read_text().splitlines():
-        if "Uvicorn running on http://" in line:
-            return line.split("running on ")[1].split()[0]
-    return None
-
-
-def until(
-    probe: Callable[[], Any], *, what: str, process: subprocess.Popen[bytes] | None = None
-) -> Any:
-    """Poll `probe` until it returns something truthy (at most 20 s)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the server exited while waiting for {what}")
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def config(upstream: FakeUpstream, served_by: str, steady: str) -> str:
@@ -93,8 +47,8 @@ def test_sighup_and_file_changes_reload_without_dropping_a_stream(
     first, second, third, steady = (upstream.provider() for _ in range(4))
     path = tmp_path / "routatic.yaml"
     path.write_text(config(upstream, first, steady))
-    log = tmp_path / "stderr.log"
-    with server("--config", str(path), log=log) as (process, url):
+    with serve("--config", str(path)) as server:
+        url, process = server.url, server.process
         loaded = status(url)["config"]
         assert loaded["source"] == str(path) and len(loaded["hash"]) == 12
         # A breaker opens on the target that will not change.
@@ -138,9 +92,9 @@ def test_sighup_and_file_changes_reload_without_dropping_a_stream(
         reloaded = status(url)["config"]
         path.write_text(config(upstream, third, steady).replace("protocol: anthropic", "protocol: smtp", 1))
         process.send_signal(signal.SIGHUP)
-        refused = until(lambda: "refused, still serving" in log.read_text(), what="the refusal")
+        refused = until(lambda: "refused, still serving" in server.text(), what="the refusal")
         assert refused
-        text = log.read_text()
+        text = server.text()
         assert "providers.main.protocol" in text and "sk-main-0001" not in text
         assert status(url)["config"]["hash"] == reloaded["hash"]
         httpx.post(f"{url}/v1/messages", json=MESSAGE, timeout=30)
@@ -157,7 +111,8 @@ def test_a_changed_provider_starts_afresh(upstream: FakeUpstream, tmp_path: Path
     main, steady, moved = upstream.provider(), upstream.provider(), upstream.provider()
     path = tmp_path / "routatic.yaml"
     path.write_text(config(upstream, main, steady))
-    with server("--config", str(path), "--no-watch", log=tmp_path / "stderr.log") as (process, url):
+    with serve("--config", str(path), "--no-watch") as server:
+        url, process = server.url, server.process
         upstream.script(steady, *[{"status": 503, "headers": {"retry-after": "600"}, "body": "{}"}] * 3)
         httpx.post(f"{url}/v1/messages", json={**MESSAGE, "model": "steady-x"}, timeout=30)
         assert breaker(url, "steady/steady-model#0") == "open"
@@ -170,27 +125,19 @@ def test_a_changed_provider_starts_afresh(upstream: FakeUpstream, tmp_path: Path
         assert served.status_code == 200 and len(upstream.calls(moved)) == 1
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_sighup_reloads_every_worker(upstream: FakeUpstream, tmp_path: Path) -> None:
     first, second, steady = upstream.provider(), upstream.provider(), upstream.provider()
     path = tmp_path / "routatic.yaml"
     path.write_text(config(upstream, first, steady))
-    port = free_port()
-    log = tmp_path / "stderr.log"
-    with server("--config", str(path), "--workers", "2", log=log, port=port) as (process, url):
-        until(lambda: log.read_text().count("Application startup complete") == 2, what="2 workers")
+    with serve("--config", str(path), "--workers", "2") as server:
+        url, process = server.url, server.process
+        assert server.startups() == 2
         path.write_text(config(upstream, second, steady))
         process.send_signal(signal.SIGHUP)
-        until(lambda: log.read_text().count("reloaded") == 2, what="both workers to reload")
+        until(lambda: server.text().count("reloaded") == 2, what="both workers to reload")
         for _ in range(8):  # the kernel spreads new connections over both workers
             with httpx.Client() as client:
                 response = client.post(f"{url}/v1/messages", json=MESSAGE, timeout=30)
             assert response.status_code == 200
         assert upstream.calls(first) == [] and len(upstream.calls(second)) == 8
-        assert "Waiting for application shutdown" not in log.read_text()  # no worker restarted
+        assert "Waiting for application shutdown" not in server.text()  # no worker restarted

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config, serve
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway, serve
 from tests.resilience_kit import NOW, Clock
 
 MODEL = "claude-sonnet-4-6"
@@ -272,7 +273,8 @@ state: "{REDIS_URL}{separator}key_prefix={prefix}"
     upstream.script(primary, error(500), {"hang": True})
     shared = redis.Redis.from_url(REDIS_URL)
     try:
-        with serve("--config", str(config)) as one, serve("--config", str(config)) as two:
+        with serve("--config", str(config)) as first, serve("--config", str(config)) as second:
+            one, two = first.url, second.url
             opened = httpx.post(f"{one}/v1/messages", json=REQUEST)
             assert opened.headers["x-routatic-target"] == "backup/backup-model"
             seen = httpx.post(f"{two}/v1/messages", json=REQUEST)

@@ -11,7 +11,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 from tests.e2e.test_translation import (
     anthropic_text_message,
     anthropic_tool_stream,

@@ -9,7 +9,8 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import FakeUpstream, gateway, gateway_config
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway
 
 PROXY_KEY = "rk-sdk-proxy-key-0001"
 

@@ -14,7 +14,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from routatic_asgi import build_app
-from tests.conftest import FakeUpstream, gateway, gateway_config, serving
+from tests.conftest import FakeUpstream, gateway_config
+from tests.e2e.serving import gateway, serving
 
 REQUEST = {
     "model": "claude-sonnet-4-6",
@@ -229,7 +230,8 @@ def test_the_app_mounts_under_a_prefix_in_a_starlette_app(
         ],
         lifespan=lifespan,
     )
-    with serving(host) as url:
+    with serving(host) as server:
+        url = server.url
         client = anthropic.Anthropic(base_url=f"{url}/llm", api_key="sk-client", max_retries=0)
         message = client.messages.create(**REQUEST)  # type: ignore[arg-type]
         client.close()

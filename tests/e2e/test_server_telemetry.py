@@ -4,13 +4,8 @@ metric totals that stay right under `serve --workers N`."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +17,8 @@ import pytest
 
 from routatic_asgi import build_app
 from routatic_asgi.telemetry.otel import tracer_provider_from_environment
-from tests.conftest import FakeUpstream, gateway_config
+from tests.conftest import FakeUpstream, gateway_config, one_provider
+from tests.e2e.serving import serve, until
 
 REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -93,46 +89,6 @@ async def test_spans_are_exported_over_otlp_when_the_endpoint_is_set(
         assert expected in exported
 
 
-CONFIG = """
-providers:
-  anthropic: {protocol: anthropic, base_url: "%s", auth: none}
-routes:
-  - {match: "*", chain: ["anthropic/{model}"]}
-"""
-
-
-@contextmanager
-def serve(
-    *args: str, env: dict[str, str] | None = None, workers: int = 1
-) -> Iterator[tuple[str, Any]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "routatic_asgi.cli", "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    assert process.stderr is not None and process.stdout is not None
-    url, started = None, 0
-    try:
-        # uvicorn announces the address it bound, then each worker's startup: only a started
-        # worker listens.
-        for line in process.stderr:
-            found = re.search(r"Uvicorn running on (http://\S+)", line)
-            url = found.group(1) if found else url
-            started += "Application startup complete" in line
-            if url and started == workers:
-                yield url, process
-                break
-        else:
-            raise AssertionError("the server exited before it listened")
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-        process.stderr.close()
-        process.stdout.close()
-
-
 def _total(scrape: str) -> float:
     found = re.findall(
         r'^routatic_requests_total\{[^}]*outcome="success"[^}]*\} (\S+)$', scrape, re.M
@@ -142,17 +98,16 @@ def _total(scrape: str) -> float:
 
 def _settled(url: str, total: int) -> None:
     """A request is recorded just after its last byte: wait (briefly) until every one is."""
-    deadline = time.monotonic() + 10
-    while _total(httpx.get(f"{url}/metrics").text) != total:
-        assert time.monotonic() < deadline, f"the totals never reached {total}"
+    until(lambda: _total(httpx.get(f"{url}/metrics").text) == total, timeout=10,
+          what=f"the totals to reach {total}")  # fmt: skip
 
 
 def test_totals_stay_right_under_several_workers(upstream: FakeUpstream, tmp_path: Path) -> None:
     prefix = upstream.provider()
-    config = tmp_path / "routatic.yaml"
-    config.write_text(CONFIG % upstream.url(prefix))
+    config = one_provider(tmp_path, upstream.url(prefix), "anthropic/{model}")
     environment = {"TMPDIR": str(tmp_path)}  # where serve makes its metrics directory
-    with serve("--config", str(config), "--workers", "2", env=environment, workers=2) as (url, _):
+    with serve("--config", str(config), "--workers", "2", env=environment) as server:
+        url = server.url
         for _ in range(24):  # a new connection each: the workers share them out
             assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
         _settled(url, 24)
@@ -168,12 +123,13 @@ def test_totals_stay_right_under_several_workers(upstream: FakeUpstream, tmp_pat
 
 def test_serve_logs_one_json_line_per_request(upstream: FakeUpstream, tmp_path: Path) -> None:
     prefix = upstream.provider()
-    config = tmp_path / "routatic.yaml"
-    config.write_text(CONFIG % upstream.url(prefix))
-    with serve("--config", str(config)) as (url, process):
-        response = httpx.post(f"{url}/v1/messages", json=REQUEST, headers={"x-api-key": "sk-x1"})
+    config = one_provider(tmp_path, upstream.url(prefix), "anthropic/{model}")
+    with serve("--config", str(config)) as server:
+        response = httpx.post(
+            f"{server.url}/v1/messages", json=REQUEST, headers={"x-api-key": "sk-x1"}
+        )
         assert response.status_code == 200
-        line = json.loads(process.stdout.readline())
+        line = json.loads(until(lambda: server.printed, what="the request log line")[0])
     assert line["model"] == "claude-x" and line["provider"] == "anthropic"
     assert line["tokens"]["input"] == 12 and line["stop_reason"] == "end_turn"
 
@@ -182,10 +138,10 @@ def test_one_worker_in_multiprocess_mode_makes_its_directory(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     prefix = upstream.provider()
-    config = tmp_path / "routatic.yaml"
-    config.write_text(CONFIG % upstream.url(prefix))
+    config = one_provider(tmp_path, upstream.url(prefix), "anthropic/{model}")
     environment = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not-yet")}  # as the image sets
-    with serve("--config", str(config), env=environment) as (url, _):
+    with serve("--config", str(config), env=environment) as server:
+        url = server.url
         assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
         _settled(url, 1)
         assert list((tmp_path / "not-yet").glob("gauge_livesum_*.db"))

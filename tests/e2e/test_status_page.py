@@ -7,11 +7,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +20,8 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from routatic_asgi.session import Session
-from tests.conftest import FakeUpstream, serve
+from tests.conftest import FakeUpstream
+from tests.e2e.serving import serve, until
 from tests.fake_upstream import anthropic_message
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -66,13 +65,10 @@ class Page:
         return result["result"].get("value")
 
     def until(self, expression: str, what: str) -> Any:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"the page never showed {what}: {self.evaluate('document.body.innerText')}")
+        try:
+            return until(lambda: self.evaluate(expression), what=f"the page to show {what}")
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}: {self.evaluate('document.body.innerText')}") from None
 
 
 @contextmanager
@@ -86,11 +82,11 @@ def chromium(profile: Path) -> Iterator[Page]:
             stderr=sink,
         )
     try:
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"DevTools listening on ws://([\d.]+:\d+)/", log.read_text())):
-            assert process.poll() is None, f"chromium exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "chromium never listened"
-            time.sleep(0.05)
+        try:
+            found = until(lambda: re.search(r"DevTools listening on ws://([\d.]+:\d+)/", log.read_text()),
+                          what="chromium to listen", timeout=30, process=process)  # fmt: skip
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}: {log.read_text()[-2000:]}") from None
         tabs = httpx.get(f"http://{found.group(1)}/json/list").json()
         tab = next(tab for tab in tabs if tab["type"] == "page")
         with connect(tab["webSocketDebuggerUrl"], max_size=2**24) as socket:
@@ -114,8 +110,8 @@ routes:
     chain: [flaky/model-a, backup/model-b]
 """
     )
-    environment = {k: v for k, v in os.environ.items() if k != "ROUTATIC_CONFIG"}
-    with serve("--config", str(path), env=environment) as url:
+    with serve("--config", str(path)) as server:
+        url = server.url
         refused = httpx.get(f"{url}/ui")
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"].startswith("Basic ")

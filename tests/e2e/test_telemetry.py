@@ -14,7 +14,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from routatic_asgi.session import Session
-from tests.conftest import FakeUpstream, RequestLines, gateway, gateway_config
+from tests.conftest import FakeUpstream, RequestLines, gateway_config
+from tests.e2e.serving import gateway
 
 MODEL = "claude-sonnet-4-6"
 REQUEST = {"model": MODEL, "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
