@@ -22,7 +22,7 @@ LAYERS = [
         "sse",
         "http11",
         "http11_connection",
-        "shapes",
+        "shapes",  # the package: rules.py, containers.py and one module per endpoint
         "session",
     },
     # 1. the objects every layer shares

@@ -10,20 +10,8 @@ type is refused, since no target could be relied on to understand it. Pure data.
 
 from __future__ import annotations
 
-from routatic_asgi.shapes.rules import (
-    BOOL,
-    INT,
-    LIST,
-    NUMBER,
-    OBJECT,
-    STRING,
-    Rule,
-    either,
-    list_of,
-    obj,
-    one_of,
-    tagged,
-)
+from routatic_asgi.shapes.containers import either, list_of, obj, tagged
+from routatic_asgi.shapes.rules import BOOL, INT, LIST, NUMBER, OBJECT, STRING, Rule, one_of
 
 __all__ = ["MESSAGES"]
 

@@ -8,19 +8,8 @@ Content parts are told apart by `type`; an unknown part type is refused. Pure da
 
 from __future__ import annotations
 
-from routatic_asgi.shapes.rules import (
-    BOOL,
-    INT,
-    NUMBER,
-    OBJECT,
-    STRING,
-    Rule,
-    either,
-    list_of,
-    obj,
-    one_of,
-    tagged,
-)
+from routatic_asgi.shapes.containers import either, list_of, obj, tagged
+from routatic_asgi.shapes.rules import BOOL, INT, NUMBER, OBJECT, STRING, Rule, one_of
 
 __all__ = ["CHAT_COMPLETIONS"]
 

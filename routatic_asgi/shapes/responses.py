@@ -8,19 +8,8 @@ references...) are left to the upstream, as are schemas. Pure data.
 
 from __future__ import annotations
 
-from routatic_asgi.shapes.rules import (
-    BOOL,
-    INT,
-    LIST,
-    NUMBER,
-    OBJECT,
-    STRING,
-    Rule,
-    either,
-    list_of,
-    obj,
-    one_of,
-)
+from routatic_asgi.shapes.containers import either, list_of, obj
+from routatic_asgi.shapes.rules import BOOL, INT, LIST, NUMBER, OBJECT, STRING, Rule, one_of
 
 __all__ = ["RESPONSES"]
 
