@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTOR",
     "ATTEMPT",
+    "DEADLINE",
     "ENDPOINT",
     "HANG_UP",
     "PROXY_KEY_HEADER",
@@ -57,6 +58,7 @@ ATTEMPT = "routatic.attempt"
 ACTOR = "routatic.actor"
 PROXY_KEY_HEADER = "routatic.proxy_key_header"
 HANG_UP = "routatic.hang_up"
+DEADLINE = "routatic.deadline"
 
 Protocol = Literal["anthropic", "openai", "responses"]  # "openai" is Chat Completions
 Endpoint = Literal["messages", "count_tokens", "chat_completions", "responses"]

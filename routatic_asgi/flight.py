@@ -16,7 +16,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from routatic_asgi.answer import final_answer, send_answer
-from routatic_asgi.attempt import HANG_UP, REQUEST, Attempt, InboundRequest, Target
+from routatic_asgi.attempt import DEADLINE, HANG_UP, REQUEST, Attempt, InboundRequest, Target
 from routatic_asgi.classify import Kind, Reason
 from routatic_asgi.commit_point import CommitPoint, attempts_header
 from routatic_asgi.hedge import Hedge
@@ -52,6 +52,7 @@ class Flight:
         self.tried = 0  # upstream calls made, retries included
         # One scope for both: the deadline ends it, and so does the client leaving.
         self.deadline = router.clock.deadline(router.resilience.deadline)
+        scope[DEADLINE] = self.deadline  # the relay arms no timer of its own that fires later
         rescue = router.resilience.rescue and request.stream and request.protocol in PROTOCOLS
         self.point = CommitPoint(router.app, send, request, self.deadline, rescue=rescue)
 

@@ -153,6 +153,31 @@ async def test_no_first_byte_by_the_timeout_fails_the_attempt_on_the_fake_clock(
     assert (outcome.kind, outcome.reason) == (Kind.TRANSIENT, Reason.FIRST_BYTE_TIMEOUT)
 
 
+async def test_alone_it_bounds_an_unstreamed_answer_that_never_comes_by_the_deadline() -> None:
+    # Under the router its own timer is left unarmed (the router's deadline comes first);
+    # mounted alone, nothing else would end the wait.
+    clock = FakeClock()
+    asked = anyio.Event()
+
+    async def never(request: httpx.Request) -> httpx.Response:
+        asked.set()
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    relayed = Relayed(never, clock=clock, stream=False, deadline="10m")  # type: ignore[arg-type]
+    with anyio.fail_after(10):  # a guard, not a wait: the fake clock ends it at once
+        async with anyio.create_task_group() as group:
+            group.start_soon(relayed)
+            await asked.wait()
+            clock.advance(599)
+            await anyio.wait_all_tasks_blocked()
+            assert relayed.attempt.outcome is None
+            clock.advance(1)
+    outcome = relayed.attempt.outcome
+    assert outcome is not None
+    assert (outcome.kind, outcome.reason) == (Kind.TRANSIENT, Reason.FIRST_BYTE_TIMEOUT)
+
+
 async def test_an_error_event_before_content_settles_the_attempt_as_that_error() -> None:
     start = anthropic_stream(MODEL)[0].encode()
     error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"}}\n\n'

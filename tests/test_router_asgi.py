@@ -26,7 +26,6 @@ MODEL = "claude-sonnet-4-6"
 BODY = json.dumps({"model": MODEL, "max_tokens": 8, "stream": True, "messages": []}).encode()
 
 
-
 class Stream(httpx.AsyncByteStream):
     """An upstream body that yields chunks, can wait forever, and records being closed."""
 
@@ -84,14 +83,16 @@ class Recorder:
         return b"".join(m.get("body", b"") for m in self.messages[1:])
 
 
-def receive_body_then(disconnect: anyio.Event | None = None) -> Callable[[], Any]:
+def receive_body_then(
+    disconnect: anyio.Event | None = None, body: bytes = BODY
+) -> Callable[[], Any]:
     sent = False
 
     async def receive() -> dict[str, Any]:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         if disconnect is None:
             await anyio.sleep_forever()
         else:
@@ -223,3 +224,28 @@ async def test_the_deadline_bounds_every_attempt_together() -> None:
     assert send.messages[0]["status"] == 504
     assert b"the deadline passed" in send.body
     assert stalled[0].closed and not stalled[1].hanging.is_set()  # b was never reached
+
+
+async def test_the_deadline_bounds_an_unstreamed_answer_that_never_comes() -> None:
+    clock = FakeClock()
+    asked = anyio.Event()
+
+    async def never(request: httpx.Request) -> httpx.Response:
+        asked.set()
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    send = Recorder()
+    app = app_with(never, clock, deadline="10m")  # type: ignore[arg-type]
+    body = json.dumps({"model": MODEL, "max_tokens": 8, "messages": []}).encode()
+    # A guard, not a wait: the fake clock ends this at once unless its deadlines are ignored.
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(app, scope(), receive_body_then(body=body), send)
+            await asked.wait()
+            clock.advance(599)
+            await anyio.wait_all_tasks_blocked()
+            assert not send.messages
+            clock.advance(1)
+    assert send.messages[0]["status"] == 504
+    assert b"the deadline passed" in send.body

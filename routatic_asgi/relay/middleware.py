@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from routatic_asgi.attempt import (
     ATTEMPT,
+    DEADLINE,
     HANG_UP,
     REQUEST,
     Attempt,
@@ -27,12 +28,12 @@ from routatic_asgi.attempt import (
     proxy_key_in_authorization,
 )
 from routatic_asgi.classify import Kind, Outcome, Reason, classify_exception
-from routatic_asgi.clock import SYSTEM_CLOCK, Clock
+from routatic_asgi.clock import SYSTEM_CLOCK, Clock, Deadline
 from routatic_asgi.config import ResilienceConfig
 from routatic_asgi.exchange import exchange_for
 from routatic_asgi.redaction import Redactor
 from routatic_asgi.relay.answer import relay_error, relay_passthrough, relay_translated
-from routatic_asgi.relay.call import RelayCall, RelaySettings
+from routatic_asgi.relay.call import UNARMED, RelayCall, RelaySettings, Unarmed
 from routatic_asgi.relay.headers import request_headers
 from routatic_asgi.relay.stream import relay_stream
 from routatic_asgi.replay import ReasoningMemory
@@ -83,9 +84,8 @@ class UpstreamRelay:
         await self.memory.recall(exchange, scope)
         send = self.memory.sending(exchange, scope, send)
         body = exchange.request_body()
-        timeout = self.resilience.first_byte_timeout if request.stream else self.resilience.deadline
         watch = self.telemetry.upstream(scope, attempt)
-        with watch, self.clock.deadline(timeout) as first_byte:
+        with watch, self._timer(scope, request) as first_byte:
             try:
                 response = await self.upstreams.post(target.provider, url, headers, body)
             except httpx.HTTPError as exc:
@@ -104,6 +104,18 @@ class UpstreamRelay:
                 await response.aclose()
         if first_byte.expired:
             attempt.settle(Outcome(Kind.TRANSIENT, Reason.FIRST_BYTE_TIMEOUT))
+
+    def _timer(self, scope: Scope, request: InboundRequest) -> Deadline | Unarmed:
+        """The call's own limit: a stream's first content within `first_byte_timeout`; an
+        answer's head (or an error's whole body) within the deadline's length. Under an
+        enclosing deadline (the router's, armed first) that comes no later, the latter could
+        never fire first, and is left unarmed."""
+        if request.stream:
+            return self.clock.deadline(self.resilience.first_byte_timeout)
+        enclosing: Deadline | None = scope.get(DEADLINE)
+        if enclosing is not None and enclosing.remaining() <= self.resilience.deadline:
+            return UNARMED
+        return self.clock.deadline(self.resilience.deadline)
 
 
 async def _relay(call: RelayCall, response: httpx.Response) -> None:
