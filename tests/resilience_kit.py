@@ -1,4 +1,4 @@
-"""What the resilience tests share: a fake clock, scripted in-process upstreams, a client.
+"""What the resilience tests share: scripted in-process upstreams, the app on them, a client.
 
 `Upstreams` is an `httpx.MockTransport` handler: every host is a provider with a queue of
 answers (an `httpx.Response`, a status code, or an async callable), answering like a healthy
@@ -17,8 +17,7 @@ import httpx
 from routatic_asgi import build_app
 from routatic_asgi.config import Config
 from routatic_asgi.state import MemoryStore, StateStore
-from tests.fake_clock import NOW as NOW  # re-exported: resilience tests take both from here
-from tests.fake_clock import FakeClock as Clock
+from tests.fake_clock import FakeClock
 from tests.fake_upstream import anthropic_message, openai_completion
 
 MODEL = "claude-sonnet-4-6"
@@ -89,7 +88,7 @@ def error(status: int, message: str = "boom", **headers: str) -> httpx.Response:
 def app_for(
     config: Config,
     upstreams: Callable[[httpx.Request], Coroutine[None, None, httpx.Response]],
-    clock: Clock,
+    clock: FakeClock,
     *,
     store: StateStore | None = None,
     **options: Any,

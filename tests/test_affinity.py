@@ -13,7 +13,7 @@ from routatic_asgi.config import load_config, parse_config
 from routatic_asgi.errors import ConfigError
 from routatic_asgi.routing import Routing
 from routatic_asgi.session import Session
-from tests.resilience_kit import Clock
+from tests.fake_clock import FakeClock
 
 KEYS = ["sk-pool-key-000000a", "sk-pool-key-000000b", "sk-pool-key-000000c"]
 
@@ -166,7 +166,7 @@ def settle(target: Target, outcome: Outcome) -> Attempt:
 
 
 def test_a_held_session_stays_on_its_fallback_until_the_primary_has_been_quiet() -> None:
-    clock = Clock()
+    clock = FakeClock()
     routing = Routing(config(["a/m", "b/m"], affinity={"hold": "5m"}), clock=clock)
     who = session(7)
     primary, fallback = targets(routing, who)[0], targets(routing, who)[3]

@@ -21,7 +21,8 @@ import pytest
 from routatic_asgi import build_app
 from routatic_asgi.memory_budget import MemoryBudget
 from tests.conftest import gateway_config, http_scope
-from tests.resilience_kit import Clock, Upstreams, healthy
+from tests.fake_clock import FakeClock
+from tests.resilience_kit import Upstreams, healthy
 
 MIB = 1024 * 1024
 
@@ -74,7 +75,7 @@ class HeldUpstream:
         return healthy(request)
 
 
-def app_for(upstream: HeldUpstream, clock: Clock, body_memory: str) -> Any:
+def app_for(upstream: HeldUpstream, clock: FakeClock, body_memory: str) -> Any:
     config = gateway_config(
         {"up": {"protocol": "anthropic", "base_url": "http://up.test", "auth": "none"}},
         [{"match": "*", "chain": ["up/{model}"]}],
@@ -91,7 +92,7 @@ async def settle() -> None:
 
 def test_a_large_body_waits_its_turn_and_is_served_when_memory_is_given_back() -> None:
     async def main() -> None:
-        upstream, clock = HeldUpstream(), Clock()
+        upstream, clock = HeldUpstream(), FakeClock()
         app = app_for(upstream, clock, "6MiB")  # one 2 MiB body (4 MiB held) at a time
         first = Client(app, large_body(2))
         await first.read.wait()
@@ -118,7 +119,7 @@ def test_a_large_body_whose_turn_does_not_come_gets_a_503_to_retry(
     path: str, envelope: str
 ) -> None:
     async def main() -> tuple[int, dict[bytes, bytes], Any]:
-        upstream, clock = HeldUpstream(), Clock()
+        upstream, clock = HeldUpstream(), FakeClock()
         app = app_for(upstream, clock, "6MiB")
         first = Client(app, large_body(2))
         await first.read.wait()
@@ -146,7 +147,7 @@ def test_a_large_body_whose_turn_does_not_come_gets_a_503_to_retry(
 
 def test_a_body_that_could_never_fit_is_a_413_and_leaves_nothing_held() -> None:
     async def main() -> tuple[tuple[int, dict[bytes, bytes], Any], int, int]:
-        upstream, clock = HeldUpstream(), Clock()
+        upstream, clock = HeldUpstream(), FakeClock()
         upstream.release.set()
         app = app_for(upstream, clock, "3MiB")  # a 2 MiB body holds about 4 MiB
         await Client(app, large_body(0.5)).answer()  # warm up (under 1 MiB: not counted)
@@ -175,7 +176,7 @@ def test_a_body_that_could_never_fit_is_a_413_and_leaves_nothing_held() -> None:
 
 def test_the_budget_admits_waiters_in_order_and_forgets_those_that_gave_up() -> None:
     async def main() -> None:
-        clock = Clock()
+        clock = FakeClock()
         budget = MemoryBudget(10, wait=5, clock=clock)
         first, second, third = budget.hold(), budget.hold(), budget.hold()
         assert await first.take(8)

@@ -29,7 +29,8 @@ from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.state_watch import StateWatch
 from routatic_asgi.transitions import Board
 from tests.conftest import gateway_config, http_scope
-from tests.resilience_kit import Clock, Upstreams
+from tests.fake_clock import FakeClock
+from tests.resilience_kit import Upstreams
 
 NAMES = 40_000
 
@@ -47,7 +48,7 @@ class Layers:
     assembles them, around an upstream that answers by the model's number."""
 
     def __init__(self) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.metrics = Metrics(CollectorRegistry())
         self.metrics.model.only(())  # as build_app does: no model here is configured
         self.store = MemoryStore(clock=self.clock)

@@ -24,8 +24,9 @@ from routatic_asgi.classify import Kind, Outcome
 from routatic_asgi.config import Config, CooldownConfig
 from routatic_asgi.state import MemoryStore, Record
 from tests.conftest import gateway_config
+from tests.fake_clock import NOW, FakeClock
 from tests.fake_upstream import anthropic_stream
-from tests.resilience_kit import NOW, Clock, Upstreams, app_for, ask, client_for, error
+from tests.resilience_kit import Upstreams, app_for, ask, client_for, error
 
 POLICY = CooldownConfig(base=30, max=900)
 ONE_STRIKE = BreakerPolicy(POLICY, failures=1, probe_max=900)  # opens on every failure
@@ -168,7 +169,7 @@ def two_providers() -> Config:
 
 class Rig:
     def __init__(self) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.upstreams = Upstreams()
         self.store = MemoryStore(clock=self.clock)
         self.app = app_for(two_providers(), self.upstreams, self.clock, store=self.store)
@@ -373,7 +374,7 @@ async def test_by_default_a_dead_target_gets_one_call_per_30_s_and_is_back_withi
         },
         [{"match": "*", "chain": ["a/{model}", "b/{model}"]}],
     )
-    clock, upstreams = Clock(), Upstreams()
+    clock, upstreams = FakeClock(), Upstreams()
     app = app_for(config, upstreams, clock, store=MemoryStore(clock=clock))
     client = client_for(app)
     try:

@@ -11,17 +11,12 @@ from __future__ import annotations
 import pytest
 
 from tests.coding_sessions import KEYS, SYSTEM, Sessions
+from tests.fake_clock import FakeClock
 from tests.prefix_cache import PrefixCache
-from tests.resilience_kit import Clock
 
 SESSIONS, TURNS = 20, 10
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_affinity_keeps_every_session_on_its_warm_key() -> None:
@@ -56,7 +51,7 @@ async def test_a_rejected_key_costs_its_sessions_one_turn_of_cache() -> None:
 
 
 def test_the_fake_caches_per_key_within_its_ttl() -> None:
-    clock = Clock()
+    clock = FakeClock()
     fake = PrefixCache(clock, ttl=300)
     body = {"model": "m", "system": SYSTEM, "messages": [{"role": "user", "content": "hi"}]}
     first = fake.lookup(KEYS[0], body)

@@ -15,8 +15,9 @@ from routatic_asgi.errors import ConfigError
 from routatic_asgi.session import Session, session_of
 from routatic_asgi.translate.anthropic.breakpoints import LIMIT, with_breakpoints
 from routatic_asgi.translate.translation import Translation
+from tests.fake_clock import FakeClock
 from tests.prefix_cache import PrefixCache
-from tests.resilience_kit import Clock, app_for, client_for
+from tests.resilience_kit import app_for, client_for
 
 SESSION = {"x-claude-code-session-id": "4c2a9e7f-session"}
 SYSTEM = "You are a careful coding agent. " * 100
@@ -24,11 +25,6 @@ EPHEMERAL = {"type": "ephemeral"}
 ENDPOINTS = {"anthropic": "messages", "openai": "chat_completions", "responses": "responses"}
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def inbound(protocol: Protocol, payload: dict[str, Any], headers: dict[str, str]) -> Any:
@@ -282,7 +278,7 @@ def _usage(protocol: str, event: dict[str, Any]) -> dict[str, Any] | None:
 async def test_cached_tokens_reach_every_client_in_its_own_shape(
     client: str, target: str, stream: bool
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     fake = PrefixCache(clock)
     base = "http://t" if target == "anthropic" else "http://t/v1"
     config = parse_config(
@@ -307,7 +303,7 @@ async def test_cached_tokens_reach_every_client_in_its_own_shape(
 async def test_passthrough_adds_no_cache_hint_and_stays_warm_by_affinity(protocol: str) -> None:
     """A same-protocol request goes byte for byte: no prompt_cache_key, no breakpoint added.
     Its session still keeps one key of the pool, so its next turn reads that key's cache."""
-    clock = Clock()
+    clock = FakeClock()
     fake = PrefixCache(clock)
     bodies: list[bytes] = []
 

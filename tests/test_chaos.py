@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from tests.conftest import gateway_config
+from tests.fake_clock import NOW, FakeClock
 from tests.fake_upstream import anthropic_stream
-from tests.resilience_kit import NOW, Body, Clock, app_for, client_for, error, healthy
+from tests.resilience_kit import Body, app_for, client_for, error, healthy
 
 HOSTS = ("a.test", "b.test", "c.test")
 EPOCH = 60.0  # seconds of fake time; the longest cooldown (10 s + 10%) is far shorter
@@ -42,7 +43,7 @@ def schedule(rng: random.Random, epochs: int) -> list[frozenset[str]]:
 
 
 class Chaos:
-    def __init__(self, rng: random.Random, clock: Clock) -> None:
+    def __init__(self, rng: random.Random, clock: FakeClock) -> None:
         self.rng, self.clock = rng, clock
         self.failing = schedule(rng, int(REQUESTS * 2.0 / EPOCH) + 2)
         self.calls: Counter[str] = Counter()
@@ -80,7 +81,7 @@ class Chaos:
 
 async def test_random_failures_never_reach_the_client() -> None:
     rng = random.Random(20261122)
-    clock = Clock()
+    clock = FakeClock()
     chaos = Chaos(rng, clock)
     config = gateway_config(
         {

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from routatic_asgi.shapes import MAX_DEPTH, may_nest_too_deep, too_deep
 from tests.conftest import gateway_config
-from tests.resilience_kit import Clock, Upstreams, app_for, client_for
+from tests.fake_clock import FakeClock
+from tests.resilience_kit import Upstreams, app_for, client_for
 
 CONFIG = gateway_config(
     {
@@ -206,7 +207,7 @@ class Rig:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.upstreams = Upstreams()
-        self.app = app_for(CONFIG, self.upstreams, Clock())
+        self.app = app_for(CONFIG, self.upstreams, FakeClock())
         self.client = client_for(self.app)
 
     def send(self, method: str, path: str, **options: Any) -> httpx.Response:
@@ -346,7 +347,7 @@ def test_a_request_no_target_can_serve_is_a_400_saying_why(rig: Rig) -> None:
         [{"match": "*", "chain": ["oai/small"]}],
     )
     upstreams = Upstreams()
-    client = client_for(app_for(config, upstreams, Clock()))
+    client = client_for(app_for(config, upstreams, FakeClock()))
     images = rig.loop.run_until_complete(
         client.post(
             "/v1/messages", json={**ANTHROPIC_BODY, "messages": ANTHROPIC_BODY["messages"][:1]}

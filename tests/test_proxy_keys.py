@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from routatic_asgi.config import InboundKey
 from routatic_asgi.errors import ConfigError
 from tests.conftest import gateway_config
-from tests.resilience_kit import REQUEST, Clock, Upstreams, app_for, client_for
+from tests.fake_clock import FakeClock
+from tests.resilience_kit import REQUEST, Upstreams, app_for, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +60,7 @@ async def test_the_proxy_key_is_never_forwarded_in_any_combination(
     model: str, with_client_key: bool
 ) -> None:
     upstreams = Upstreams()
-    app = app_for(keyed_config(), upstreams, Clock())
+    app = app_for(keyed_config(), upstreams, FakeClock())
     async with client_for(app) as client:
         for carriers in COMBINATIONS:
             headers = list(carriers)
@@ -82,7 +83,7 @@ async def test_the_proxy_key_is_never_forwarded_in_any_combination(
 
 async def test_a_blank_presented_key_never_matches() -> None:
     upstreams = Upstreams()
-    app = app_for(keyed_config(), upstreams, Clock())
+    app = app_for(keyed_config(), upstreams, FakeClock())
     async with client_for(app) as client:
         for headers in (
             {"x-routatic-key": ""},
@@ -122,7 +123,7 @@ def test_an_inbound_key_built_in_code_cannot_be_blank() -> None:
 
 
 async def test_every_endpoint_but_health_readiness_and_metrics_needs_the_key() -> None:
-    app = app_for(keyed_config(), Upstreams(), Clock())
+    app = app_for(keyed_config(), Upstreams(), FakeClock())
     async with client_for(app) as client:
         for method, path in (("GET", "/v1/models"), ("GET", "/status"), ("HEAD", "/")):
             refused = await client.request(method, path)
@@ -138,7 +139,7 @@ async def test_every_endpoint_but_health_readiness_and_metrics_needs_the_key() -
 
 async def test_the_gateways_own_refusals_say_not_to_retry() -> None:
     upstreams = Upstreams()
-    app = app_for(keyed_config(max_body="1KiB"), upstreams, Clock())
+    app = app_for(keyed_config(max_body="1KiB"), upstreams, FakeClock())
     key = {"x-routatic-key": PROXY_KEY}
     json_type = {**key, "content-type": "application/json"}
     async with client_for(app) as client:
@@ -164,7 +165,7 @@ async def test_the_gateways_own_refusals_say_not_to_retry() -> None:
 async def test_an_upstream_rate_limit_is_not_marked_final() -> None:
     upstreams = Upstreams()
     upstreams.script("pass.test", 429)
-    app = app_for(keyed_config(), upstreams, Clock())
+    app = app_for(keyed_config(), upstreams, FakeClock())
     async with client_for(app) as client:
         response = await client.post(
             "/v1/messages", json=REQUEST, headers={"x-routatic-key": PROXY_KEY}

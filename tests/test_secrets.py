@@ -26,8 +26,9 @@ from routatic_asgi.errors import ConfigError
 from routatic_asgi.redaction import Redactor
 from routatic_asgi.state import MemoryStore
 from tests.conftest import gateway_config, run, write
+from tests.fake_clock import FakeClock
 from tests.fake_upstream import openai_stream
-from tests.resilience_kit import REQUEST, Body, Clock, Upstreams, healthy
+from tests.resilience_kit import REQUEST, Body, Upstreams, healthy
 
 FIRST = "sk-first-canary-7f3a9c"
 SECOND = "sk-second-canary-4b1e"
@@ -139,7 +140,7 @@ def test_a_canary_key_leaks_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFix
     upstreams.script("first.test", echo_before_content)  # a lone stream's error before content
     upstreams.script("third.test", echo_in_chat_stream)  # translated: an error chunk
     upstreams.script("third.test", echo_error(400, gzipped=True))  # translated, compressed
-    clock = Clock()
+    clock = FakeClock()
     app = build_app(
         canary_config(),
         transport=httpx.MockTransport(upstreams),
@@ -224,7 +225,7 @@ def test_a_canary_key_leaks_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFix
 def test_healthy_answers_are_untouched() -> None:
     upstreams = Upstreams()
     upstreams.script("first.test", healthy)
-    clock = Clock()
+    clock = FakeClock()
     app = build_app(canary_config(), transport=httpx.MockTransport(upstreams), clock=clock)
 
     async def drive() -> httpx.Response:

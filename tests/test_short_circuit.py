@@ -19,17 +19,8 @@ from routatic_asgi.config import Config, ProviderConfig
 from routatic_asgi.keyring import Keyring, run_key_command
 from routatic_asgi.marks import credential_record
 from routatic_asgi.state import MemoryStore, Record
-from tests.resilience_kit import (
-    NOW,
-    Clock,
-    Upstreams,
-    app_for,
-    ask,
-    client_for,
-    error,
-    healthy,
-    respond,
-)
+from tests.fake_clock import NOW, FakeClock
+from tests.resilience_kit import Upstreams, app_for, ask, client_for, error, healthy, respond
 
 BAD = "sk-bad-key-00000001"
 GOOD = "sk-good-key-0000002"
@@ -136,7 +127,7 @@ def openai(host: str, **options: Any) -> dict[str, Any]:
 
 class Rig:
     def __init__(self, cfg: Config) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.upstreams = Upstreams()
         self.app = app_for(cfg, self.upstreams, self.clock, store=MemoryStore(clock=self.clock))
         self.client = client_for(self.app)
@@ -345,7 +336,7 @@ async def test_status_shows_a_key_only_by_provider_index_and_last_four(rigs: lis
 
 async def test_a_failed_first_run_waits_before_running_again() -> None:
     runs: list[str] = []
-    clock = Clock(0.0)
+    clock = FakeClock(0.0)
 
     async def run(command: str, limit: float) -> str | None:
         runs.append(command)

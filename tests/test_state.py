@@ -15,14 +15,13 @@ import pytest
 from routatic_asgi import build_app
 from routatic_asgi.state import MemoryStore, Record, RedisStore, StateStore, state_kind, store_for
 from tests.conftest import closed_port_url, gateway_config, redis_url
-from tests.fake_clock import NOW
-from tests.fake_clock import FakeClock as Clock
+from tests.fake_clock import NOW, FakeClock
 from tests.resilience_kit import Upstreams, ask, client_for
 
 pytestmark = pytest.mark.anyio
 
 
-async def ttl_of(store: StateStore, key: str, clock: Clock) -> float | None:
+async def ttl_of(store: StateStore, key: str, clock: FakeClock) -> float | None:
     """Seconds until the store forgets `key` (None: never)."""
     if isinstance(store, RedisStore):
         millis = await store._redis().pttl(store._key("rec", key))
@@ -32,7 +31,7 @@ async def ttl_of(store: StateStore, key: str, clock: Clock) -> float | None:
     return None if expires is None else expires - clock()
 
 
-async def test_put_then_get_round_trips(store: tuple[StateStore, Clock]) -> None:
+async def test_put_then_get_round_trips(store: tuple[StateStore, FakeClock]) -> None:
     state, _ = store
     record = Record("rate_limited", NOW, NOW + 30.5, 2)
     assert await state.get("breaker:a") is None
@@ -41,7 +40,7 @@ async def test_put_then_get_round_trips(store: tuple[StateStore, Clock]) -> None
     assert await state.records() == {"breaker:a": record}
 
 
-async def test_the_ttl_equals_the_cooldown(store: tuple[StateStore, Clock]) -> None:
+async def test_the_ttl_equals_the_cooldown(store: tuple[StateStore, FakeClock]) -> None:
     state, clock = store
     await state.put("credential:x", Record("usage_limit", NOW, NOW + 120), now=NOW)
     assert await ttl_of(state, "credential:x", clock) == pytest.approx(120, abs=0.5)
@@ -49,7 +48,7 @@ async def test_the_ttl_equals_the_cooldown(store: tuple[StateStore, Clock]) -> N
     assert await ttl_of(state, "breaker:y", clock) == pytest.approx(630, abs=0.5)
 
 
-async def test_a_longer_cooldown_is_never_cut_short(store: tuple[StateStore, Clock]) -> None:
+async def test_a_longer_cooldown_is_never_cut_short(store: tuple[StateStore, FakeClock]) -> None:
     state, _ = store
     long = Record("usage_limit", NOW, NOW + 3600)
     short = Record("rate_limited", NOW + 1, NOW + 60)
@@ -60,7 +59,7 @@ async def test_a_longer_cooldown_is_never_cut_short(store: tuple[StateStore, Clo
     assert await state.put("credential:x", longer, now=NOW + 2) == longer
 
 
-async def test_an_unbounded_record_outlasts_any_cooldown(store: tuple[StateStore, Clock]) -> None:
+async def test_an_unbounded_record_outlasts_any_cooldown(store: tuple[StateStore, FakeClock]) -> None:
     state, clock = store
     bad = Record("auth_rejected", NOW, None)
     await state.put("credential:x", bad, now=NOW)
@@ -69,7 +68,7 @@ async def test_an_unbounded_record_outlasts_any_cooldown(store: tuple[StateStore
     assert await state.get("credential:x") == bad
 
 
-async def test_delete_clears(store: tuple[StateStore, Clock]) -> None:
+async def test_delete_clears(store: tuple[StateStore, FakeClock]) -> None:
     state, _ = store
     await state.put("breaker:a", Record("status_500", NOW, NOW + 30, 1), now=NOW)
     await state.delete("breaker:a")
@@ -77,7 +76,7 @@ async def test_delete_clears(store: tuple[StateStore, Clock]) -> None:
     assert await state.records() == {}
 
 
-async def test_one_claim_wins_until_released(store: tuple[StateStore, Clock]) -> None:
+async def test_one_claim_wins_until_released(store: tuple[StateStore, FakeClock]) -> None:
     state, _ = store
     winners = []
 
@@ -94,7 +93,7 @@ async def test_one_claim_wins_until_released(store: tuple[StateStore, Clock]) ->
     assert await state.claim("breaker:a", ttl=30)
 
 
-async def test_leases_are_not_records(store: tuple[StateStore, Clock]) -> None:
+async def test_leases_are_not_records(store: tuple[StateStore, FakeClock]) -> None:
     state, _ = store
     await state.claim("breaker:a", ttl=30)
     assert await state.records() == {}
@@ -103,7 +102,7 @@ async def test_leases_are_not_records(store: tuple[StateStore, Clock]) -> None:
 
 
 async def test_memory_records_expire_on_the_injected_clock() -> None:
-    clock = Clock()
+    clock = FakeClock()
     state = MemoryStore(clock=clock)
     await state.put("credential:x", Record("usage_limit", NOW, NOW + 60), now=NOW)
     assert await state.claim("lease", ttl=10)
@@ -148,7 +147,7 @@ async def test_two_redis_stores_share_one_state() -> None:
 
 
 async def test_an_unreachable_redis_serves_from_memory_and_says_degraded() -> None:
-    clock = Clock()
+    clock = FakeClock()
     state = RedisStore(f"redis{closed_port_url().removeprefix('http')}/0", clock=clock)
     try:
         assert not state.degraded
@@ -166,7 +165,7 @@ async def test_an_unreachable_redis_serves_from_memory_and_says_degraded() -> No
 
 
 async def test_a_degraded_store_tries_redis_again_later() -> None:
-    clock = Clock()
+    clock = FakeClock()
     calls: list[str] = []
 
     class Flaky:

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from routatic_asgi import build_app
 from tests.conftest import closed_port_url, gateway_config
-from tests.resilience_kit import Clock, Upstreams, app_for, client_for, respond
+from tests.fake_clock import FakeClock
+from tests.resilience_kit import Upstreams, app_for, client_for, respond
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +29,7 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 
 @pytest.mark.parametrize("traced", [True, False])
 async def test_a_failing_target_is_short_circuited_then_probed(traced: bool) -> None:
-    clock, registry, upstreams = Clock(), CollectorRegistry(), Upstreams()
+    clock, registry, upstreams = FakeClock(), CollectorRegistry(), Upstreams()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -83,7 +84,7 @@ async def test_a_refreshed_key_counts_two_upstream_calls_once_each() -> None:
                "key_command": "echo sk-fresh-000002"}},
         [{"match": "claude-x", "chain": ["p/{model}"]}],
     )  # fmt: skip
-    app = app_for(config, upstreams, Clock(), registry=registry)
+    app = app_for(config, upstreams, FakeClock(), registry=registry)
     async with client_for(app) as client:
         assert (await client.post("/v1/messages", json=REQUEST)).status_code == 200
     await app.aclose()

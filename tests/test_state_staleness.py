@@ -17,7 +17,7 @@ import pytest
 from routatic_asgi.errors import ConfigError
 from routatic_asgi.state import Record, RedisStore, parse_state_url
 from tests.conftest import gateway_config, redis_url
-from tests.test_state import NOW, Clock
+from tests.fake_clock import NOW, FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -50,13 +50,13 @@ class Shared:
         pass
 
 
-def replica(records: dict[str, bytes], clock: Clock, staleness: str = "2") -> RedisStore:
+def replica(records: dict[str, bytes], clock: FakeClock, staleness: str = "2") -> RedisStore:
     url = f"redis://127.0.0.1:1/0?staleness={staleness}"
     return RedisStore(url, clock=clock, client=Shared(records))
 
 
 async def test_an_absent_key_costs_one_round_trip_per_staleness() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = replica({}, clock)
     for _ in range(100):
         assert await store.get("breaker:a") is None
@@ -67,7 +67,7 @@ async def test_an_absent_key_costs_one_round_trip_per_staleness() -> None:
 
 
 async def test_another_replicas_record_is_seen_within_the_staleness() -> None:
-    clock, records = Clock(), {}
+    clock, records = FakeClock(), {}
     one, two = replica(records, clock), replica(records, clock)
     assert await one.get("breaker:a") is None
     await two.put("breaker:a", RECORD, now=NOW)
@@ -80,7 +80,7 @@ async def test_another_replicas_record_is_seen_within_the_staleness() -> None:
 
 
 async def test_a_record_written_here_is_seen_at_once() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = replica({}, clock)
     assert await store.get("breaker:a") is None
     await store.put("breaker:a", RECORD, now=NOW)
@@ -88,7 +88,7 @@ async def test_a_record_written_here_is_seen_at_once() -> None:
 
 
 async def test_concurrent_reads_of_one_key_share_one_round_trip() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = replica({}, clock, staleness="0")
     found = await asyncio.gather(*(store.get("breaker:a") for _ in range(10)))
     assert found == [None] * 10
@@ -96,7 +96,7 @@ async def test_concurrent_reads_of_one_key_share_one_round_trip() -> None:
 
 
 async def test_a_write_here_is_not_hidden_by_a_read_in_flight() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = replica({}, clock, staleness="0")
     store._client.answer.clear()
     before = asyncio.ensure_future(store.get("breaker:a"))
@@ -111,7 +111,7 @@ async def test_a_write_here_is_not_hidden_by_a_read_in_flight() -> None:
 
 
 async def test_no_staleness_asks_every_time() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = replica({}, clock, staleness="0")
     for _ in range(3):
         assert await store.get("breaker:a") is None
@@ -119,7 +119,7 @@ async def test_no_staleness_asks_every_time() -> None:
 
 
 async def test_real_redis_replicas_share_within_the_staleness() -> None:
-    clock = Clock()
+    clock = FakeClock()
     url = redis_url() + "&staleness=1"
     one, two = RedisStore(url, clock=clock), RedisStore(url, clock=clock)
     try:

@@ -22,16 +22,12 @@ from routatic_asgi.classify import (
 from routatic_asgi.cli.status import status_text
 from routatic_asgi.state import StateStore
 from tests.conftest import gateway_config
-from tests.resilience_kit import NOW, Clock, Upstreams, app_for, ask, client_for, respond
+from tests.fake_clock import NOW, FakeClock
+from tests.resilience_kit import Upstreams, app_for, ask, client_for, respond
 
 pytestmark = pytest.mark.anyio
 
 ABSURD = ["1e300", "99999999999999999999999", "1" + "0" * 300]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.mark.parametrize("value", ABSURD)
@@ -128,7 +124,7 @@ ANSWERS: list[tuple[int, dict[str, str], dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("status", "headers", "payload"), ANSWERS)
 async def test_one_absurd_header_reaches_neither_a_header_nor_the_store(
-    store: tuple[StateStore, Clock], status: int, headers: dict[str, str], payload: dict[str, Any]
+    store: tuple[StateStore, FakeClock], status: int, headers: dict[str, str], payload: dict[str, Any]
 ) -> None:
     state, clock = store
     config = gateway_config(

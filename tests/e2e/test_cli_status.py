@@ -11,7 +11,7 @@ import httpx
 
 from tests.conftest import FakeUpstream, gateway_config
 from tests.e2e.serving import gateway
-from tests.resilience_kit import Clock
+from tests.fake_clock import FakeClock
 
 BAD = "sk-bad-key-00000001"
 GOOD = "sk-good-key-0000002"
@@ -41,7 +41,7 @@ def test_status_lists_breakers_and_credentials(upstream: FakeUpstream) -> None:
     )
     upstream.script(down, *[{"status": 529, "body": "{}"}] * 2)  # the call and its retry
     upstream.script(zen, {"status": 401, "body": "{}"})
-    with gateway(config, clock=Clock()) as url:
+    with gateway(config, clock=FakeClock()) as url:
         headers = {"x-routatic-key": PROXY_KEY}
         assert httpx.post(f"{url}/v1/messages", json=REQUEST, headers=headers).status_code == 200
         assert httpx.get(f"{url}/status").status_code == 401  # the proxy key guards it

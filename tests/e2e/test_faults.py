@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import FakeUpstream, gateway_config
 from tests.e2e.serving import gateway
+from tests.fake_clock import FakeClock
 from tests.fault_kit import (
     MODEL,
     WIRES,
@@ -25,7 +26,6 @@ from tests.fault_kit import (
     request_log,
     words,
 )
-from tests.resilience_kit import Clock
 
 CASES = [(wire, stream) for wire in WIRES for stream in (False, True)]
 IDS = [f"{wire.name}-{'stream' if stream else 'whole'}" for wire, stream in CASES]
@@ -95,7 +95,7 @@ def test_a_short_retry_after_is_waited_out_on_the_same_target(
     wire, stream = case
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, rate_limited(wire, "2"))
-    clock = Clock()
+    clock = FakeClock()
     with request_log() as log, gateway(config, clock=clock) as url:
         response = ask(url, wire, stream)
         [line] = log.wait(1)
@@ -120,7 +120,7 @@ def test_a_long_retry_after_moves_on_and_opens_the_breaker_at_once(
     wire, stream = case
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, rate_limited(wire, "30"), rate_limited(wire, "30"))
-    clock = Clock()
+    clock = FakeClock()
     with gateway(config, clock=clock) as url:
         first = ask(url, wire, stream)
         second = ask(url, wire, stream)
@@ -142,7 +142,7 @@ def test_a_429_without_retry_after_opens_the_breaker_on_the_second(
     wire, stream = case
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, rate_limited(wire, None), rate_limited(wire, None))
-    with gateway(config, clock=Clock()) as url:
+    with gateway(config, clock=FakeClock()) as url:
         served = [ask(url, wire, stream) for _ in range(3)]
     assert [wire.text(r, stream) for r in served] == [healthy_text(stream)] * 3
     assert len(upstream.calls(primary)) == 2  # not retried without a stated wait
@@ -157,7 +157,7 @@ def test_one_500_is_mended_by_a_retry_and_opens_nothing(upstream: FakeUpstream, 
     wire, stream = case
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, {"status": 500, "body": wire.error(500)})
-    clock = Clock()
+    clock = FakeClock()
     with request_log() as log, gateway(config, clock=clock) as url:
         response = ask(url, wire, stream)
         status = httpx.get(f"{url}/status").json()
@@ -182,7 +182,7 @@ def test_a_persistent_503_costs_two_calls_then_the_breaker_skips_it(
     wire, stream = case
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, *[{"status": 503, "body": wire.error(503)}] * 3)
-    clock = Clock()
+    clock = FakeClock()
     with request_log() as log, gateway(config, clock=clock) as url:
         first = ask(url, wire, stream)
         second = ask(url, wire, stream)
@@ -219,7 +219,7 @@ def test_a_reset_connection_is_retried_once_then_moves_on(
     resetter = Resetter(resets, healthy)
     try:
         config, _, backup = chain(upstream, wire, primary_url=resetter.url)
-        with gateway(config, clock=Clock()) as url:
+        with gateway(config, clock=FakeClock()) as url:
             response = ask(url, wire, stream)
     finally:
         resetter.close()
@@ -240,7 +240,7 @@ def test_a_stream_complete_but_for_its_last_event_is_a_whole_answer(
     """No `[DONE]` (OpenAI) or `message_stop` (Anthropic) after the finish reason and usage."""
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, {"sse": wire.stream()[:-1]})
-    with request_log() as log, gateway(config, clock=Clock()) as url:
+    with request_log() as log, gateway(config, clock=FakeClock()) as url:
         response = ask(url, wire, True)
         [line] = log.wait(1)
     assert wire.text(response, True) == words(3)  # ends as the protocol says, no error event
@@ -268,7 +268,7 @@ def test_context_too_long_moves_on_to_a_target_known_to_hold_more(
         upstream, wire, backup_models={"backup-model": {"context": 1_000_000}}
     )
     upstream.script(primary, too_long(wire))
-    with request_log() as log, gateway(config, clock=Clock()) as url:
+    with request_log() as log, gateway(config, clock=FakeClock()) as url:
         response = ask(url, wire, stream)
         [line] = log.wait(1)
     assert wire.text(response, stream) == healthy_text(stream)
@@ -287,7 +287,7 @@ def test_context_too_long_goes_back_when_no_target_is_known_to_hold_more(
     config, primary, backup = chain(upstream, wire)
     answer = too_long(wire)
     upstream.script(primary, answer)
-    with gateway(config, clock=Clock()) as url:
+    with gateway(config, clock=FakeClock()) as url:
         response = ask(url, wire, stream)
     assert response.status_code == 400  # as it came: Claude Code compacts on it
     assert response.text == answer["body"]
@@ -321,7 +321,7 @@ def test_a_content_filter_refusal_is_relayed_as_sent(upstream: FakeUpstream, cas
     wire, stream = case
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, refusal(wire, stream))
-    with request_log() as log, gateway(config, clock=Clock()) as url:
+    with request_log() as log, gateway(config, clock=FakeClock()) as url:
         response = ask(url, wire, stream)
         [line] = log.wait(1)
     assert wire.text(response, stream) == ""
@@ -342,7 +342,7 @@ def test_a_flapping_primary_is_left_alone_then_back_within_30_s(
     """Down for 60 s under 20 requests (one every 3 s), then up again."""
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, *[{"status": 503, "body": wire.error(503)}] * 40)
-    clock = Clock()
+    clock = FakeClock()
     start = clock.now
     with gateway(config, clock=clock) as url:
         for n in range(20):
@@ -371,7 +371,7 @@ def test_a_lone_target_open_on_failures_still_gets_the_request(
     wire, stream = case
     config, prefix = lone(upstream, wire)
     upstream.script(prefix, *[{"status": 503, "body": wire.error(503)}] * 2)
-    with request_log() as log, gateway(config, clock=Clock()) as url:
+    with request_log() as log, gateway(config, clock=FakeClock()) as url:
         failed = ask(url, wire, stream)
         panicked = ask(url, wire, stream)
         lines = log.wait(2)
@@ -388,7 +388,7 @@ def test_a_lone_target_told_to_wait_is_not_called_early(upstream: FakeUpstream) 
     wire = WIRES[0]
     config, prefix = lone(upstream, wire)
     upstream.script(prefix, rate_limited(wire, "60"))
-    with gateway(config, clock=Clock()) as url:
+    with gateway(config, clock=FakeClock()) as url:
         first = ask(url, wire, False)
         second = ask(url, wire, False)
     assert first.status_code == 429 and second.status_code == 503  # at once, without a call
@@ -429,7 +429,7 @@ def test_a_stream_broken_after_its_commit_is_continued_on_the_next_target(
 ) -> None:
     config, primary, backup = chain(upstream, wire, idle_timeout="300ms")
     upstream.script(primary, broken_after(wire, 40, then))
-    with request_log() as log, gateway(config, clock=Clock()) as url:
+    with request_log() as log, gateway(config, clock=FakeClock()) as url:
         response = ask(url, wire, True)
         [line] = log.wait(1)
     # One well-formed answer: the 40 words, then the continuation (the fake's 3 words).
@@ -454,7 +454,7 @@ def test_a_rescue_asks_in_a_user_turn_every_target_accepts(upstream: FakeUpstrea
     wire = WIRES[0]
     config, primary, backup = chain(upstream, wire)
     upstream.script(primary, broken_after(wire, 40, "break"))
-    with gateway(config, clock=Clock()) as url:
+    with gateway(config, clock=FakeClock()) as url:
         response = ask(url, wire, True)
     assert wire.text(response, True).startswith(words(40))
     body = json.loads(upstream.calls(backup)[0]["body"])
@@ -465,7 +465,7 @@ def test_a_stream_that_cannot_be_rescued_ends_with_the_error_event(upstream: Fak
     wire = WIRES[0]
     config, primary, backup = chain(upstream, wire, rescue=False)
     upstream.script(primary, broken_after(wire, 40, "break"))
-    with gateway(config, clock=Clock()) as url:
+    with gateway(config, clock=FakeClock()) as url:
         response = ask(url, wire, True)
     last = response.text.strip().split("\n\n")[-1]
     assert last.startswith("event: error\n")

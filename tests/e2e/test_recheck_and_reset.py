@@ -13,7 +13,7 @@ import httpx
 
 from tests.conftest import FakeUpstream, gateway_config
 from tests.e2e.serving import gateway
-from tests.resilience_kit import NOW, Clock
+from tests.fake_clock import NOW, FakeClock
 
 MODEL = "claude-sonnet-4-6"
 REQUEST = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
@@ -50,7 +50,7 @@ def test_a_key_used_up_for_days_is_rechecked_by_one_request_an_hour(
 ) -> None:
     config, primary, _ = config_for(upstream)
     upstream.script(primary, used_up(3), used_up(3))
-    clock = Clock()
+    clock = FakeClock()
     with gateway(config, clock=clock) as url:
         assert served_by(url) == "backup/backup-model"  # used up: the reset is 3 days away
         clock.now += 1800
@@ -83,7 +83,7 @@ def test_an_operator_clears_a_breaker_and_a_credential_by_hand(upstream: FakeUps
     down = {"status": 503, "body": "{}"}
     upstream.script(primary, down, down, used_up(3))
     headers = {"x-routatic-key": PROXY_KEY}
-    clock = Clock()
+    clock = FakeClock()
     with gateway(config, clock=clock) as url:
         ask = lambda: httpx.post(f"{url}/v1/messages", json=REQUEST, headers=headers)  # noqa: E731
         assert ask().headers["x-routatic-target"] == "backup/backup-model"  # the breaker opens

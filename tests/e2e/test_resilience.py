@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import FakeUpstream, gateway_config
 from tests.e2e.serving import gateway, serve
-from tests.resilience_kit import NOW, Clock
+from tests.fake_clock import NOW, FakeClock
 
 MODEL = "claude-sonnet-4-6"
 REQUEST = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
@@ -51,7 +51,7 @@ async def concurrently(url: str, count: int, body: dict[str, Any]) -> list[httpx
 
 
 async def concurrently_with_a_slow_probe(
-    url: str, upstream: FakeUpstream, primary: str, clock: Clock
+    url: str, upstream: FakeUpstream, primary: str, clock: FakeClock
 ) -> list[httpx.Response]:
     """50 concurrent streams; once the probe hangs on `primary`, its first byte is overdue."""
     async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=50)) as client:
@@ -81,7 +81,7 @@ def primary_and_backup(upstream: FakeUpstream, **resilience: Any) -> tuple[Any, 
 
 def test_one_probe_under_fifty_concurrent_requests(upstream: FakeUpstream) -> None:
     config, primary, backup = primary_and_backup(upstream, first_byte_timeout="500ms")
-    clock = Clock()
+    clock = FakeClock()
     upstream.script(primary, error(500), error(500), {"hang": True})
     with gateway(config, clock=clock) as url:
         assert httpx.post(f"{url}/v1/messages", json=REQUEST).status_code == 200
@@ -130,7 +130,7 @@ def test_a_bad_key_on_a_provider_with_two_models_costs_one_call(upstream: FakeUp
 
 def test_a_usage_limited_provider_is_skipped_until_its_reset(upstream: FakeUpstream) -> None:
     config, primary, _ = primary_and_backup(upstream, quota_recheck="10h")  # no recheck before
-    clock = Clock()
+    clock = FakeClock()
     limited = error(429, "rate_limit_error")
     limited["headers"] = {
         "anthropic-ratelimit-unified-status": "rejected",
@@ -168,7 +168,7 @@ def test_a_clients_used_up_subscription_is_skipped_for_that_client_until_its_res
         },
         [{"match": "*", "chain": ["anthropic/{model}", "backup/backup-model"]}],
     )
-    clock = Clock()
+    clock = FakeClock()
     limited = error(429, "rate_limit_error")
     limited["headers"] = {
         "anthropic-ratelimit-unified-status": "rejected",
@@ -226,7 +226,7 @@ def test_every_target_cooling_answers_at_once_with_the_soonest_recovery(
     upstream: FakeUpstream,
 ) -> None:
     config, primary, backup = primary_and_backup(upstream)
-    clock = Clock()
+    clock = FakeClock()
     upstream.script(primary, error(402, "billing_error", resets_in_seconds=600))
     upstream.script(backup, {**error(503), "headers": {"retry-after": "90"}})
     with gateway(config, clock=clock) as url:
