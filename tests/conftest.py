@@ -13,6 +13,7 @@ import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -169,17 +170,36 @@ class RequestLines(logging.Handler):
             assert self.changed.wait_for(lambda: len(self.lines) >= count, timeout=10)
             return list(self.lines)
 
+    def of(self, model: str) -> dict[str, Any]:
+        """The one line of a request for `model`, once it is logged."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: self._for(model), timeout=10), model
+            (line,) = self._for(model)
+            return line
 
-@pytest.fixture
-def request_lines() -> Iterator[RequestLines]:
+    def _for(self, model: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["model"] == model]
+
+
+@contextmanager
+def request_log() -> Iterator[RequestLines]:
+    """The request log's lines while the block runs."""
     handler = RequestLines()
     log = logging.getLogger("routatic_asgi.requests")
     level = log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    yield handler
-    log.removeHandler(handler)
-    log.setLevel(level)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+@pytest.fixture
+def request_lines() -> Iterator[RequestLines]:
+    with request_log() as lines:
+        yield lines
 
 
 REDIS_URL = os.environ.get("ROUTATIC_TEST_REDIS_URL")

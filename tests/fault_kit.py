@@ -1,5 +1,5 @@
-"""What the fault suite (tests/e2e/test_faults.py) shares: the two wires, a TCP resetter,
-and the request log.
+"""What the fault suite (tests/e2e/test_faults.py) shares: the two wires and a TCP resetter
+(the request log's lines: conftest.request_log).
 
 A `Wire` is one client protocol served by a provider of the same protocol: how to ask, how
 to configure the provider, how to script the fake provider's answers, and how to read the
@@ -9,12 +9,9 @@ answer the client got — failing the test when a stream is not well formed and 
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import struct
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,36 +202,3 @@ def http_answer(content_type: str, body: bytes) -> bytes:
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body
-
-
-class RequestLog(logging.Handler):
-    """The gateway's request log lines, as parsed JSON; `wait(n)` blocks until n arrived."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[dict[str, Any]] = []
-        self.changed = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self.changed:
-            self.lines.append(json.loads(record.getMessage()))
-            self.changed.notify_all()
-
-    def wait(self, count: int) -> list[dict[str, Any]]:
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.lines) >= count, timeout=10)
-            return list(self.lines)
-
-
-@contextmanager
-def request_log() -> Iterator[RequestLog]:
-    handler = RequestLog()
-    log = logging.getLogger("routatic_asgi.requests")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)

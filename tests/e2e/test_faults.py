@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway_config
+from tests.conftest import FakeUpstream, gateway_config, request_log
 from tests.e2e.serving import gateway
 from tests.fake_clock import FakeClock
 from tests.fault_kit import (
@@ -23,7 +23,6 @@ from tests.fault_kit import (
     Resetter,
     Wire,
     http_answer,
-    request_log,
     words,
 )
 

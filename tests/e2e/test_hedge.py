@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway_config
+from tests.conftest import FakeUpstream, gateway_config, request_log
 from tests.e2e.serving import gateway
-from tests.fault_kit import MODEL, WIRES, Wire, request_log, words
+from tests.fault_kit import MODEL, WIRES, Wire, words
 
 PRIMARY = f"primary/{MODEL}"
 BACKUP = "backup/backup-model"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FakeUpstream, gateway_config, one_provider
+from tests.conftest import FakeUpstream, RequestLines, gateway_config, one_provider
 from tests.e2e.serving import gateway, serve
 from tests.fake_upstream import anthropic_message, anthropic_stream
 
@@ -71,39 +70,6 @@ def logs() -> Iterator[list[logging.LogRecord]]:
         logger.removeHandler(handler)
 
 
-class Lines(list[dict[str, Any]]):
-    """The request log's lines, parsed; `wait()` until one for `model` is written."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = threading.Event()
-
-    def wait(self, model: str) -> dict[str, Any]:
-        while not any(line["model"] == model for line in self):
-            assert self.written.wait(10), "no request log line"
-            self.written.clear()
-        (line,) = [line for line in self if line["model"] == model]
-        return line
-
-
-@pytest.fixture
-def request_log() -> Iterator[Lines]:
-    lines = Lines()
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(json.loads(record.getMessage()))
-            lines.written.set()
-
-    logger = logging.getLogger("routatic_asgi.requests")
-    handler, level = Keep(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
 def no_tracebacks(records: list[logging.LogRecord]) -> None:
     assert [r.getMessage() for r in records if r.exc_info] == []
 
@@ -138,7 +104,7 @@ def test_endless_holds_before_content_fall_back(upstream: FakeUpstream) -> None:
 def test_an_event_that_never_ends_after_the_commit_ends_in_an_error_event_within_bounded_memory(
     upstream: FakeUpstream,
     logs: list[logging.LogRecord],
-    request_log: Lines,
+    request_lines: RequestLines,
 ) -> None:
     config, one, _ = two_targets(upstream)
     head = COMMITTED + NEVER_ENDS
@@ -162,7 +128,7 @@ def test_an_event_that_never_ends_after_the_commit_ends_in_an_error_event_within
         "the answer from first/claude-x broke off after it had begun: event_too_large"
     ]
     no_tracebacks(logs)
-    line = request_log.wait("claude-x")
+    line = request_lines.of("claude-x")
     assert (line["status"], line["outcome"]) == (200, "upstream_error")
     assert line["attempts"] == [
         {
@@ -184,7 +150,7 @@ def openai_chunk(delta: Any) -> str:
 def test_a_malformed_chunk_on_a_translated_stream_is_an_upstream_failure(
     upstream: FakeUpstream,
     logs: list[logging.LogRecord],
-    request_log: Lines,
+    request_lines: RequestLines,
     committed: bool,
 ) -> None:
     """An OpenAI-protocol target's `tool_calls: 5`, read for an Anthropic client."""
@@ -204,7 +170,7 @@ def test_a_malformed_chunk_on_a_translated_stream_is_an_upstream_failure(
         last = response.text.rstrip("\n").rsplit("\n\n", 1)[-1]
         assert last.startswith("event: error\ndata: ")
         assert "more" not in response.text
-        line = request_log.wait("claude-x")
+        line = request_lines.of("claude-x")
         assert line["outcome"] == "upstream_error"
         assert line["attempts"][0]["reason"] == "malformed_event"
     else:
@@ -292,7 +258,7 @@ def test_a_body_cut_short_before_its_end_falls_back(
 def test_a_large_body_cut_after_the_commit_is_one_warning_and_no_traceback(
     upstream: FakeUpstream,
     logs: list[logging.LogRecord],
-    request_log: Lines,
+    request_lines: RequestLines,
 ) -> None:
     config, one, _ = two_targets(upstream)
     flood = {"head": '{"type":"message","content":"', "chunk": "x" * 65536, "bytes": 6 * MIB}
@@ -305,7 +271,7 @@ def test_a_large_body_cut_after_the_commit_is_one_warning_and_no_traceback(
     assert warnings == [
         "the answer from first/claude-x broke off after it had begun: protocol_error"
     ]
-    line = request_log.wait("claude-x")
+    line = request_lines.of("claude-x")
     assert (line["status"], line["outcome"]) == (200, "upstream_error")
 
 
@@ -332,7 +298,7 @@ def test_under_serve_a_body_cut_after_the_commit_is_one_line_on_stderr(
 
 
 def test_a_client_that_hangs_up_mid_stream_is_cancelled_not_served(
-    upstream: FakeUpstream, logs: list[logging.LogRecord], request_log: Lines
+    upstream: FakeUpstream, logs: list[logging.LogRecord], request_lines: RequestLines
 ) -> None:
     config, one, _ = two_targets(upstream)
     upstream.script(one, {"sse": anthropic_stream("claude-hangup")[:4], "then": "hang"})
@@ -341,7 +307,7 @@ def test_a_client_that_hangs_up_mid_stream_is_cancelled_not_served(
         with httpx.stream("POST", url + "/v1/messages", json=body, timeout=30) as response:
             next(response.iter_raw())  # the stream has committed; the client goes
         assert "disconnected_at" in upstream.disconnected(one)[-1]
-        line = request_log.wait("claude-hangup")
+        line = request_lines.of("claude-hangup")
     assert (line["status"], line["outcome"]) == (200, "cancelled")
     assert line["attempts"][0]["outcome"] == "cancelled"
     assert line["attempts"][0]["reason"] == "client_disconnected"
