@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
-from routatic_asgi.telemetry.metrics import Metrics
+from routatic_asgi.telemetry.metrics import BREAKER_STATES, CREDENTIAL_STATES, Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -92,7 +92,7 @@ def test_every_metric_in_every_panel_and_alert_is_one_the_app_exports() -> None:
     used = {name for expr in queries for name in METRIC.findall(expr)}
     assert used, "no routatic_ metric found in any query"
     assert used <= names, f"not exported by the app: {sorted(used - names)}"
-    # and every metric family the issue names appears on a dashboard
+    # and every metric family an operator watches appears on a dashboard
     families = {re.sub(r"_(total|bucket|sum|count|created)$", "", name) for name in used}
     for family in (
         "routatic_breaker_state",
@@ -104,6 +104,28 @@ def test_every_metric_in_every_panel_and_alert_is_one_the_app_exports() -> None:
         "routatic_fallbacks",
     ):
         assert family in families  # fmt: skip
+
+
+STATE_GAUGES = (
+    ("routatic_breaker_state", "Breaker state", BREAKER_STATES),
+    ("routatic_credential_state", "Credential state", CREDENTIAL_STATES),
+)
+
+
+def test_a_state_has_one_name_on_the_dashboard_the_metric_and_the_readme() -> None:
+    """Each value of a state gauge is named as /status names the state (transitions.py):
+    in the panel's value mappings, the metric's help and the README's table of metrics."""
+    resilience = json.loads((ROOT / "grafana" / "dashboards" / "resilience.json").read_text())
+    panels = {panel["title"]: panel for panel in resilience["panels"]}
+    helps = {family.name: family.documentation for family in Metrics(CollectorRegistry()).registry.collect()}
+    readme = (ROOT / "README.md").read_text()
+    for metric, title, states in STATE_GAUGES:
+        [mapping] = panels[title]["fieldConfig"]["defaults"]["mappings"]
+        shown = {int(value): option["text"] for value, option in mapping["options"].items()}
+        assert shown == {number: str(state) for state, number in states.items()}, title
+        [row] = [line for line in readme.splitlines() if line.startswith(f"| `{metric}` |")]
+        for state, number in states.items():
+            assert f"{number} {state}" in helps[metric] and f"{number} {state}" in row, metric
 
 
 # --- a real Prometheus --------------------------------------------------------------------

@@ -26,17 +26,29 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from routatic_asgi.transitions import CredentialState, Phase
+
 __all__ = ["BREAKER_STATES", "CREDENTIAL_STATES", "LabelBound", "Metrics"]
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 logger = logging.getLogger("routatic_asgi")
 
-BREAKER_STATES = {"closed": 0, "open": 1, "half_open": 2}
-CREDENTIAL_STATES = {"ok": 0, "cooling": 1, "bad": 2}  # cooling: used up; bad: rejected
+# The gauges' values for the layers' states, named as /status, the dashboards and the README
+# name them: the states themselves are transitions.py's.
+BREAKER_STATES: dict[str, int] = {Phase.CLOSED: 0, Phase.OPEN: 1, Phase.HALF_OPEN: 2}
+CREDENTIAL_STATES: dict[str, int] = {
+    CredentialState.OK: 0,
+    CredentialState.COOLING: 1,
+    CredentialState.BAD: 2,
+}
 
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 _TTFB_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+
+def _legend(states: dict[str, int]) -> str:
+    return ", ".join(f"{value} {state}" for state, value in states.items())
 
 
 class LabelBound:
@@ -95,7 +107,7 @@ class Metrics:
             ["from_provider", "to_provider", "reason"], registry=r,
         )  # fmt: skip
         self.breaker_state = Gauge(
-            "routatic_breaker_state", "Breaker per target: 0 closed, 1 open, 2 half-open.",
+            "routatic_breaker_state", f"Breaker per target: {_legend(BREAKER_STATES)}.",
             ["provider", "model"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
         self.breaker_transitions = Counter(
@@ -107,7 +119,9 @@ class Metrics:
             ["provider", "reason"], registry=r,
         )  # fmt: skip
         self.credential_state = Gauge(
-            "routatic_credential_state", "Credential: 0 ok, 1 exhausted (cooling), 2 rejected.",
+            "routatic_credential_state",
+            f"Credential: {_legend(CREDENTIAL_STATES)} (cooling: used up until its reset; "
+            "bad: rejected).",
             ["provider", "credential"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
         self.tokens = Counter(
