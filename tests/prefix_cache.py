@@ -26,7 +26,7 @@ from tests.fake_upstream import (
     responses_response,
     responses_stream,
 )
-from tests.resilience_kit import Body, respond
+from tests.resilience_kit import Body, respond, sse
 
 
 @dataclass
@@ -166,6 +166,4 @@ def _responses(model: str, served: Served, *, stream: bool) -> httpx.Response:
 
 def _sse(text: str) -> httpx.Response:
     """A stream the relay reads as from the network."""
-    return httpx.Response(
-        200, headers={"content-type": "text/event-stream"}, stream=Body(text.encode())
-    )
+    return sse(Body(text.encode()))

@@ -12,6 +12,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
+import anyio
 import httpx
 
 from routatic_asgi import build_app
@@ -58,13 +59,28 @@ class Upstreams:
 
 
 class Body(httpx.AsyncByteStream):
-    """A body the relay streams, as from the network (a `content=` body counts as read)."""
+    """A body the relay streams, as from the network (a `content=` body counts as read): its
+    `chunks`, then, if `hang`, nothing more, ever (`hanging` is set when it starts waiting).
+    `closed` says whether the gateway closed it."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    def __init__(self, *chunks: bytes, hang: bool = False) -> None:
+        self.chunks, self.hang, self.closed = chunks, hang, False
+        self.hanging = anyio.Event()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self.data
+        for chunk in self.chunks:
+            yield chunk
+        if self.hang:
+            self.hanging.set()
+            await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def sse(body: Body) -> httpx.Response:
+    """A 200 event stream of `body`."""
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
 
 
 def respond(status: int, payload: Any, **headers: str) -> httpx.Response:

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import gateway_config
 from tests.fake_clock import NOW, FakeClock
 from tests.fake_upstream import anthropic_stream
-from tests.resilience_kit import Body, app_for, client_for, error, healthy
+from tests.resilience_kit import Body, app_for, client_for, error, healthy, sse
 
 HOSTS = ("a.test", "b.test", "c.test")
 EPOCH = 60.0  # seconds of fake time; the longest cooldown (10 s + 10%) is far shorter
@@ -59,9 +59,7 @@ class Chaos:
         if not self.down(request.url.host):
             if stream:
                 events = "".join(anthropic_stream(payload["model"])).encode()
-                return httpx.Response(
-                    200, headers={"content-type": "text/event-stream"}, stream=Body(events)
-                )
+                return sse(Body(events))
             return healthy(request)
         return self.failure(stream)
 
@@ -71,9 +69,7 @@ class Chaos:
             raise httpx.ConnectError("connection refused")
         if kind == "stream" and stream:
             body = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"}}\n\n'
-            return httpx.Response(
-                200, headers={"content-type": "text/event-stream"}, stream=Body(body)
-            )
+            return sse(Body(body))
         if kind == "429":
             return error(429, "slow down", **{"retry-after": str(self.rng.randint(0, 5))})
         return error(int(kind) if kind.isdigit() else 500)

@@ -6,7 +6,7 @@ and the fake clock. What it sends, and the outcome it settles the attempt with.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -29,31 +29,13 @@ from routatic_asgi.config import ModelCaps
 from tests.conftest import gateway_config, http_scope
 from tests.fake_clock import FakeClock
 from tests.fake_upstream import anthropic_stream
+from tests.resilience_kit import Body, sse
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "claude-sonnet-4-6"
 KEY = Credential("up", 0, "sk-up-configured-0001")
 TARGET = Target("up", "anthropic", MODEL, "http://up.test", credential=KEY)
-
-
-class Body(httpx.AsyncByteStream):
-    """An upstream body: these chunks, then (if `hang`) nothing more, ever."""
-
-    def __init__(self, chunks: list[bytes], *, hang: bool = False) -> None:
-        self.chunks, self.hang = chunks, hang
-        self.hanging = anyio.Event()
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
-            yield chunk
-        if self.hang:
-            self.hanging.set()
-            await anyio.sleep_forever()
-
-
-def sse(body: Body) -> httpx.Response:
-    return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
 
 
 class Relayed:
@@ -111,7 +93,7 @@ class Relayed:
 
 async def test_mounted_alone_it_relays_a_stream_and_commits_at_its_first_content() -> None:
     events = [event.encode() for event in anthropic_stream(MODEL)]
-    relayed = Relayed(lambda request: sse(Body(events)))
+    relayed = Relayed(lambda request: sse(Body(*events)))
     await relayed()
     assert relayed.attempt.outcome is not None
     assert relayed.attempt.outcome.kind is Kind.SUCCESS
@@ -127,7 +109,7 @@ async def test_mounted_alone_it_relays_a_stream_and_commits_at_its_first_content
 async def test_the_target_brings_its_headers_and_key_and_the_clients_key_stays() -> None:
     target = replace(TARGET, headers=((b"x-provider-extra", b"1"),))
     client = [(b"x-api-key", b"sk-ant-the-clients-own"), (b"anthropic-beta", b"b1")]
-    relayed = Relayed(lambda request: sse(Body([])), target=target, headers=client)
+    relayed = Relayed(lambda request: sse(Body()), target=target, headers=client)
     await relayed()
     (sent,) = relayed.requests
     assert sent.headers["x-provider-extra"] == "1"
@@ -138,7 +120,7 @@ async def test_the_target_brings_its_headers_and_key_and_the_clients_key_stays()
 
 async def test_no_first_byte_by_the_timeout_fails_the_attempt_on_the_fake_clock() -> None:
     clock = FakeClock()
-    body = Body([anthropic_stream(MODEL)[0].encode()], hang=True)  # message_start, then nothing
+    body = Body(anthropic_stream(MODEL)[0].encode(), hang=True)  # message_start, then nothing
     relayed = Relayed(lambda request: sse(body), clock=clock, first_byte_timeout="60s")
     with anyio.fail_after(10):  # a guard, not a wait: the fake clock ends it at once
         async with anyio.create_task_group() as group:
@@ -181,7 +163,7 @@ async def test_alone_it_bounds_an_unstreamed_answer_that_never_comes_by_the_dead
 async def test_an_error_event_before_content_settles_the_attempt_as_that_error() -> None:
     start = anthropic_stream(MODEL)[0].encode()
     error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"}}\n\n'
-    relayed = Relayed(lambda request: sse(Body([start, error])))
+    relayed = Relayed(lambda request: sse(Body(start, error)))
     await relayed()
     outcome = relayed.attempt.outcome
     assert outcome is not None and outcome.kind is Kind.TRANSIENT
@@ -189,7 +171,7 @@ async def test_an_error_event_before_content_settles_the_attempt_as_that_error()
 
 
 async def test_a_stream_that_ends_before_content_is_a_failure() -> None:
-    relayed = Relayed(lambda request: sse(Body([anthropic_stream(MODEL)[0].encode()])))
+    relayed = Relayed(lambda request: sse(Body(anthropic_stream(MODEL)[0].encode())))
     await relayed()
     outcome = relayed.attempt.outcome
     assert outcome is not None
@@ -200,7 +182,7 @@ async def test_an_error_answer_is_classified_and_relayed_as_it_came() -> None:
     error = b'{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}'
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(429, headers={"retry-after": "7"}, stream=Body([error]))
+        return httpx.Response(429, headers={"retry-after": "7"}, stream=Body(error))
 
     relayed = Relayed(handler, stream=False)
     await relayed()
@@ -231,7 +213,7 @@ async def test_fitness_is_not_the_relays_to_decide() -> None:
     """A target too small for the request is still called if the relay is asked to: the
     router skips unfit targets before the attempt (tests/test_fitness.py)."""
     target = replace(TARGET, caps=ModelCaps(context=1))
-    relayed = Relayed(lambda request: sse(Body([])), target=target)
+    relayed = Relayed(lambda request: sse(Body()), target=target)
     await relayed()
     assert len(relayed.requests) == 1
 

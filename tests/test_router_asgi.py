@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,33 +19,13 @@ from routatic_asgi import build_app
 from tests.conftest import gateway_config, http_scope
 from tests.fake_clock import FakeClock
 from tests.fake_upstream import anthropic_stream
+from tests.resilience_kit import Body, sse
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "claude-sonnet-4-6"
 BODY = json.dumps({"model": MODEL, "max_tokens": 8, "stream": True, "messages": []}).encode()
 
-
-class Stream(httpx.AsyncByteStream):
-    """An upstream body that yields chunks, can wait forever, and records being closed."""
-
-    def __init__(self, chunks: list[bytes], *, hang: bool = False) -> None:
-        self.chunks, self.hang, self.closed = chunks, hang, False
-        self.hanging = anyio.Event()
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
-            yield chunk
-        if self.hang:
-            self.hanging.set()
-            await anyio.sleep_forever()
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-def sse(stream: Stream) -> httpx.Response:
-    return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
 
 
 def app_with(
@@ -103,13 +83,11 @@ def receive_body_then(
 
 
 async def test_an_error_after_message_start_is_never_seen_by_the_client() -> None:
-    failing = Stream(
-        [
-            anthropic_stream(MODEL)[0].encode(),
-            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n',
-        ]
+    failing = Body(
+        anthropic_stream(MODEL)[0].encode(),
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n',
     )
-    healthy = Stream(["".join(anthropic_stream(MODEL)).encode()])
+    healthy = Body("".join(anthropic_stream(MODEL)).encode())
 
     def handler(request: httpx.Request) -> httpx.Response:
         return sse(failing if request.url.host == "a.test" else healthy)
@@ -126,7 +104,7 @@ async def test_an_error_after_message_start_is_never_seen_by_the_client() -> Non
 async def test_nothing_is_sent_before_the_first_content_event() -> None:
     events = anthropic_stream(MODEL)
     gate = anyio.Event()
-    upstream = Stream([events[0].encode(), events[1].encode()], hang=True)
+    upstream = Body(events[0].encode(), events[1].encode(), hang=True)
     send = Recorder()
     app = app_with(lambda request: sse(upstream))
     async with anyio.create_task_group() as group:
@@ -139,7 +117,7 @@ async def test_nothing_is_sent_before_the_first_content_event() -> None:
 
 async def test_a_disconnect_after_commit_closes_the_upstream_stream() -> None:
     gate = anyio.Event()
-    upstream = Stream(["".join(anthropic_stream(MODEL)[:4]).encode()], hang=True)
+    upstream = Body("".join(anthropic_stream(MODEL)[:4]).encode(), hang=True)
     send = Recorder()
     app = app_with(lambda request: sse(upstream))
     async with anyio.create_task_group() as group:
@@ -168,7 +146,8 @@ async def test_memory_per_stream_does_not_grow_with_its_length() -> None:
             nonlocal total
             total += len(message.get("body", b""))
 
-        app = app_with(lambda request: sse(Stream(chunks)))
+        body = Body(*chunks)
+        app = app_with(lambda request: sse(body))
         tracemalloc.start()
         await app(scope(), receive_body_then(), count)
         _, high = tracemalloc.get_traced_memory()
@@ -183,8 +162,8 @@ async def test_memory_per_stream_does_not_grow_with_its_length() -> None:
 
 async def test_a_stream_without_content_by_the_first_byte_timeout_falls_back() -> None:
     clock = FakeClock()
-    stalled = Stream([anthropic_stream(MODEL)[0].encode()], hang=True)
-    healthy = Stream(["".join(anthropic_stream(MODEL)).encode()])
+    stalled = Body(anthropic_stream(MODEL)[0].encode(), hang=True)
+    healthy = Body("".join(anthropic_stream(MODEL)).encode())
 
     def handler(request: httpx.Request) -> httpx.Response:
         return sse(stalled if request.url.host == "a.test" else healthy)
@@ -208,7 +187,7 @@ async def test_a_stream_without_content_by_the_first_byte_timeout_falls_back() -
 
 async def test_the_deadline_bounds_every_attempt_together() -> None:
     clock = FakeClock()
-    stalled = [Stream([], hang=True), Stream([], hang=True)]
+    stalled = [Body(hang=True), Body(hang=True)]
 
     def handler(request: httpx.Request) -> httpx.Response:
         return sse(stalled[0] if request.url.host == "a.test" else stalled[1])

@@ -28,7 +28,7 @@ from routatic_asgi.state import MemoryStore
 from tests.conftest import gateway_config, run, write
 from tests.fake_clock import FakeClock
 from tests.fake_upstream import openai_stream
-from tests.resilience_kit import REQUEST, Body, Upstreams, healthy
+from tests.resilience_kit import REQUEST, Body, Upstreams, healthy, sse
 
 FIRST = "sk-first-canary-7f3a9c"
 SECOND = "sk-second-canary-4b1e"
@@ -82,8 +82,7 @@ async def echo_in_stream(request: httpx.Request) -> httpx.Response:
         event("error", {"type": "error", "error": {
             "type": "api_error", "message": f"stream broke for key {credential(request)}"}}),
     ]  # fmt: skip
-    headers = {"content-type": "text/event-stream"}
-    return httpx.Response(200, headers=headers, stream=Body("".join(events).encode()))
+    return sse(Body("".join(events).encode()))
 
 
 async def echo_in_chat_stream(request: httpx.Request) -> httpx.Response:
@@ -91,8 +90,7 @@ async def echo_in_chat_stream(request: httpx.Request) -> httpx.Response:
     events = openai_stream("m", deltas=1)[:2]
     error = {"error": {"message": f"stream broke for key {credential(request)}"}}
     events.append(f"data: {json.dumps(error)}\n\n")
-    headers = {"content-type": "text/event-stream"}
-    return httpx.Response(200, headers=headers, stream=Body("".join(events).encode()))
+    return sse(Body("".join(events).encode()))
 
 
 async def echo_before_content(request: httpx.Request) -> httpx.Response:
@@ -100,8 +98,7 @@ async def echo_before_content(request: httpx.Request) -> httpx.Response:
     error = {"type": "error", "error": {"type": "overloaded_error",
                                         "message": f"overloaded for key {credential(request)}"}}
     body = f"event: error\ndata: {json.dumps(error)}\n\n"
-    return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                          stream=Body(body.encode()))  # fmt: skip
+    return sse(Body(body.encode()))
 
 
 def canary_config() -> Any:
