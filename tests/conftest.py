@@ -19,6 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
 from routatic_asgi import parse_config
 from routatic_asgi.config import Config
@@ -108,6 +112,18 @@ def http_scope(headers: list[tuple[bytes, bytes]], path: str = "/v1/messages") -
 def closed_port_url() -> str:
     """A loopback URL where nothing listens: connections are refused."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    """The value `registry` holds for the metric `name` with `labels` (None: never recorded)."""
+    return registry.get_sample_value(name, labels)
+
+
+def traced() -> tuple[TracerProvider, InMemorySpanExporter]:
+    """A tracer provider whose finished spans the exporter keeps in memory."""
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
 
 
 def gateway_config(

@@ -7,14 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 from routatic_asgi import build_app
-from tests.conftest import closed_port_url, gateway_config
+from tests.conftest import closed_port_url, gateway_config, sample, traced
 from tests.fake_clock import FakeClock
 from tests.resilience_kit import Upstreams, app_for, client_for, respond
 
@@ -23,16 +20,10 @@ pytestmark = pytest.mark.anyio
 REQUEST = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
-
-
-@pytest.mark.parametrize("traced", [True, False])
-async def test_a_failing_target_is_short_circuited_then_probed(traced: bool) -> None:
+@pytest.mark.parametrize("tracing", [True, False])
+async def test_a_failing_target_is_short_circuited_then_probed(tracing: bool) -> None:
     clock, registry, upstreams = FakeClock(), CollectorRegistry(), Upstreams()
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = traced()
     upstreams.script("down", 529, 529)  # the call and its retry
     config = gateway_config(
         {
@@ -41,7 +32,7 @@ async def test_a_failing_target_is_short_circuited_then_probed(traced: bool) -> 
         },
         [{"match": "claude-x", "chain": ["down/{model}", "up/{model}"]}],
     )
-    tracer_provider = provider if traced else None
+    tracer_provider = provider if tracing else None
     app = app_for(config, upstreams, clock, registry=registry, tracer_provider=tracer_provider)
     down = {"provider": "down", "model": "claude-x"}
 
@@ -53,20 +44,20 @@ async def test_a_failing_target_is_short_circuited_then_probed(traced: bool) -> 
         return response
 
     await post()  # down answers 529 twice in a row (its retry too): its breaker opens, up serves
-    assert _value(registry, "routatic_breaker_state", **down) == 1
+    assert sample(registry, "routatic_breaker_state", **down) == 1
     await post()  # down is skipped without a call
     assert upstreams.count("down") == 2
     short = {"provider": "down", "reason": "breaker_open"}
-    assert _value(registry, "routatic_short_circuits_total", **short) == 1
+    assert sample(registry, "routatic_short_circuits_total", **short) == 1
     clock.now += 3600
     probed = await post()  # the cooldown is over: this request probes down, which recovered
     assert probed.headers["x-routatic-target"] == "down/claude-x"
-    assert _value(registry, "routatic_breaker_state", **down) == 0
+    assert sample(registry, "routatic_breaker_state", **down) == 0
     for to_state in ("open", "half_open", "closed"):
         labels = {**down, "to_state": to_state}
-        assert _value(registry, "routatic_breaker_transitions_total", **labels) == 1
+        assert sample(registry, "routatic_breaker_transitions_total", **labels) == 1
     await app.aclose()
-    if not traced:
+    if not tracing:
         return
     requests = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
     events = [[(e.name, dict(e.attributes or {})) for e in s.events] for s in requests]
@@ -92,8 +83,8 @@ async def test_a_refreshed_key_counts_two_upstream_calls_once_each() -> None:
     target = {"provider": "p", "model": "claude-x"}
     for outcome in ("auth", "success"):
         labels = {**target, "outcome": outcome}
-        assert _value(registry, "routatic_upstream_attempts_total", **labels) == 1
-    assert _value(registry, "routatic_upstream_ttfb_seconds_count", **target) == 1
+        assert sample(registry, "routatic_upstream_attempts_total", **labels) == 1
+    assert sample(registry, "routatic_upstream_ttfb_seconds_count", **target) == 1
 
 
 async def test_an_unreachable_redis_shows_as_degraded_on_metrics_and_readyz() -> None:

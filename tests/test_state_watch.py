@@ -15,13 +15,9 @@ from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.telemetry.metrics import Metrics
 from routatic_asgi.telemetry.state_watch import StateWatch
 from routatic_asgi.transitions import Board, CredentialState, Phase, Subject, Transition
-from tests.conftest import cleared, redis_url
+from tests.conftest import cleared, redis_url, sample
 from tests.fake_clock import FakeClock
 from tests.scripted import TRANSIENT, Scripted, call, target
-
-
-def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
 
 
 class Watched:
@@ -36,15 +32,15 @@ class Watched:
 
     def breaker(self, **labels: str) -> float | None:
         self.metrics.exposition()  # a scrape recomputes what time alone changes
-        return _value(self.registry, "routatic_breaker_state", **labels)
+        return sample(self.registry, "routatic_breaker_state", **labels)
 
     def transitions(self, to_state: str, **labels: str) -> float | None:
         name = "routatic_breaker_transitions_total"
-        return _value(self.registry, name, **labels, to_state=to_state)
+        return sample(self.registry, name, **labels, to_state=to_state)
 
     def credential(self, **labels: str) -> float | None:
         self.metrics.exposition()
-        return _value(self.registry, "routatic_credential_state", **labels)
+        return sample(self.registry, "routatic_credential_state", **labels)
 
 
 ZEN_M0 = Subject("zen/m#0", "zen", "m")
@@ -127,7 +123,7 @@ def test_a_degraded_store_sets_the_gauge() -> None:
     up, down = Watched(), Watched(degraded=True)
     for watched, value in ((up, 0), (down, 1)):
         watched.metrics.exposition()
-        assert _value(watched.registry, "routatic_state_store_degraded") == value
+        assert sample(watched.registry, "routatic_state_store_degraded") == value
 
 
 # --- the layers announce, on one store shared like Redis by two replicas ---------------------

@@ -7,14 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from routatic_asgi.session import Session
-from tests.conftest import FakeUpstream, RequestLines, gateway_config
+from tests.conftest import FakeUpstream, RequestLines, gateway_config, sample, traced
 from tests.e2e.serving import gateway
 
 MODEL = "claude-sonnet-4-6"
@@ -48,8 +46,7 @@ def _two_providers(upstream: FakeUpstream) -> tuple[Any, str, str]:
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    value = registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
+    return sample(registry, name, **labels) or 0.0
 
 
 def _observed(spans: list[ReadableSpan], name: str) -> ReadableSpan:
@@ -61,9 +58,7 @@ def test_a_fallback_stream_is_counted_traced_and_logged(
 ) -> None:
     config, first, _ = _two_providers(upstream)
     upstream.script(first, {"status": 529, "body": '{"type":"error","error":{}}'})
-    registry, exporter = CollectorRegistry(), InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry, (provider, exporter) = CollectorRegistry(), traced()
     with gateway(config, registry=registry, tracer_provider=provider) as url:
         response = httpx.post(
             f"{url}/v1/messages",
@@ -139,9 +134,7 @@ def test_when_every_target_fails_the_request_span_and_outcome_say_so(
     config, first, second = _two_providers(upstream)
     for prefix in (first, second):
         upstream.script(prefix, {"status": 503, "body": "{}"})
-    registry, exporter = CollectorRegistry(), InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry, (provider, exporter) = CollectorRegistry(), traced()
     with gateway(config, registry=registry, tracer_provider=provider) as url:
         response = httpx.post(
             f"{url}/v1/messages", json=REQUEST, headers={"x-routatic-key": "proxy-key-0001"}
