@@ -3,6 +3,8 @@ route names, `models:` catalogs and the fixed chain models a route serves."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import httpx
 import openai
@@ -11,20 +13,20 @@ from tests.conftest import FakeUpstream, gateway_config
 from tests.e2e.serving import gateway
 
 
+def providers(upstream: FakeUpstream, catalog: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic provider `a` and an OpenAI one `ds` whose catalog is `catalog`."""
+    url = upstream.url(upstream.provider())
+    return {
+        "a": {"protocol": "anthropic", "base_url": url, "auth": "none"},
+        "ds": {"protocol": "openai", "base_url": f"{url}/v1", "auth": "none", "models": catalog},
+    }
+
+
 def test_models_lists_literal_routes_catalogs_and_chain_models_of_star_routes(
     upstream: FakeUpstream,
 ) -> None:
-    prefix = upstream.provider()
     config = gateway_config(
-        {
-            "a": {"protocol": "anthropic", "base_url": upstream.url(prefix), "auth": "none"},
-            "ds": {
-                "protocol": "openai",
-                "base_url": f"{upstream.url(prefix)}/v1",
-                "auth": "none",
-                "models": {"deepseek-reasoner": {"context": 64000}, "deepseek-chat": {}},
-            },
-        },
+        providers(upstream, {"deepseek-reasoner": {"context": 64000}, "deepseek-chat": {}}),
         [
             {"match": "claude-opus-4-7", "chain": ["a/{model}"]},
             {"match": "*", "chain": ["a/{model}", "ds/deepseek-chat", "ds/deepseek-v4"]},
@@ -45,17 +47,8 @@ def test_models_lists_literal_routes_catalogs_and_chain_models_of_star_routes(
 
 
 def test_a_catalog_model_no_route_serves_is_not_listed(upstream: FakeUpstream) -> None:
-    prefix = upstream.provider()
     config = gateway_config(
-        {
-            "a": {"protocol": "anthropic", "base_url": upstream.url(prefix), "auth": "none"},
-            "ds": {
-                "protocol": "openai",
-                "base_url": f"{upstream.url(prefix)}/v1",
-                "auth": "none",
-                "models": {"deepseek-chat": {}},
-            },
-        },
+        providers(upstream, {"deepseek-chat": {}}),
         [{"match": "claude-*", "chain": ["a/{model}", "ds/deepseek-chat"]}],
     )
     with gateway(config) as url:

@@ -629,24 +629,10 @@ def test_routes_on_request_traits(upstream: FakeUpstream) -> None:
             response = httpx.post(f"{url}/v1/messages", json={"max_tokens": 5, **body})
             assert response.status_code == 200, expected
             assert response.headers["x-routatic-target"].partition("/")[0] == expected
-        openai_thinking = httpx.post(
-            f"{url}/v1/chat/completions",
-            json={
-                "model": "gpt-5",
-                "reasoning_effort": "high",
-                "messages": [{"role": "user", "content": "t"}],
-            },
-        )
-        assert openai_thinking.headers["x-routatic-target"] == "thinking/reasoner"
-        no_effort = httpx.post(
-            f"{url}/v1/chat/completions",
-            json={
-                "model": "gpt-5",
-                "reasoning_effort": "none",
-                "messages": [{"role": "user", "content": "t"}],
-            },
-        )
-        assert no_effort.headers["x-routatic-target"] == "default/chat"
+        for effort, target in (("high", "thinking/reasoner"), ("none", "default/chat")):
+            chat = {"model": "gpt-5", "reasoning_effort": effort, "messages": [{"role": "user", "content": "t"}]}
+            response = httpx.post(f"{url}/v1/chat/completions", json=chat)
+            assert response.headers["x-routatic-target"] == target, effort
 
 
 def test_models_answer_in_the_callers_shape(upstream: FakeUpstream, sdk: SDK) -> None:
