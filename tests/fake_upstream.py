@@ -60,44 +60,51 @@ def anthropic_message(model: str, text: str = "Hello from the fake upstream.") -
     }
 
 
-def anthropic_stream(model: str, deltas: int = 3) -> list[str]:
-    def event(name: str, data: dict[str, Any]) -> str:
-        return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def sse_event(name: str, data: dict[str, Any]) -> str:
+    """One server-sent event, its JSON written compactly as the Anthropic API writes it."""
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
-    start = anthropic_message(model)
-    start.update(content=[], stop_reason=None, usage={"input_tokens": 12, "output_tokens": 1})
-    events = [
-        event("message_start", {"type": "message_start", "message": start}),
-        event("ping", {"type": "ping"}),
-        event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-    ]
-    for n in range(deltas):
-        delta = {"type": "text_delta", "text": f"word{n} "}
-        events.append(
-            event(
-                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
-            )
-        )
+
+Block = tuple[dict[str, Any], list[dict[str, Any]]]  # a content block, and its deltas
+
+
+def anthropic_blocks(
+    model: str,
+    blocks: list[Block],
+    *,
+    stop: str = "end_turn",
+    tokens: tuple[int, int] = (12, 3),
+    message_id: str = "msg_fake01",
+    ping: bool = True,
+) -> list[str]:
+    """An Anthropic stream: message_start (reporting the input of `tokens`), a ping, each
+    content block with its deltas, then message_delta (`stop`, the output of `tokens`) and
+    message_stop."""
+    start = {**anthropic_message(model), "id": message_id, "content": [], "stop_reason": None}
+    start["usage"] = {"input_tokens": tokens[0], "output_tokens": 1}
+    events = [sse_event("message_start", {"type": "message_start", "message": start})]
+    if ping:
+        events.append(sse_event("ping", {"type": "ping"}))
+    for index, (block, deltas) in enumerate(blocks):
+        events.append(sse_event("content_block_start", {"type": "content_block_start",
+                                                        "index": index, "content_block": block}))
+        for delta in deltas:
+            events.append(sse_event("content_block_delta", {"type": "content_block_delta",
+                                                            "index": index, "delta": delta}))
+        events.append(sse_event("content_block_stop", {"type": "content_block_stop", "index": index}))
     events += [
-        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": deltas},
-            },
-        ),
-        event("message_stop", {"type": "message_stop"}),
-    ]
+        sse_event("message_delta", {"type": "message_delta",
+                                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                                    "usage": {"output_tokens": tokens[1]}}),
+        sse_event("message_stop", {"type": "message_stop"}),
+    ]  # fmt: skip
     return events
+
+
+def anthropic_stream(model: str, deltas: int = 3) -> list[str]:
+    """A text answer of `deltas` words, one delta each."""
+    words = [{"type": "text_delta", "text": f"word{n} "} for n in range(deltas)]
+    return anthropic_blocks(model, [({"type": "text", "text": ""}, words)], tokens=(12, deltas))
 
 
 def openai_completion(model: str, text: str = "Hello from the fake upstream.") -> dict[str, Any]:

@@ -27,7 +27,7 @@ from routatic_asgi.redaction import Redactor
 from routatic_asgi.state import MemoryStore
 from tests.conftest import gateway_config, run, write
 from tests.fake_clock import FakeClock
-from tests.fake_upstream import openai_stream
+from tests.fake_upstream import openai_stream, sse_event
 from tests.resilience_kit import REQUEST, Body, Upstreams, healthy, sse
 
 FIRST = "sk-first-canary-7f3a9c"
@@ -69,17 +69,14 @@ def echo_error(status: int, *, gzipped: bool = False) -> Any:
 
 
 async def echo_in_stream(request: httpx.Request) -> httpx.Response:
-    def event(name: str, data: dict[str, Any]) -> str:
-        return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-
     start = {"id": "m", "type": "message", "role": "assistant", "content": [], "model": "m"}
     events = [
-        event("message_start", {"type": "message_start", "message": start}),
-        event("content_block_start", {"type": "content_block_start", "index": 0,
-                                      "content_block": {"type": "text", "text": ""}}),
-        event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                      "delta": {"type": "text_delta", "text": "hi"}}),
-        event("error", {"type": "error", "error": {
+        sse_event("message_start", {"type": "message_start", "message": start}),
+        sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}}),
+        sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "text_delta", "text": "hi"}}),
+        sse_event("error", {"type": "error", "error": {
             "type": "api_error", "message": f"stream broke for key {credential(request)}"}}),
     ]  # fmt: skip
     return sse(Body("".join(events).encode()))

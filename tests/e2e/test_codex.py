@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import FakeUpstream, gateway_config
 from tests.e2e.serving import gateway
-from tests.e2e.test_translation import event
+from tests.fake_upstream import anthropic_blocks
 
 CODEX = shutil.which("codex")
 pytestmark = pytest.mark.skipif(
@@ -24,47 +24,10 @@ pytestmark = pytest.mark.skipif(
 BUSY = {"status": 503, "json": {"error": {"message": "busy", "type": "server_error"}}}
 
 
-def anthropic_stream(
-    blocks: list[dict[str, Any]], deltas: list[dict[str, Any]], stop: str
-) -> list[str]:
-    start = {
-        "id": "msg_codex01",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-6",
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 30, "output_tokens": 1},
-    }
-    events = [event("message_start", {"type": "message_start", "message": start})]
-    for index, (block, delta) in enumerate(zip(blocks, deltas, strict=True)):
-        events.append(
-            event(
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": block},
-            )
-        )
-        events.append(
-            event(
-                "content_block_delta",
-                {"type": "content_block_delta", "index": index, "delta": delta},
-            )
-        )
-        events.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
-    usage = {"output_tokens": 9}
-    events.append(
-        event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop, "stop_sequence": None},
-                "usage": usage,
-            },
-        )
-    )
-    events.append(event("message_stop", {"type": "message_stop"}))
-    return events
+def anthropic_stream(block: dict[str, Any], delta: dict[str, Any], stop: str) -> list[str]:
+    """An Anthropic answer of one content block, in one delta."""
+    return anthropic_blocks("claude-sonnet-4-6", [(block, [delta])], stop=stop, tokens=(30, 9),
+                            message_id="msg_codex01", ping=False)  # fmt: skip
 
 
 def test_codex_exec_runs_a_tool_loop_on_anthropic_when_its_primary_fails(
@@ -95,15 +58,9 @@ def test_codex_exec_runs_a_tool_loop_on_anthropic_when_its_primary_fails(
     }
     text = {"type": "text", "text": ""}
     upstream.script(rsp, *[BUSY] * 6)  # down for every call this test could make
-    upstream.script(ant, {"sse": anthropic_stream([call], [arguments], "tool_use")})
-    upstream.script(
-        ant,
-        {
-            "sse": anthropic_stream(
-                [text], [{"type": "text_delta", "text": "The command printed it."}], "end_turn"
-            )
-        },
-    )
+    upstream.script(ant, {"sse": anthropic_stream(call, arguments, "tool_use")})
+    said = {"type": "text_delta", "text": "The command printed it."}
+    upstream.script(ant, {"sse": anthropic_stream(text, said, "end_turn")})
     home, project = tmp_path / "codex-home", tmp_path / "project"
     home.mkdir()
     project.mkdir()

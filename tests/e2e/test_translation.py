@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import FakeUpstream, gateway_config
 from tests.e2e.serving import gateway
 from tests.fake_clock import FakeClock
+from tests.fake_upstream import Block, anthropic_blocks
 
 SIGNATURE = "EqQBCkgIARABGAIiQL4e3W2hN0bJ0h0m8Jq9kVbZ3o1m2Yy0oQw2yqz+Ue3V7xk2c9T1b5Xy6Lz3pQ=="
 READ_TOOL = {
@@ -86,81 +87,18 @@ def openai_text_stream(text: str) -> list[str]:
     ]
 
 
-def event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-
-
 def anthropic_tool_stream(tool_id: str, path: str, thinking: str = "") -> list[str]:
-    start = {
-        "id": "msg_e2e",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-6",
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 40, "output_tokens": 1},
-    }
-    events = [
-        event("message_start", {"type": "message_start", "message": start}),
-        event("ping", {"type": "ping"}),
-    ]
-    index = 0
+    """An Anthropic answer that calls `read` on `path`, after signed `thinking` if given."""
+    blocks: list[Block] = []
     if thinking:
-        events += [
-            event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-                },
-            ),
-            event(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "thinking_delta", "thinking": thinking},
-                },
-            ),
-            event(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "signature_delta", "signature": SIGNATURE},
-                },
-            ),
-            event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ]
-        index = 1
+        deltas = [{"type": "thinking_delta", "thinking": thinking},
+                  {"type": "signature_delta", "signature": SIGNATURE}]  # fmt: skip
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
     tool = {"type": "tool_use", "id": tool_id, "name": "read", "input": {}}
-    events += [
-        event(
-            "content_block_start",
-            {"type": "content_block_start", "index": index, "content_block": tool},
-        ),
-        event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": index,
-                "delta": {"type": "input_json_delta", "partial_json": json.dumps({"path": path})},
-            },
-        ),
-        event("content_block_stop", {"type": "content_block_stop", "index": index}),
-        event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                "usage": {"output_tokens": 30},
-            },
-        ),
-        event("message_stop", {"type": "message_stop"}),
-    ]
-    return events
+    arguments = {"type": "input_json_delta", "partial_json": json.dumps({"path": path})}
+    blocks.append((tool, [arguments]))
+    return anthropic_blocks("claude-sonnet-4-6", blocks, stop="tool_use", tokens=(40, 30),
+                            message_id="msg_e2e")  # fmt: skip
 
 
 def anthropic_text_message(text: str) -> dict[str, Any]:
