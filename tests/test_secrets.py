@@ -21,14 +21,12 @@ import anyio
 import httpx
 import pytest
 
-from routatic_asgi import build_app
 from routatic_asgi.errors import ConfigError
 from routatic_asgi.redaction import Redactor
-from routatic_asgi.state import MemoryStore
 from tests.conftest import gateway_config, run, write
 from tests.fake_clock import FakeClock
 from tests.fake_upstream import openai_stream, sse_event
-from tests.resilience_kit import REQUEST, Body, Upstreams, healthy, sse
+from tests.resilience_kit import REQUEST, Body, Upstreams, app_for, client_for, healthy, sse
 
 FIRST = "sk-first-canary-7f3a9c"
 SECOND = "sk-second-canary-4b1e"
@@ -123,6 +121,21 @@ def canary_config() -> Any:
     )
 
 
+# What the canary test asks, in order: a name for each answer, the model (None: REQUEST's),
+# and whether it streams.
+ASKS = [
+    ("fallback", None, False),
+    ("client_error", "client-m", False),
+    ("stream", "stream-m", True),
+    ("lone", "lone-m", False),
+    ("key_command", "cmd-m", False),
+    ("gzip", "gzip-m", False),
+    ("early", "early-m", True),
+    ("translated_stream", "third-m", True),
+    ("translated_gzip", "third-m", False),
+]
+
+
 def test_a_canary_key_leaks_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     upstreams = Upstreams()
     upstreams.script("first.test", echo_error(500))  # falls back: second serves
@@ -134,55 +147,19 @@ def test_a_canary_key_leaks_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFix
     upstreams.script("first.test", echo_before_content)  # a lone stream's error before content
     upstreams.script("third.test", echo_in_chat_stream)  # translated: an error chunk
     upstreams.script("third.test", echo_error(400, gzipped=True))  # translated, compressed
-    clock = FakeClock()
-    app = build_app(
-        canary_config(),
-        transport=httpx.MockTransport(upstreams),
-        clock=clock,
-        state=MemoryStore(clock=clock),
-        debug_capture=tmp_path / "capture",
-    )
+    app = app_for(canary_config(), upstreams, FakeClock(), debug_capture=tmp_path / "capture")
     seen: list[str] = []
 
     async def drive() -> None:
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        async with client_for(app) as client:
             key = {"x-routatic-key": PROXY}
-            answers = {
-                "fallback": await client.post("/v1/messages", json=REQUEST, headers=key),
-                "client_error": await client.post(
-                    "/v1/messages", json={**REQUEST, "model": "client-m"}, headers=key
-                ),
-                "stream": await client.post(
-                    "/v1/messages",
-                    json={**REQUEST, "model": "stream-m", "stream": True},
-                    headers=key,
-                ),
-                "lone": await client.post(
-                    "/v1/messages", json={**REQUEST, "model": "lone-m"}, headers=key
-                ),
-                "key_command": await client.post(
-                    "/v1/messages", json={**REQUEST, "model": "cmd-m"}, headers=key
-                ),
-                "gzip": await client.post(
-                    "/v1/messages", json={**REQUEST, "model": "gzip-m"}, headers=key
-                ),
-                "early": await client.post(
-                    "/v1/messages",
-                    json={**REQUEST, "model": "early-m", "stream": True},
-                    headers=key,
-                ),
-                "translated_stream": await client.post(
-                    "/v1/messages",
-                    json={**REQUEST, "model": "third-m", "stream": True},
-                    headers=key,
-                ),
-                "translated_gzip": await client.post(
-                    "/v1/messages", json={**REQUEST, "model": "third-m"}, headers=key
-                ),
-                "metrics": await client.get("/metrics"),
-                "status": await client.get("/status", headers=key),
-            }
+            answers = {}
+            for name, model, stream in ASKS:
+                body = {**REQUEST, "model": model or REQUEST["model"]}
+                body |= {"stream": True} if stream else {}
+                answers[name] = await client.post("/v1/messages", json=body, headers=key)
+            answers["metrics"] = await client.get("/metrics")
+            answers["status"] = await client.get("/status", headers=key)
             for name, answer in answers.items():
                 seen.append(f"{name} {answer.status_code} {answer.headers} {answer.text}")
             assert answers["fallback"].status_code == 200
@@ -219,12 +196,10 @@ def test_a_canary_key_leaks_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFix
 def test_healthy_answers_are_untouched() -> None:
     upstreams = Upstreams()
     upstreams.script("first.test", healthy)
-    clock = FakeClock()
-    app = build_app(canary_config(), transport=httpx.MockTransport(upstreams), clock=clock)
+    app = app_for(canary_config(), upstreams, FakeClock())
 
     async def drive() -> httpx.Response:
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        async with client_for(app) as client:
             answer = await client.post(
                 "/v1/messages", json=REQUEST, headers={"x-routatic-key": PROXY}
             )
