@@ -223,7 +223,7 @@ async def test_a_target_that_cannot_answer_the_endpoint_fails_clearly_before_any
     that cannot, as `no_translation`): asked anyway, the relay names the problem and calls
     nothing."""
     target = replace(TARGET, protocol="openai", base_url="http://up.test/v1")
-    relayed = Relayed(lambda request: sse(Body([])), target=target, endpoint="count_tokens")
+    relayed = Relayed(lambda request: sse(Body()), target=target, endpoint="count_tokens")
     with pytest.raises(UnanswerableEndpoint, match="up/claude-sonnet-4-6 speaks openai"):
         await relayed()
     assert not relayed.requests
