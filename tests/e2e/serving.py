@@ -208,14 +208,13 @@ def serve(
     env: dict[str, str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Served]:
-    """`routatic-asgi serve ARGS` on a free loopback port (`--port 0`, unless ARGS name one),
-    yielded once it listens and its workers (`--workers N` in ARGS) have started, stopped by
-    process id after.
-    It inherits this environment less ROUTATIC_CONFIG (a test names its configuration), plus
-    `env`; `preexec_fn` runs in the child before it starts."""
+    """`routatic-asgi serve ARGS` on a free loopback port (`--host 127.0.0.1 --port 0`, unless
+    ARGS name others), yielded once it listens and its workers (`--workers N` in ARGS) have
+    started, stopped by process id after. It inherits this environment less ROUTATIC_CONFIG
+    (a test names its configuration), plus `env`; `preexec_fn` runs in the child first."""
     environment = {k: v for k, v in os.environ.items() if k != "ROUTATIC_CONFIG"}
     process = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", *args],
+        [*CLI, "serve", "--host", LOOPBACK, "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
