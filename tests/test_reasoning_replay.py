@@ -26,7 +26,7 @@ from routatic_asgi.state import MemoryStore, RedisStore, StateStore
 from routatic_asgi.translate.chat.replay import REASONING_LIMIT, ReasoningLog
 from tests.conftest import REDIS_URL, FakeUpstream, gateway_config, redis_url
 from tests.e2e.serving import gateway
-from tests.e2e.test_translation import chunk, openai_text_stream, openai_tool_stream
+from tests.e2e.translation_kit import chunk, openai_text_stream, openai_tool_stream
 from tests.fake_clock import FakeClock
 from tests.fake_upstream import openai_completion
 from tests.test_translate import request, target

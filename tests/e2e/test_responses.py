@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import FakeUpstream, gateway_config
 from tests.e2e.serving import gateway
-from tests.e2e.test_translation import (
+from tests.e2e.translation_kit import (
     anthropic_text_message,
     anthropic_tool_stream,
     body_of,
