@@ -49,11 +49,20 @@ def has_foreign_thinking(payload: Mapping[str, Any]) -> bool:
     messages = payload.get("messages")
     if not isinstance(messages, list):
         return False
+    # Read on every request to an Anthropic target: one loop, no call per block (a long
+    # conversation has hundreds).
     for message in messages:
-        if isinstance(message, dict) and message.get("role") == "assistant":
-            content = message.get("content")
-            if isinstance(content, list) and any(_foreign(block) for block in content):
-                return True
+        if not (isinstance(message, dict) and message.get("role") == "assistant"):
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            for block in content:
+                if (
+                    isinstance(block, dict)
+                    and block.get("type") == "thinking"
+                    and not is_anthropic_signature(block.get("signature"))
+                ):
+                    return True
     return False
 
 
