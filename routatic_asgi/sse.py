@@ -11,6 +11,7 @@ on every chunk. It never parses JSON.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 __all__ = ["EVENT_LIMIT", "Event", "EventTooLarge", "SSEFramer", "encode_event"]
@@ -34,6 +35,10 @@ class Event(NamedTuple):  # a tuple: made once per event, it must be cheap to bu
     raw: bytes  # the event's bytes on the wire, blank-line terminator included
     name: str | None  # the `event:` field, or None
     data: bytes  # `data:` lines joined with "\n"
+
+
+# `Event(...)` goes through a `__new__` written in Python; the framer builds the tuple in C.
+_new_event = tuple.__new__
 
 
 def parse_event(raw: bytes) -> Event:
@@ -69,22 +74,30 @@ class SSEFramer:
         self._limit = limit
 
     def feed(self, chunk: bytes) -> list[Event]:
+        return list(self.events(chunk))
+
+    def events(self, chunk: bytes) -> Iterator[Event]:
+        """`feed`, one event at a time, each handed over as soon as it is framed: a relay
+        sends the first content on while the rest of the chunk (from a fast upstream, the
+        whole answer) is still to be framed. Read it to its end: only then is an unterminated
+        last event kept for the next chunk."""
         if self._held:
             # Only the seam and the new bytes can hold the first boundary: the held ones were
             # scanned when they came. No boundary: keep the chunk and join nothing.
             seam = self._last + chunk
             if _BOUNDARY.search(seam) is None if b"\r" in seam else b"\n\n" not in seam:
                 self._hold(chunk)
-                return []
+                return iter(())
             buffer = b"".join(self._held) + chunk
             self._held, self._last, self._size = [], b"", 0
         else:
             buffer = chunk
-        events = self._feed_lf(buffer) if b"\r" not in buffer else self._feed_any(buffer)
-        for event in events:
-            if len(event.raw) > self._limit:
-                raise EventTooLarge(f"an event of {len(event.raw)} bytes")
-        return events
+        return self._frames_lf(buffer) if b"\r" not in buffer else self._frames_any(buffer)
+
+    def _checked(self, event: Event) -> Event:
+        if len(event.raw) > self._limit:
+            raise EventTooLarge(f"an event of {len(event.raw)} bytes")
+        return event
 
     def _hold(self, rest: bytes) -> None:
         if rest:
@@ -94,8 +107,7 @@ class SSEFramer:
             if self._size > self._limit:
                 raise EventTooLarge(f"an unterminated event past {self._limit} bytes")
 
-    def _feed_any(self, buffer: bytes) -> list[Event]:
-        events: list[Event] = []
+    def _frames_any(self, buffer: bytes) -> Iterator[Event]:
         start = 0
         # A lone "\r" at the end may be half of "\r\n": wait for the next chunk to decide.
         for match in _BOUNDARY.finditer(buffer):
@@ -103,18 +115,17 @@ class SSEFramer:
             if buffer[end - 1 : end] == b"\r" and end == len(buffer):
                 break
             raw = buffer[start:end]
-            if raw.strip(b"\r\n"):
-                events.append(parse_event(raw))
             start = end
+            if raw.strip(b"\r\n"):
+                yield self._checked(parse_event(raw))
         self._hold(buffer[start:])
-        return events
 
-    def _feed_lf(self, buffer: bytes) -> list[Event]:
-        """`feed` for the usual stream with bare `\n` line ends: each event of one `data:`
+    def _frames_lf(self, buffer: bytes) -> Iterator[Event]:
+        """`events` for the usual stream with bare `\n` line ends: each event of one `data:`
         line (named or not) in one regex match, any other up to the next blank line by a
         plain find."""
-        events: list[Event] = []
         simple = _SIMPLE.match
+        limit = self._limit
         start = 0
         while True:
             found = simple(buffer, start)
@@ -122,18 +133,20 @@ class SSEFramer:
                 end = found.end()
                 name = found[1]
                 text = None if name is None else name.decode("utf-8", "replace")
-                events.append(Event(buffer[start:end], text, found[2]))
+                if end - start > limit:
+                    raise EventTooLarge(f"an event of {end - start} bytes")
+                yield _new_event(Event, (buffer[start:end], text, found[2]))
+                start = end
             else:
                 end = buffer.find(b"\n\n", start)
                 if end < 0:
                     break
                 end += 2
                 raw = buffer[start:end]
+                start = end
                 if raw.strip(b"\n"):
-                    events.append(parse_event(raw))
-            start = end
+                    yield self._checked(parse_event(raw))
         self._hold(buffer[start:] if start else buffer)
-        return events
 
     def tail(self) -> bytes:
         rest = b"".join(self._held)

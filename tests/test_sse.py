@@ -107,6 +107,24 @@ def test_one_chunk_holding_an_event_past_the_limit_fails_the_stream() -> None:
         framer.feed(b"data: " + b"x" * 1000 + b"\n\ndata: y\n\n")
 
 
+def test_events_hands_each_event_over_before_the_rest_of_the_chunk_is_framed() -> None:
+    # A relay sends the first content on before it frames the rest of a whole answer; the
+    # event past the limit still fails the stream when it is reached, and nothing sooner.
+    framer = SSEFramer(limit=1000)
+    events = framer.events(b"data: 1\n\nevent: a\ndata: 2\n\ndata: " + b"x" * 1000 + b"\n\n")
+    assert next(events).data == b"1"
+    assert next(events).name == "a"
+    with pytest.raises(EventTooLarge):
+        next(events)
+
+
+def test_events_read_to_the_end_keep_the_unterminated_rest() -> None:
+    framer = SSEFramer()
+    assert [e.data for e in framer.events(b"data: 1\n\ndata: 2")] == [b"1"]
+    assert [e.raw for e in framer.events(b"\n\n")] == [b"data: 2\n\n"]
+    assert framer.tail() == b""
+
+
 def test_the_default_limit_is_16_mib() -> None:
     assert EVENT_LIMIT == 16 * 1024 * 1024
     framer = SSEFramer()

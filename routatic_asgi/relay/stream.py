@@ -81,7 +81,7 @@ class _Stream:
         out: list[bytes] = []
         failure: Outcome | None = None
         try:
-            for event in self.framer.feed(chunk):
+            for event in self.framer.events(chunk):
                 committed = self._event(event, out)
                 if self.errored:
                     return b"", None
